@@ -1,0 +1,172 @@
+// The agent's composition root: wires the store, the host adapters, the engine and the active baselines into one object
+// that the CLI, the daemon and the controller link drive.
+import { HsError } from '../lib/errors.js';
+import { systemClock, type Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/log.js';
+import type { Baseline, ResourceDecl } from '../lib/baseline/types.js';
+import type { AgentSettings } from './settings.js';
+import type { HostContext } from './resources/resource.js';
+import { registry } from './resources/registry.js';
+import { ChokidarHub } from './host/fswatch.js';
+import { Journal } from './engine/journal.js';
+import { Engine, type ManagedResource, type ResourceResult } from './engine/engine.js';
+import type { AgentStore } from './store/store.js';
+import type { AuditEntry, AuditEvent, Trigger } from './store/types.js';
+
+export type BaselineOrigin = 'local' | 'controller';
+
+export interface ActiveBaseline {
+  name: string;
+  version: number;
+  sha256: string;
+  origin: BaselineOrigin;
+  resources: number;
+}
+
+export interface AgentOptions {
+  settings: AgentSettings;
+  log: Logger;
+  clock?: Clock;
+  /** Absent for the read-only one-shot `check`, which records nothing. */
+  store?: AgentStore;
+}
+
+export class Agent {
+  readonly engine: Engine;
+  readonly host: HostContext;
+  readonly store: AgentStore | undefined;
+  private readonly journal: Journal;
+  private readonly hub: ChokidarHub;
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private active: ActiveBaseline[] = [];
+  private pausedReason: string | undefined;
+  private started = false;
+
+  constructor(opts: AgentOptions) {
+    this.store = opts.store;
+    this.log = opts.log;
+    this.clock = opts.clock ?? systemClock;
+    this.journal = new Journal(opts.store);
+    this.hub = new ChokidarHub(opts.log, () => this.engine.enqueueAll('resync'));
+    this.host = { log: opts.log, clock: this.clock, fsWatch: this.hub, settings: opts.settings, journal: this.journal, adapters: new Map() };
+    this.engine = new Engine({ host: this.host, clock: this.clock, log: opts.log, ...(opts.store ? { store: opts.store } : {}) });
+  }
+
+  /**
+   * Makes `baselines` the enforced set. Everything is checked before anything changes: on error this throws and the
+   * previously active baselines keep being enforced.
+   */
+  async activate(baselines: Baseline[], meta: { origin: BaselineOrigin; versions?: Record<string, number> }, trigger: Trigger = 'manual'): Promise<ActiveBaseline[]> {
+    const managed: ManagedResource[] = [];
+    const owner = new Map<string, string>();
+    const next: ActiveBaseline[] = [];
+    for (const b of baselines) {
+      const version = this.storeVersion(b, meta);
+      const decls: ResourceDecl[] = [...b.resources];
+      for (const kind of registry.values()) decls.push(...(kind.derive?.(b, this.host.settings) ?? []));
+      for (const decl of decls) {
+        const other = owner.get(decl.id);
+        if (other !== undefined) {
+          throw new HsError('HS_BASELINE_CONFLICT', `${decl.id} is managed by both baseline '${other}' and baseline '${b.name}'`, { location: decl.location, resource: decl.id });
+        }
+        owner.set(decl.id, b.name);
+        managed.push({ decl, baseline: { name: b.name, version } });
+      }
+      next.push({ name: b.name, version, sha256: b.origin.sha256, origin: meta.origin, resources: decls.length });
+    }
+    await this.engine.setResources(managed);
+    const store = this.store;
+    if (store) {
+      store.transaction(() => {
+        for (const a of this.active) if (!next.some((n) => n.name === a.name)) store.deactivate(a.name);
+        for (const a of next) store.activate(a.name, a.version);
+      });
+    }
+    const previous = new Map(this.active.map((a) => [a.name, a.version]));
+    this.active = next;
+    for (const a of next) {
+      if (previous.get(a.name) !== a.version) this.recordAgent('baseline_activated', trigger, `${a.name} v${a.version} (${a.resources} resources, ${a.origin})`, a);
+    }
+    return next;
+  }
+
+  /** Records a baseline that was refused, so the audit says why the old one is still enforced. */
+  recordRejectedBaseline(name: string | null, detail: string, trigger: Trigger): void {
+    this.recordAgent('baseline_rejected', trigger, detail, name ? { name, version: 0 } : undefined);
+  }
+
+  activeBaselines(): ActiveBaseline[] {
+    return [...this.active];
+  }
+
+  async start(): Promise<void> {
+    this.started = true;
+    this.recordAgent('agent_started', 'startup', `${this.active.length} baseline(s), ${this.engine.resourceIds().length} resources`);
+    await this.engine.start(this.host.settings.resyncIntervalMs);
+  }
+
+  async stop(): Promise<void> {
+    await this.engine.stop();
+    await this.hub.close();
+    this.journal.flush();
+    if (this.started) this.recordAgent('agent_stopped', null, 'stopped');
+    this.started = false;
+  }
+
+  approve(resourceId: string): Promise<void> {
+    if (!this.engine.approve(resourceId)) return Promise.reject(unknownResource(resourceId));
+    return Promise.resolve();
+  }
+
+  async reject(resourceId: string, reason: string, expiresAt: number): Promise<void> {
+    if (!(await this.engine.reject(resourceId, reason, expiresAt))) throw unknownResource(resourceId);
+  }
+
+  /** While paused (signed baselines past their expiry), drift is detected and reported but nothing is changed. */
+  setEnforcementPaused(paused: boolean, reason: string): void {
+    if (paused === this.engine.isPaused) return;
+    this.pausedReason = paused ? reason : undefined;
+    this.engine.setPaused(paused);
+    this.recordAgent('enforcement_paused', 'controller', paused ? `paused: ${reason}` : `resumed: ${reason}`);
+  }
+
+  onAudit(listener: (e: AuditEntry) => void): () => void {
+    return this.engine.onAudit(listener);
+  }
+
+  results(): ResourceResult[] {
+    return this.engine.results();
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      baselines: this.activeBaselines(),
+      resources: this.engine.resourceIds().length,
+      enforcement: this.engine.isPaused ? { paused: true, reason: this.pausedReason } : { paused: false },
+      stats: { ...this.engine.stats },
+    };
+  }
+
+  private storeVersion(b: Baseline, meta: { origin: BaselineOrigin; versions?: Record<string, number> }): number {
+    const assigned = meta.versions?.[b.name];
+    if (!this.store) return assigned ?? 0;
+    const { version } = this.store.putBaseline({
+      name: b.name,
+      sha256: b.origin.sha256,
+      text: b.origin.text,
+      sources: b.origin.sources,
+      origin: meta.origin,
+      ...(assigned !== undefined ? { version: assigned } : {}),
+    });
+    return version;
+  }
+
+  private recordAgent(event: AuditEvent, trigger: Trigger | null, detail: string, baseline?: { name: string; version: number }): void {
+    this.engine.recordAgentEvent(event, trigger, detail, baseline);
+  }
+}
+
+function unknownResource(id: string): HsError {
+  return new HsError('HS_NOT_FOUND', `no managed resource ${id} on this agent`, { resource: id });
+}

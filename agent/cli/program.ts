@@ -1,0 +1,96 @@
+// The `homeostat-agent` command line: commands and flags of PRODUCT.md, each command in its own module.
+import { Command, Option } from 'commander';
+import { VERSION } from '../../lib/version.js';
+import type { CommonFlags } from '../config.js';
+
+type Flags = CommonFlags & { json?: boolean };
+
+function common(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'agent config file (default /etc/homeostat/agent.yaml)')
+    .option('--state-dir <dir>', 'state directory (default /var/lib/homeostat, env HOMEOSTAT_STATE_DIR)')
+    .addOption(new Option('--systemd-scope <scope>', 'systemd manager to talk to').choices(['system', 'user']))
+    .option('--labels <k=v,...>', 'host labels for baseline selectors')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics');
+}
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+/** Runs the CLI; resolves with the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let code = 0;
+  const program = new Command('homeostat-agent')
+    .description('Homeostat agent: keeps files, services and sysctls at their baseline and repairs drift as it happens')
+    .version(VERSION, '-V, --version')
+    .exitOverride()
+    .showHelpAfterError();
+
+  program
+    .command('validate')
+    .description('check baseline files; exit 0 valid, 1 invalid')
+    .argument('<file...>')
+    .option('--json', 'one JSON document on stdout')
+    .action(async (files: string[], opts: { json?: boolean }) => {
+      const { validateCommand } = await import('./validate.js');
+      code = validateCommand(files, opts);
+    });
+
+  common(program.command('check'))
+    .description('one-shot: list deviations, change nothing; exit 0 compliant, 2 drift, 1 error')
+    .option('--baseline <file>', 'baseline file (repeatable)', collect)
+    .option('--json', 'one JSON document on stdout')
+    .action(async (opts: Flags) => {
+      const { checkCommand } = await import('./check.js');
+      code = await checkCommand(opts);
+    });
+
+  common(program.command('apply'))
+    .description('one-shot converge and verify; exit 0 converged, 2 unresolved, 1 error')
+    .option('--baseline <file>', 'baseline file (repeatable)', collect)
+    .option('--json', 'one JSON document on stdout')
+    .action(async (opts: Flags) => {
+      const { applyCommand } = await import('./apply.js');
+      code = await applyCommand(opts);
+    });
+
+  common(program.command('run'))
+    .description('the daemon: enforce continuously, standalone or managed by a controller')
+    .option('--baseline <file>', 'baseline file (repeatable)', collect)
+    .option('--controller <url>', 'controller base URL, e.g. wss://controller.example:7400')
+    .option('--token <token>', 'enrollment token (used once; the agent keeps its own credential)')
+    .action(async (opts: Flags) => {
+      const { runCommand } = await import('./run.js');
+      code = await runCommand(opts);
+    });
+
+  common(program.command('status'))
+    .description('active baselines and versions, controller link, counts, last events')
+    .option('--json', 'one JSON document on stdout')
+    .action(async (opts: Flags) => {
+      const { statusCommand } = await import('./status.js');
+      code = statusCommand(opts);
+    });
+
+  common(program.command('audit'))
+    .description('the audit log')
+    .option('--since <time>', 'ISO time or duration back from now (10m, 2h)')
+    .option('--resource <id>', 'only this resource, e.g. file:/etc/motd')
+    .option('--event <event>', 'only this event, e.g. repaired')
+    .option('--limit <n>', 'at most n records')
+    .option('--verify', 'check the hash chain; exit 1 if it is broken')
+    .option('--json', 'one JSON document on stdout')
+    .action(async (opts: Flags & { since?: string; resource?: string; event?: string; limit?: string; verify?: boolean }) => {
+      const { auditCommand } = await import('./audit.js');
+      code = auditCommand(opts);
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    const e = err as { exitCode?: number; code?: string };
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+    return typeof e.exitCode === 'number' ? e.exitCode || 1 : 1;
+  }
+  return code;
+}

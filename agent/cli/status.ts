@@ -1,0 +1,42 @@
+// `homeostat-agent status`: what the local cache says — active baselines, controller link, counts, last events.
+import { loadConfig, type CommonFlags } from '../config.js';
+import { AgentStore } from '../store/store.js';
+import { EXIT, printJson, println, reportError } from './output.js';
+
+export function statusCommand(flags: CommonFlags & { json?: boolean }): number {
+  const json = flags.json ?? false;
+  let store: AgentStore | undefined;
+  try {
+    const config = loadConfig(flags);
+    store = AgentStore.open(config.settings.stateDir, { readonly: true });
+    const active = store.getActive().map((b) => ({ name: b.name, version: b.version, origin: b.origin, sha256: b.sha256, activatedAt: b.activatedAt }));
+    const last = store.queryAudit({ limit: 10, newest: true });
+    const counts = store.auditCounts();
+    const doc = {
+      stateDir: config.settings.stateDir,
+      baselines: active,
+      controller: { url: store.getMeta('controller.url') ?? null, agentId: store.getMeta('agent.id') ?? null, state: store.getMeta('link.state') ?? 'standalone' },
+      daemon: { pid: Number(store.getMeta('daemon.pid') ?? 0) || null, startedAt: Number(store.getMeta('daemon.startedAt') ?? 0) || null },
+      counts,
+      outbox: store.outboxStats(),
+      lastEvents: last,
+    };
+    if (json) {
+      printJson(doc);
+      return EXIT.ok;
+    }
+    println(`state dir   ${doc.stateDir}`);
+    println(`controller  ${doc.controller.url ?? 'none (standalone)'}${doc.controller.url ? ` (${doc.controller.state})` : ''}`);
+    println(`daemon      ${doc.daemon.pid ? `pid ${doc.daemon.pid}` : 'not recorded'}`);
+    if (active.length === 0) println('baselines   none active');
+    for (const b of active) println(`baseline    ${b.name} v${b.version} (${b.origin}, sha256 ${b.sha256.slice(0, 12)})`);
+    println(`events      ${Object.entries(counts).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'}`);
+    println(`outbox      ${doc.outbox.pending} pending, ${doc.outbox.dropped} dropped`);
+    for (const e of last) println(`  ${new Date(e.time).toISOString()}  ${e.event}  ${e.resource ?? ''}  ${e.detail ?? ''}`);
+    return EXIT.ok;
+  } catch (err) {
+    return reportError(err, json);
+  } finally {
+    store?.close();
+  }
+}

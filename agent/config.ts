@@ -1,0 +1,105 @@
+// The agent's configuration: flags over the config file (/etc/homeostat/agent.yaml) over environment over defaults.
+import { existsSync, readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { HsError } from '../lib/errors.js';
+import { parseDuration } from '../lib/clock.js';
+import type { LogLevel } from '../lib/log.js';
+import { DEFAULT_SETTINGS, type AgentSettings, type SystemdScope } from './settings.js';
+
+export const DEFAULT_CONFIG_FILE = '/etc/homeostat/agent.yaml';
+
+export interface AgentConfig {
+  settings: AgentSettings;
+  baselines: string[];
+  controller: string | undefined;
+  token: string | undefined;
+  logLevel: LogLevel;
+  metricsListen: string | undefined;
+}
+
+/** The command-line flags every agent command shares (commander's camel-cased names). */
+export interface CommonFlags {
+  config?: string;
+  stateDir?: string;
+  systemdScope?: string;
+  labels?: string;
+  logLevel?: string;
+  metricsListen?: string;
+  baseline?: string[];
+  controller?: string;
+  token?: string;
+}
+
+const FILE_KEYS = ['stateDir', 'systemdScope', 'labels', 'logLevel', 'metricsListen', 'baselines', 'controller', 'token', 'resyncInterval', 'sysctlPollInterval'] as const;
+
+export function parseLabels(text: string, where: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9_.\/-]+)=(.*)$/.exec(part);
+    if (!m || m[1] === undefined || m[2] === undefined) throw new HsError('HS_CONFIG', `${where}: label '${part}' is not key=value`);
+    out[m[1]] = m[2];
+  }
+  return out;
+}
+
+export function loadConfig(flags: CommonFlags): AgentConfig {
+  const file = flags.config ?? DEFAULT_CONFIG_FILE;
+  let doc: Record<string, unknown> = {};
+  if (existsSync(file)) {
+    const parsed: unknown = parse(readFileSync(file, 'utf8'));
+    if (parsed !== null && parsed !== undefined) {
+      if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new HsError('HS_CONFIG', `${file}: expected a mapping of settings`);
+      doc = parsed as Record<string, unknown>;
+    }
+    for (const k of Object.keys(doc)) {
+      if (!(FILE_KEYS as readonly string[]).includes(k)) throw new HsError('HS_CONFIG', `${file}: unknown setting '${k}' (known: ${FILE_KEYS.join(', ')})`);
+    }
+  } else if (flags.config) {
+    throw new HsError('HS_CONFIG', `${file}: config file not found`);
+  }
+  const str = (k: string): string | undefined => {
+    const v = doc[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'string') throw new HsError('HS_CONFIG', `${file}: '${k}' must be a string`);
+    return v;
+  };
+  const scope = flags.systemdScope ?? str('systemdScope') ?? DEFAULT_SETTINGS.systemdScope;
+  if (scope !== 'system' && scope !== 'user') throw new HsError('HS_CONFIG', `--systemd-scope must be system or user, not '${scope}'`);
+  const fileLabels = doc.labels;
+  let labels: Record<string, string> = {};
+  if (typeof fileLabels === 'string') labels = parseLabels(fileLabels, file);
+  else if (fileLabels && typeof fileLabels === 'object') labels = Object.fromEntries(Object.entries(fileLabels).map(([k, v]) => [k, String(v)]));
+  if (flags.labels) labels = { ...labels, ...parseLabels(flags.labels, '--labels') };
+  const fileBaselines = doc.baselines;
+  const baselines = flags.baseline?.length ? flags.baseline : Array.isArray(fileBaselines) ? fileBaselines.map(String) : [];
+  const resync = str('resyncInterval');
+  const sysctlPoll = str('sysctlPollInterval');
+  return {
+    settings: {
+      ...DEFAULT_SETTINGS,
+      stateDir: flags.stateDir ?? str('stateDir') ?? DEFAULT_SETTINGS.stateDir,
+      systemdScope: scope as SystemdScope,
+      labels,
+      ...(resync ? { resyncIntervalMs: parseResync(resync, file) } : {}),
+      ...(sysctlPoll ? { sysctlPollIntervalMs: parseSysctlPoll(sysctlPoll, file) } : {}),
+    },
+    baselines,
+    controller: flags.controller ?? str('controller'),
+    token: flags.token ?? str('token'),
+    logLevel: (flags.logLevel ?? str('logLevel') ?? process.env.HOMEOSTAT_LOG_LEVEL ?? 'info') as LogLevel,
+    metricsListen: flags.metricsListen ?? str('metricsListen'),
+  };
+}
+
+function parseResync(text: string, file: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms < 1000) throw new HsError('HS_CONFIG', `${file}: resyncInterval '${text}' is not a duration of at least 1s, like 30s, 5m, 1h`);
+  return ms;
+}
+
+/** How often managed sysctls are read (procfs cannot be watched): between 10 ms and 1 min, like 250ms or 1s. */
+function parseSysctlPoll(text: string, file: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms < 10 || ms > 60_000) throw new HsError('HS_CONFIG', `${file}: sysctlPollInterval '${text}' is not a duration between 10ms and 1m, like 250ms or 1s`);
+  return ms;
+}

@@ -1,0 +1,84 @@
+// The path journal: what the agent last wrote or verified at each path, kept in memory and flushed to the store in batches.
+import type { BigIntStats } from 'node:fs';
+import type { PathJournal } from '../resources/resource.js';
+import type { JournalEntry } from '../store/types.js';
+
+export interface JournalBackend {
+  loadJournal(): Map<string, JournalEntry>;
+  putJournal(e: JournalEntry): void;
+  deleteJournal(path: string): void;
+  transaction<T>(fn: () => T): T;
+}
+
+const FLUSH_DELAY_MS = 1000;
+
+export class Journal implements PathJournal {
+  private readonly entries: Map<string, JournalEntry>;
+  private readonly dirty = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly backend: JournalBackend | undefined) {
+    this.entries = backend?.loadJournal() ?? new Map();
+  }
+
+  knownHash(path: string, st: BigIntStats): string | undefined {
+    const e = this.entries.get(path);
+    if (!e || e.sha256 === null) return undefined;
+    const same =
+      e.ino === Number(st.ino) &&
+      e.dev === Number(st.dev) &&
+      e.size === Number(st.size) &&
+      e.mtimeNs === st.mtimeNs.toString() &&
+      e.ctimeNs === st.ctimeNs.toString();
+    return same ? e.sha256 : undefined;
+  }
+
+  record(path: string, st: BigIntStats, sha256: string | null): void {
+    this.entries.set(path, {
+      path,
+      dev: Number(st.dev),
+      ino: Number(st.ino),
+      size: Number(st.size),
+      mtimeNs: st.mtimeNs.toString(),
+      ctimeNs: st.ctimeNs.toString(),
+      mode: Number(st.mode),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      sha256,
+    });
+    this.markDirty(path);
+  }
+
+  forget(path: string): void {
+    if (this.entries.delete(path)) this.markDirty(path);
+  }
+
+  /** Writes pending changes now (also called at shutdown). */
+  flush(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const backend = this.backend;
+    if (!backend || this.dirty.size === 0) return;
+    const paths = [...this.dirty];
+    this.dirty.clear();
+    backend.transaction(() => {
+      for (const p of paths) {
+        const e = this.entries.get(p);
+        if (e) backend.putJournal(e);
+        else backend.deleteJournal(p);
+      }
+    });
+  }
+
+  private markDirty(path: string): void {
+    if (!this.backend) return;
+    this.dirty.add(path);
+    // Batched: losing the last second of journal at a crash only costs a re-hash at the next start.
+    if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), FLUSH_DELAY_MS);
+      this.timer.unref();
+    }
+  }
+}

@@ -1,0 +1,17 @@
+// The agent side of the controller link, as the daemon starts it.
+import type { Labels } from '../../lib/labels.js';
+import type { Logger } from '../../lib/log.js';
+import type { LinkedAgent } from './agent-port.js';
+import { ControllerLink } from './link.js';
+
+export type { LinkedAgent } from './agent-port.js';
+export { ControllerLink, type LinkOptions, type LinkState } from './link.js';
+
+export async function startLink(
+  agent: LinkedAgent,
+  opts: { url: string; token?: string; stateDir: string; labels: Labels; log: Logger },
+): Promise<{ stop(): Promise<void>; status(): Record<string, unknown> }> {
+  const link = new ControllerLink(agent, opts);
+  await link.start();
+  return { stop: () => link.stop(), status: () => link.status() };
+}

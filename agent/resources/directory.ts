@@ -1,0 +1,119 @@
+// The `directory:` resource: existence, mode, owner and group of a directory (its contents are other resources' business).
+import { promises as fsp } from 'node:fs';
+import { HsError, hostError } from '../../lib/errors.js';
+import type { ResourceDecl } from '../../lib/baseline/types.js';
+import { accounts } from '../host/accounts.js';
+import { fileType, lstatOrUndefined, octal, permBits, setMetadata } from '../host/fsops.js';
+import type { Change, HostContext, Resource, ResourceKind, StateSummary } from './resource.js';
+
+export type DirectoryObserved =
+  | { kind: 'missing' }
+  | { kind: 'present'; type: 'file' | 'directory' | 'symlink' | 'other'; mode: number; uid: number; gid: number };
+
+export class DirectoryResource implements Resource<DirectoryObserved> {
+  readonly id: string;
+  private readonly path: string;
+  private readonly ensure: 'present' | 'absent';
+  private readonly mode: number | undefined;
+  private readonly owner: string | number | undefined;
+  private readonly group: string | number | undefined;
+
+  constructor(
+    readonly decl: ResourceDecl,
+    private readonly host: HostContext,
+  ) {
+    const f = decl.fields;
+    this.id = decl.id;
+    this.path = decl.name;
+    this.ensure = f.ensure === 'absent' ? 'absent' : 'present';
+    this.mode = typeof f.mode === 'string' ? parseInt(f.mode, 8) : undefined;
+    this.owner = typeof f.owner === 'string' || typeof f.owner === 'number' ? f.owner : undefined;
+    this.group = typeof f.group === 'string' || typeof f.group === 'number' ? f.group : undefined;
+  }
+
+  async observe(): Promise<DirectoryObserved> {
+    try {
+      const st = await lstatOrUndefined(this.path);
+      if (!st) return { kind: 'missing' };
+      return { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid) };
+    } catch (err) {
+      throw hostError(err, this.id, `reading ${this.path}`);
+    }
+  }
+
+  diff(o: DirectoryObserved): Change[] {
+    if (this.ensure === 'absent') return o.kind === 'missing' ? [] : [{ field: 'exists', observed: true, desired: false }];
+    if (o.kind === 'missing') return [{ field: 'exists', observed: false, desired: true }];
+    if (o.type !== 'directory') return [{ field: 'type', observed: o.type, desired: 'directory' }];
+    const changes: Change[] = [];
+    if (this.mode !== undefined && o.mode !== this.mode) changes.push({ field: 'mode', observed: octal(o.mode), desired: octal(this.mode) });
+    const uid = this.uid();
+    if (uid !== undefined && o.uid !== uid) changes.push({ field: 'owner', observed: accounts.userName(o.uid), desired: String(this.owner) });
+    const gid = this.gid();
+    if (gid !== undefined && o.gid !== gid) changes.push({ field: 'group', observed: accounts.groupName(o.gid), desired: String(this.group) });
+    return changes;
+  }
+
+  async apply(o: DirectoryObserved): Promise<void> {
+    const p = this.path;
+    try {
+      if (this.ensure === 'absent') {
+        if (o.kind === 'present' && o.type !== 'directory') {
+          throw new HsError('HS_HOST_IO', `a ${o.type} stands at ${p}; a directory resource only removes directories`, { resource: this.id });
+        }
+        // Only an empty directory is removed: deleting a tree by policy is too dangerous to do silently.
+        await fsp.rmdir(p).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOTEMPTY' || err.code === 'EEXIST') {
+            throw new HsError('HS_HOST_IO', `${p} is not empty; remove its contents or manage them as absent resources`, { resource: this.id, cause: err });
+          }
+          throw err;
+        });
+        return;
+      }
+      if (o.kind === 'present' && o.type !== 'directory') {
+        throw new HsError('HS_HOST_IO', `a ${o.type} stands at ${p} where a directory is wanted; remove it by hand`, { resource: this.id });
+      }
+      if (o.kind === 'missing') await fsp.mkdir(p, { recursive: true, mode: this.mode ?? 0o755 });
+      await setMetadata(p, {
+        ...(this.mode !== undefined ? { mode: this.mode } : {}),
+        ...(this.uid() !== undefined ? { uid: this.uid() } : {}),
+        ...(this.gid() !== undefined ? { gid: this.gid() } : {}),
+      });
+    } catch (err) {
+      throw hostError(err, this.id, `repairing ${p}`);
+    }
+  }
+
+  summarize(o: DirectoryObserved): StateSummary {
+    if (o.kind === 'missing') return { exists: false };
+    return { exists: true, type: o.type, mode: octal(o.mode), owner: accounts.userName(o.uid), group: accounts.groupName(o.gid) };
+  }
+
+  desired(): StateSummary {
+    if (this.ensure === 'absent') return { exists: false };
+    return {
+      exists: true,
+      type: 'directory',
+      ...(this.mode !== undefined ? { mode: octal(this.mode) } : {}),
+      ...(this.owner !== undefined ? { owner: String(this.owner) } : {}),
+      ...(this.group !== undefined ? { group: String(this.group) } : {}),
+    };
+  }
+
+  async watch(notify: (reason: string) => void): Promise<() => void> {
+    return this.host.fsWatch.watchPath(this.path, notify);
+  }
+
+  private uid(): number | undefined {
+    return this.owner === undefined ? undefined : accounts.uid(this.owner, this.id);
+  }
+
+  private gid(): number | undefined {
+    return this.group === undefined ? undefined : accounts.gid(this.group, this.id);
+  }
+}
+
+export const directoryKind: ResourceKind = {
+  type: 'directory',
+  create: (decl, host) => new DirectoryResource(decl, host),
+};

@@ -1,0 +1,152 @@
+// The `sysctl:` resource: one kernel parameter read and written in /proc/sys, polled cheaply; persisted via a derived drop-in.
+import path from 'node:path';
+import { HsError } from '../../lib/errors.js';
+import type { Baseline, ResourceDecl } from '../../lib/baseline/types.js';
+import { SysctlFile, normalizeSysctlValue, sysctlRelativePath } from '../host/procfs.js';
+import type { AgentSettings } from '../settings.js';
+import type { Change, HostContext, Resource, ResourceKind, StateSummary } from './resource.js';
+
+/**
+ * procfs has no change notification, so the engine polls. 250 ms keeps the worst case (a change just after a read) at a quarter
+ * of the 500 ms p99 budget for drift-to-repair, and a read is one pread of a kept-open descriptor.
+ */
+export const DEFAULT_SYSCTL_POLL_MS = 250;
+
+/** `value: null` when the running kernel has no such key. */
+export interface SysctlObserved {
+  value: string | null;
+}
+
+interface SysctlSpec {
+  key: string;
+  value: string;
+  persist: boolean;
+}
+
+function readSpec(decl: ResourceDecl): SysctlSpec {
+  const key = decl.name.trim();
+  const raw = decl.fields.value;
+  // The schema says string; YAML authors still write `value: 1`, so numbers are taken as their text.
+  const value = typeof raw === 'string' ? raw : typeof raw === 'number' || typeof raw === 'bigint' ? String(raw) : undefined;
+  if (value === undefined) {
+    throw new HsError('HS_BASELINE_INVALID', `sysctl ${key}: 'value' must be a string`, { location: { ...decl.location, resource: decl.id } });
+  }
+  if (/[\n\r\0]/.test(value)) {
+    // A newline would let one value smuggle a second key into the persisted drop-in.
+    throw new HsError('HS_BASELINE_INVALID', `sysctl ${key}: the value must be one line`, { location: { ...decl.location, resource: decl.id } });
+  }
+  if (sysctlRelativePath(key) === undefined) {
+    throw new HsError('HS_BASELINE_INVALID', `not a valid sysctl key: '${key}'`, { location: { ...decl.location, resource: decl.id } });
+  }
+  return { key, value: value.trim(), persist: decl.fields.persist === true };
+}
+
+export class SysctlResource implements Resource<SysctlObserved> {
+  readonly id: string;
+  readonly pollIntervalMs: number;
+  private readonly spec: SysctlSpec;
+  private readonly wanted: string;
+  private readonly file: SysctlFile;
+
+  constructor(
+    readonly decl: ResourceDecl,
+    host: HostContext,
+  ) {
+    this.id = decl.id;
+    this.spec = readSpec(decl);
+    this.wanted = normalizeSysctlValue(this.spec.value);
+    this.file = new SysctlFile(host.settings.procSysRoot, this.spec.key);
+    this.pollIntervalMs = host.settings.sysctlPollIntervalMs ?? DEFAULT_SYSCTL_POLL_MS;
+  }
+
+  async observe(): Promise<SysctlObserved> {
+    const raw = this.file.read();
+    return { value: raw === undefined ? null : raw };
+  }
+
+  diff(observed: SysctlObserved): Change[] {
+    if (observed.value === null) return [{ field: 'exists', observed: false, desired: true }];
+    const now = normalizeSysctlValue(observed.value);
+    return now === this.wanted ? [] : [{ field: 'value', observed: now, desired: this.wanted }];
+  }
+
+  async apply(_observed: SysctlObserved, changes: Change[]): Promise<{ detail: string } | void> {
+    if (changes.length === 0) return;
+    const { key, value } = this.spec;
+    this.file.write(value);
+    const back = this.file.read();
+    if (back === undefined) {
+      throw new HsError('HS_HOST_NOT_FOUND', `sysctl ${key} does not exist on this kernel`, { resource: this.id, retryable: true });
+    }
+    const got = normalizeSysctlValue(back);
+    if (got !== this.wanted) {
+      // The kernel took the write but keeps another value (clamped, rounded or ignored): repeating it would not help.
+      throw new HsError('HS_VERIFY_FAILED', `the kernel kept '${got}' for sysctl ${key} after writing '${value}'`, { resource: this.id });
+    }
+    return { detail: `wrote ${key} = ${value}` };
+  }
+
+  summarize(observed: SysctlObserved): StateSummary {
+    return observed.value === null ? { exists: false } : { value: normalizeSysctlValue(observed.value) };
+  }
+
+  desired(): StateSummary {
+    return { value: this.wanted, ...(this.spec.persist ? { persist: true } : {}) };
+  }
+
+  async close(): Promise<void> {
+    this.file.close();
+  }
+}
+
+/** Where a baseline's persisted sysctls go: one drop-in per baseline, named so it sorts after the distribution's own files. */
+export function sysctlDropInPath(settings: AgentSettings, baselineName: string): string {
+  return path.join(settings.sysctlDropInDir, `90-homeostat-${baselineName}.conf`);
+}
+
+/** The drop-in's text: a header, then `key = value` for every persisted sysctl, sorted by key. */
+export function sysctlDropInContent(baselineName: string, entries: ReadonlyArray<{ key: string; value: string }>): string {
+  const lines = [...entries]
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    .map((e) => `${e.key} = ${normalizeSysctlValue(e.value)}`);
+  return [
+    `# Generated by homeostat from baseline '${baselineName}': the sysctls it persists.`,
+    '# systemd-sysctl applies this at boot; the agent keeps it in step and reverts local edits.',
+    ...lines,
+    '',
+  ].join('\n');
+}
+
+/** Every `persist: true` sysctl of the baseline becomes one line of a drop-in, enforced as a `file:` resource. */
+function deriveDropIn(baseline: Baseline, settings: AgentSettings): ResourceDecl[] {
+  const persisted = baseline.resources.filter((r) => r.type === 'sysctl' && r.fields.persist === true);
+  const first = persisted[0];
+  if (!first) return [];
+  const entries = persisted.map((r) => readSpec(r));
+  const file = sysctlDropInPath(settings, baseline.name);
+  const id = `file:${file}`;
+  return [
+    {
+      id,
+      type: 'file',
+      name: file,
+      index: first.index,
+      policy: baseline.policy,
+      fields: {
+        content: sysctlDropInContent(baseline.name, entries),
+        mode: '0644',
+        owner: 'root',
+        group: 'root',
+        ensure: 'present',
+      },
+      // Errors about the drop-in point at the first sysctl that asked for it.
+      location: { ...first.location, resource: id },
+    },
+  ];
+}
+
+export const sysctlKind: ResourceKind = {
+  type: 'sysctl',
+  create: (decl, host) => new SysctlResource(decl, host),
+  derive: deriveDropIn,
+};

@@ -1,0 +1,25 @@
+// Agent-wide settings that host adapters read: one object built by the CLI from flags, config file and environment.
+export type SystemdScope = 'system' | 'user';
+
+export interface AgentSettings {
+  stateDir: string;
+  systemdScope: SystemdScope;
+  /** Where persisted sysctl drop-ins go; tests point it at a temp dir. */
+  sysctlDropInDir: string;
+  /** Root of the sysctl tree; tests may point it elsewhere. */
+  procSysRoot: string;
+  /** How often each managed sysctl is read (procfs cannot be watched); default 250 ms, see agent/resources/sysctl.ts. */
+  sysctlPollIntervalMs?: number;
+  /** Full resync of every resource, the safety net behind the watches. */
+  resyncIntervalMs: number;
+  labels: Record<string, string>;
+}
+
+export const DEFAULT_SETTINGS: AgentSettings = {
+  stateDir: process.env.HOMEOSTAT_STATE_DIR ?? '/var/lib/homeostat',
+  systemdScope: 'system',
+  sysctlDropInDir: '/etc/sysctl.d',
+  procSysRoot: '/proc/sys',
+  resyncIntervalMs: 5 * 60_000,
+  labels: {},
+};

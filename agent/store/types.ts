@@ -1,0 +1,135 @@
+// Records kept in the agent's local cache: the audit log entries and the other rows the engine and the link exchange with the store.
+import type { StateSummary } from '../resources/resource.js';
+
+export type AuditEvent =
+  | 'drift_detected'
+  | 'repaired'
+  | 'repair_failed'
+  | 'escalated'
+  | 'approved'
+  | 'rejected'
+  | 'suppressed_flapping'
+  | 'exception_expired'
+  | 'baseline_activated'
+  | 'baseline_rejected'
+  | 'enforcement_paused'
+  | 'agent_started'
+  | 'agent_stopped';
+
+export type Trigger = 'watch' | 'poll' | 'startup' | 'resync' | 'controller' | 'manual';
+
+/** One audit record. `hash` = sha256(prevHash + canonical JSON of every other field); the first record's prevHash is 64 zeros. */
+export interface AuditEntry {
+  seq: number;
+  time: number; // ms since epoch
+  resource: string | null;
+  event: AuditEvent;
+  trigger: Trigger | null;
+  baseline: string | null;
+  version: number | null;
+  observed: StateSummary | null;
+  desired: StateSummary | null;
+  diff: string | null;
+  detail: string | null;
+  prevHash: string;
+  hash: string;
+}
+
+export type NewAuditEntry = Omit<AuditEntry, 'seq' | 'prevHash' | 'hash'>;
+
+/** What the agent last wrote or verified at a path, so its own events are recognised and unchanged files are not re-hashed. */
+export interface JournalEntry {
+  path: string;
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeNs: string; // bigint as decimal text
+  ctimeNs: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  sha256: string | null; // null for directories
+}
+
+/** Where a baseline version came from: files on this host, or the controller (which assigns the version number). */
+export type BaselineOrigin = 'local' | 'controller';
+
+/** A baseline version to store. Versions are immutable: the same text (sha256) under the same name is the same version. */
+export interface NewBaseline {
+  name: string;
+  sha256: string;
+  text: string;
+  /** `source:` files by path, base64. */
+  sources: Record<string, string>;
+  origin: BaselineOrigin;
+  /** Assigned by the controller; absent for local baselines, which number themselves 1, 2, ... per name. */
+  version?: number;
+  signature?: string;
+  signedBy?: string;
+  expiresAt?: number;
+}
+
+export interface StoredBaseline {
+  name: string;
+  version: number;
+  sha256: string;
+  text: string;
+  sources: Record<string, string>;
+  origin: BaselineOrigin;
+  signature: string | null;
+  signedBy: string | null;
+  expiresAt: number | null;
+  storedAt: number;
+  /** When this version became the active one of its name; null unless it is active now. */
+  activatedAt: number | null;
+}
+
+export interface AuditQuery {
+  /** Records with time >= since (ms since epoch). */
+  since?: number;
+  resource?: string;
+  event?: string;
+  /** Records with seq > afterSeq. */
+  afterSeq?: number;
+  limit?: number;
+  /** With `limit`: the newest `limit` matching records (still returned in ascending seq) instead of the oldest. */
+  newest?: boolean;
+}
+
+export type AuditVerification = { ok: true; count: number } | { ok: false; count: number; seq: number; reason: string };
+
+/** An audit record waiting for delivery to the controller; `seq` is the audit seq. */
+export interface OutboxItem {
+  seq: number;
+  entry: AuditEntry;
+}
+
+export interface OutboxStats {
+  pending: number;
+  /** Records never delivered because the outbox was full, over the agent's lifetime. */
+  dropped: number;
+  oldestSeq: number | null;
+}
+
+/** A replaced content kept so a repair can be explained and undone; the bytes only up to the size limit. */
+export interface BackupInfo {
+  id: number;
+  resource: string;
+  time: number;
+  sha256: string;
+  size: number;
+  /** Whether the bytes were kept (size within the limit). */
+  kept: boolean;
+}
+
+export interface Backup extends BackupInfo {
+  content: Buffer | null;
+}
+
+/** A drift an operator accepted (a rejected escalation): not repaired while its fingerprint matches and it has not expired. */
+export interface AcceptedException {
+  resource: string;
+  fingerprint: string;
+  reason: string;
+  expiresAt: number;
+}

@@ -1,0 +1,99 @@
+// The controller's composition root: every subsystem wired once (store, keys, services, gateway, HTTP app), no socket yet.
+import path from 'node:path';
+import { systemClock, type Clock } from '../lib/clock.js';
+import { HsError } from '../lib/errors.js';
+import { silentLogger, type Logger } from '../lib/log.js';
+import type { SigningKey } from '../lib/signing.js';
+import { BaselineService, DEFAULT_SIGNATURE_VALIDITY_MS } from './baselines.js';
+import { Enrollment } from './enrollment.js';
+import { EscalationService } from './escalations.js';
+import { EventIngest } from './events.js';
+import { AgentGateway, type GatewayOptions } from './gateway/gateway.js';
+import { createApp, type App } from './http/app.js';
+import { ensureDataDir, loadAdminToken, loadSigningKey } from './identity.js';
+import { ControllerMetrics } from './metrics.js';
+import { SqliteControllerStore } from './store/sqlite.js';
+import type { ControllerStore } from './store/types.js';
+
+export interface CoreOptions {
+  dataDir: string;
+  /** `sqlite:PATH` or a plain path (default DATA_DIR/controller.db); `postgres://` is reserved for the PostgreSQL store. */
+  database?: string;
+  adminToken?: string;
+  /** The TLS certificate fingerprint put in enrollment tokens; null when serving plain HTTP. */
+  fingerprint: string | null;
+  signatureValidityMs?: number;
+  gateway?: Partial<GatewayOptions>;
+  clock?: Clock;
+  log?: Logger;
+}
+
+export interface ControllerCore {
+  store: ControllerStore;
+  signingKey: SigningKey;
+  adminToken: string;
+  adminTokenFile: string | null;
+  enrollment: Enrollment;
+  baselines: BaselineService;
+  events: EventIngest;
+  escalations: EscalationService;
+  gateway: AgentGateway;
+  metrics: ControllerMetrics;
+  app: App;
+  close(): Promise<void>;
+}
+
+export function openStore(dataDir: string, database: string | undefined): ControllerStore {
+  if (database === undefined || database === '') return new SqliteControllerStore(path.join(dataDir, 'controller.db'));
+  if (/^postgres(ql)?:\/\//.test(database)) {
+    throw new HsError('HS_CONFIG', 'the PostgreSQL store is not built yet; run with the embedded SQLite default (omit --database)');
+  }
+  return new SqliteControllerStore(database.replace(/^sqlite:/, ''));
+}
+
+export async function createControllerCore(opts: CoreOptions): Promise<ControllerCore> {
+  const clock = opts.clock ?? systemClock;
+  const log = opts.log ?? silentLogger;
+  ensureDataDir(opts.dataDir);
+  const signingKey = loadSigningKey(opts.dataDir);
+  const admin = loadAdminToken(opts.dataDir, opts.adminToken);
+  const store = openStore(opts.dataDir, opts.database);
+  const metrics = new ControllerMetrics();
+  const enrollment = new Enrollment(store, clock, opts.fingerprint);
+  const baselines = new BaselineService(store, signingKey, clock, log, opts.signatureValidityMs ?? DEFAULT_SIGNATURE_VALIDITY_MS);
+  await baselines.load();
+  const events = new EventIngest(store, clock, log);
+  const escalations = new EscalationService(store, signingKey, clock, log);
+  await escalations.load();
+  events.onInserted((inserted) => {
+    metrics.eventsPersisted.inc(inserted.length);
+    return escalations.observe(inserted);
+  });
+  const gateway = new AgentGateway(
+    { store, enrollment, baselines, events, escalations, metrics, log, clock, signingPublicKey: signingKey.publicKey, signingKeyId: signingKey.keyId },
+    opts.gateway,
+  );
+  const app = createApp({ store, baselines, enrollment, escalations, events, gateway, metrics, clock, log, adminToken: admin.token });
+  // Renewal keeps signatures fresh for connected agents; checking hourly is plenty against a validity of days.
+  const renewal = setInterval(() => void baselines.renewDue().catch((err: unknown) => log.error({ err }, 'signature renewal failed')), 3_600_000).unref();
+  await baselines.renewDue();
+  return {
+    store,
+    signingKey,
+    adminToken: admin.token,
+    adminTokenFile: admin.file,
+    enrollment,
+    baselines,
+    events,
+    escalations,
+    gateway,
+    metrics,
+    app,
+    async close() {
+      clearInterval(renewal);
+      await gateway.close();
+      await events.flush();
+      await store.close();
+    },
+  };
+}

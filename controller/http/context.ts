@@ -1,0 +1,23 @@
+// What the API routes may use: the controller's services, wired once by the composition root (controller/core.ts).
+import type { Clock } from '../../lib/clock.js';
+import type { Logger } from '../../lib/log.js';
+import type { BaselineService } from '../baselines.js';
+import type { Enrollment } from '../enrollment.js';
+import type { EscalationService } from '../escalations.js';
+import type { EventIngest } from '../events.js';
+import type { AgentGateway } from '../gateway/gateway.js';
+import type { ControllerMetrics } from '../metrics.js';
+import type { ControllerStore } from '../store/types.js';
+
+export interface ApiContext {
+  store: ControllerStore;
+  baselines: BaselineService;
+  enrollment: Enrollment;
+  escalations: EscalationService;
+  events: EventIngest;
+  gateway: AgentGateway;
+  metrics: ControllerMetrics;
+  clock: Clock;
+  log: Logger;
+  adminToken: string;
+}

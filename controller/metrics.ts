@@ -1,0 +1,21 @@
+// The controller's Prometheus metrics, on a registry of its own so several controllers (tests) never share counters.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class ControllerMetrics {
+  readonly registry = new Registry();
+  readonly agentsConnected = new Gauge({ name: 'homeostat_agents_connected', help: 'Agents connected to this controller now', registers: [this.registry] });
+  readonly enrollments = new Counter({ name: 'homeostat_enrollments_total', help: 'Enrollment attempts by result', labelNames: ['result'], registers: [this.registry] });
+  readonly connections = new Counter({ name: 'homeostat_agent_connections_total', help: 'Agent connections by result', labelNames: ['result'], registers: [this.registry] });
+  readonly framesRejected = new Counter({ name: 'homeostat_frames_rejected_total', help: 'Agent frames refused (malformed, oversized, out of order)', labelNames: ['reason'], registers: [this.registry] });
+  readonly eventsReceived = new Counter({ name: 'homeostat_events_received_total', help: 'Events received from agents, duplicates included', registers: [this.registry] });
+  readonly eventsPersisted = new Counter({ name: 'homeostat_events_persisted_total', help: 'Events newly persisted', registers: [this.registry] });
+  readonly eventsDuplicate = new Counter({ name: 'homeostat_events_duplicate_total', help: 'Events received again and dropped', registers: [this.registry] });
+  readonly agentErrors = new Counter({ name: 'homeostat_agent_errors_total', help: 'Errors reported by agents, by code', labelNames: ['code'], registers: [this.registry] });
+  readonly assignmentsSent = new Counter({ name: 'homeostat_assignments_sent_total', help: 'Baseline assignments sent to agents', registers: [this.registry] });
+  readonly baselineRejections = new Counter({ name: 'homeostat_baseline_rejections_total', help: 'Baselines agents refused, by code', labelNames: ['code'], registers: [this.registry] });
+  readonly httpRequests = new Counter({ name: 'homeostat_http_requests_total', help: 'API requests by route and status', labelNames: ['route', 'status'], registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'homeostat_controller_' });
+  }
+}

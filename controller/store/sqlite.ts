@@ -1,0 +1,505 @@
+// The embedded default ControllerStore: one SQLite file in the data dir, WAL mode, events inserted in batched transactions.
+import { HsError } from '../../lib/errors.js';
+import { openDatabase, type Database, type Statement } from '../../lib/sqlite.js';
+import type {
+  AgentBaselineRecord,
+  AgentRecord,
+  BaselineVersionRecord,
+  ControllerStore,
+  EscalationFilter,
+  EscalationRecord,
+  EventFilter,
+  EventInput,
+  EventRecord,
+  JoinTokenRecord,
+  RolloutRecord,
+  TargetRecord,
+} from './types.js';
+
+const SCHEMA_VERSION = 1;
+
+const MIGRATIONS: Record<number, string> = {
+  1: `
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE join_tokens (
+      id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+      max_uses INTEGER, uses INTEGER NOT NULL DEFAULT 0, labels TEXT NOT NULL, description TEXT NOT NULL);
+    CREATE TABLE agents (
+      id TEXT PRIMARY KEY, credential_hash TEXT NOT NULL, enrolled_at INTEGER NOT NULL, token_id TEXT NOT NULL,
+      labels TEXT NOT NULL, facts TEXT, protocol_version INTEGER NOT NULL, agent_version TEXT NOT NULL,
+      last_seen INTEGER NOT NULL, revoked_at INTEGER, outbox_pending INTEGER NOT NULL DEFAULT 0,
+      outbox_dropped INTEGER NOT NULL DEFAULT 0, enforcement_paused INTEGER NOT NULL DEFAULT 0,
+      last_event_seq INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE agent_baselines (
+      agent_id TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, state TEXT NOT NULL,
+      error TEXT, at INTEGER NOT NULL, PRIMARY KEY (agent_id, name, state));
+    CREATE TABLE baseline_versions (
+      name TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, yaml TEXT NOT NULL, sources TEXT NOT NULL,
+      file TEXT NOT NULL, description TEXT NOT NULL, selector TEXT, resources INTEGER NOT NULL, created_at INTEGER NOT NULL,
+      PRIMARY KEY (name, version));
+    CREATE TABLE targets (
+      name TEXT PRIMARY KEY, version INTEGER NOT NULL, rollback INTEGER NOT NULL, issued_at INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL, payload BLOB NOT NULL, signature BLOB NOT NULL, key_id TEXT NOT NULL, rollout_id INTEGER NOT NULL);
+    CREATE TABLE rollouts (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, baseline TEXT NOT NULL, version INTEGER NOT NULL, previous_version INTEGER,
+      strategy TEXT NOT NULL, rollback INTEGER NOT NULL, created_at INTEGER NOT NULL);
+    CREATE TABLE events (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, agent_id TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL,
+      received_at INTEGER NOT NULL, resource TEXT, event TEXT NOT NULL, trigger TEXT, baseline TEXT, version INTEGER,
+      observed TEXT, desired TEXT, diff TEXT, detail TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+      UNIQUE (agent_id, seq));
+    CREATE INDEX events_time ON events (time);
+    CREATE TABLE escalations (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, agent_id TEXT NOT NULL, resource TEXT NOT NULL, baseline TEXT, version INTEGER,
+      kind TEXT NOT NULL, detail TEXT, observed TEXT, desired TEXT, diff TEXT, opened_at INTEGER NOT NULL,
+      repeats INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL, decided_at INTEGER, decided_by TEXT, reason TEXT,
+      expires_at INTEGER, outcome TEXT, outcome_error TEXT, decision_payload BLOB, decision_signature BLOB);
+    CREATE INDEX escalations_agent ON escalations (agent_id, resource, status);
+  `,
+};
+
+type Row = Record<string, unknown>;
+
+const str = (v: unknown): string => (typeof v === 'string' ? v : v == null ? '' : String(v));
+const num = (v: unknown): number => (typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : Number(v ?? 0));
+const optStr = (v: unknown): string | null => (v == null ? null : str(v));
+const optNum = (v: unknown): number | null => (v == null ? null : num(v));
+const optBuf = (v: unknown): Buffer | null => (Buffer.isBuffer(v) ? v : null);
+const json = <T>(v: unknown, fallback: T): T => (typeof v === 'string' && v !== '' ? (JSON.parse(v) as T) : fallback);
+
+function tokenFromRow(r: Row): JoinTokenRecord {
+  return {
+    id: str(r.id),
+    secretHash: str(r.secret_hash),
+    createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+    maxUses: optNum(r.max_uses),
+    uses: num(r.uses),
+    labels: json(r.labels, {}),
+    description: str(r.description),
+  };
+}
+
+function agentFromRow(r: Row): AgentRecord {
+  return {
+    id: str(r.id),
+    credentialHash: str(r.credential_hash),
+    enrolledAt: num(r.enrolled_at),
+    tokenId: str(r.token_id),
+    labels: json(r.labels, {}),
+    facts: json(r.facts, null),
+    protocolVersion: num(r.protocol_version),
+    agentVersion: str(r.agent_version),
+    lastSeen: num(r.last_seen),
+    revokedAt: optNum(r.revoked_at),
+    outboxPending: num(r.outbox_pending),
+    outboxDropped: num(r.outbox_dropped),
+    enforcementPaused: num(r.enforcement_paused) === 1,
+    lastEventSeq: num(r.last_event_seq),
+  };
+}
+
+function versionFromRow(r: Row): BaselineVersionRecord {
+  return {
+    name: str(r.name),
+    version: num(r.version),
+    sha256: str(r.sha256),
+    yaml: str(r.yaml),
+    sources: json(r.sources, {}),
+    file: str(r.file),
+    description: str(r.description),
+    selector: json(r.selector, null),
+    resources: num(r.resources),
+    createdAt: num(r.created_at),
+  };
+}
+
+function eventFromRow(r: Row): EventRecord {
+  return {
+    id: num(r.id),
+    agentId: str(r.agent_id),
+    seq: num(r.seq),
+    time: num(r.time),
+    receivedAt: num(r.received_at),
+    resource: optStr(r.resource),
+    event: str(r.event),
+    trigger: optStr(r.trigger),
+    baseline: optStr(r.baseline),
+    version: optNum(r.version),
+    observed: optStr(r.observed),
+    desired: optStr(r.desired),
+    diff: optStr(r.diff),
+    detail: optStr(r.detail),
+    prevHash: str(r.prev_hash),
+    hash: str(r.hash),
+  };
+}
+
+function escalationFromRow(r: Row): EscalationRecord {
+  return {
+    id: num(r.id),
+    agentId: str(r.agent_id),
+    resource: str(r.resource),
+    baseline: optStr(r.baseline),
+    version: optNum(r.version),
+    kind: str(r.kind),
+    detail: optStr(r.detail),
+    observed: optStr(r.observed),
+    desired: optStr(r.desired),
+    diff: optStr(r.diff),
+    openedAt: num(r.opened_at),
+    repeats: num(r.repeats),
+    status: str(r.status) as EscalationRecord['status'],
+    decidedAt: optNum(r.decided_at),
+    decidedBy: optStr(r.decided_by),
+    reason: optStr(r.reason),
+    expiresAt: optNum(r.expires_at),
+    outcome: optStr(r.outcome) as EscalationRecord['outcome'],
+    outcomeError: optStr(r.outcome_error),
+    decisionPayload: optBuf(r.decision_payload),
+    decisionSignature: optBuf(r.decision_signature),
+  };
+}
+
+const ESCALATION_COLUMNS: Record<keyof Omit<EscalationRecord, 'id'>, string> = {
+  agentId: 'agent_id',
+  resource: 'resource',
+  baseline: 'baseline',
+  version: 'version',
+  kind: 'kind',
+  detail: 'detail',
+  observed: 'observed',
+  desired: 'desired',
+  diff: 'diff',
+  openedAt: 'opened_at',
+  repeats: 'repeats',
+  status: 'status',
+  decidedAt: 'decided_at',
+  decidedBy: 'decided_by',
+  reason: 'reason',
+  expiresAt: 'expires_at',
+  outcome: 'outcome',
+  outcomeError: 'outcome_error',
+  decisionPayload: 'decision_payload',
+  decisionSignature: 'decision_signature',
+};
+
+/** Opens (creating or migrating) the controller database at `file`; `:memory:` for tests. */
+export function openControllerDatabase(file: string): Database {
+  const db = openDatabase(file);
+  const current = num(db.pragma('user_version', { simple: true }));
+  if (current > SCHEMA_VERSION) {
+    db.close();
+    throw new HsError('HS_STORE_MIGRATION', `${file} has schema ${current}; this controller knows up to ${SCHEMA_VERSION}`);
+  }
+  for (let v = current + 1; v <= SCHEMA_VERSION; v++) {
+    const sql = MIGRATIONS[v];
+    if (sql === undefined) continue;
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${v}`);
+    })();
+  }
+  return db;
+}
+
+export class SqliteControllerStore implements ControllerStore {
+  private readonly db: Database;
+  private readonly insertEvent: Statement;
+  private readonly updateLastSeq: Statement;
+
+  constructor(file: string) {
+    this.db = openControllerDatabase(file);
+    this.insertEvent = this.db.prepare(
+      `INSERT OR IGNORE INTO events (agent_id, seq, time, received_at, resource, event, trigger, baseline, version, observed, desired, diff, detail, prev_hash, hash)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.updateLastSeq = this.db.prepare('UPDATE agents SET last_event_seq = MAX(last_event_seq, ?) WHERE id = ?');
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    const r = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as Row | undefined;
+    return r ? str(r.value) : undefined;
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  async putJoinToken(t: JoinTokenRecord): Promise<void> {
+    this.db
+      .prepare('INSERT INTO join_tokens (id, secret_hash, created_at, expires_at, max_uses, uses, labels, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(t.id, t.secretHash, t.createdAt, t.expiresAt, t.maxUses, t.uses, JSON.stringify(t.labels), t.description);
+  }
+
+  async getJoinToken(id: string): Promise<JoinTokenRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM join_tokens WHERE id = ?').get(id) as Row | undefined;
+    return r ? tokenFromRow(r) : undefined;
+  }
+
+  async useJoinToken(id: string, now: number): Promise<boolean> {
+    const res = this.db
+      .prepare('UPDATE join_tokens SET uses = uses + 1 WHERE id = ? AND expires_at > ? AND (max_uses IS NULL OR uses < max_uses)')
+      .run(id, now);
+    return res.changes === 1;
+  }
+
+  async listJoinTokens(): Promise<JoinTokenRecord[]> {
+    return (this.db.prepare('SELECT * FROM join_tokens ORDER BY created_at').all() as Row[]).map(tokenFromRow);
+  }
+
+  async deleteJoinToken(id: string): Promise<boolean> {
+    return this.db.prepare('DELETE FROM join_tokens WHERE id = ?').run(id).changes === 1;
+  }
+
+  async putAgent(a: AgentRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO agents (id, credential_hash, enrolled_at, token_id, labels, facts, protocol_version, agent_version, last_seen, revoked_at,
+           outbox_pending, outbox_dropped, enforcement_paused, last_event_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        a.id,
+        a.credentialHash,
+        a.enrolledAt,
+        a.tokenId,
+        JSON.stringify(a.labels),
+        a.facts === null ? null : JSON.stringify(a.facts),
+        a.protocolVersion,
+        a.agentVersion,
+        a.lastSeen,
+        a.revokedAt,
+        a.outboxPending,
+        a.outboxDropped,
+        a.enforcementPaused ? 1 : 0,
+        a.lastEventSeq,
+      );
+  }
+
+  async getAgent(id: string): Promise<AgentRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM agents WHERE id = ?').get(id) as Row | undefined;
+    return r ? agentFromRow(r) : undefined;
+  }
+
+  async listAgents(): Promise<AgentRecord[]> {
+    return (this.db.prepare('SELECT * FROM agents ORDER BY enrolled_at, id').all() as Row[]).map(agentFromRow);
+  }
+
+  async updateAgentHello(id: string, h: Parameters<ControllerStore['updateAgentHello']>[1]): Promise<void> {
+    this.db
+      .prepare('UPDATE agents SET labels = ?, facts = ?, protocol_version = ?, agent_version = ?, last_seen = ? WHERE id = ?')
+      .run(JSON.stringify(h.labels), h.facts === null ? null : JSON.stringify(h.facts), h.protocolVersion, h.agentVersion, h.lastSeen, id);
+  }
+
+  async updateAgentsSeen(rows: Parameters<ControllerStore['updateAgentsSeen']>[0]): Promise<void> {
+    const stmt = this.db.prepare('UPDATE agents SET last_seen = ?, outbox_pending = ?, outbox_dropped = ?, enforcement_paused = ? WHERE id = ?');
+    this.db.transaction(() => {
+      for (const r of rows) stmt.run(r.lastSeen, r.outboxPending, r.outboxDropped, r.enforcementPaused ? 1 : 0, r.id);
+    })();
+  }
+
+  async revokeAgent(id: string, at: number): Promise<boolean> {
+    return this.db.prepare('UPDATE agents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id).changes === 1;
+  }
+
+  async setAgentBaselines(updates: { agentId: string; rows: AgentBaselineRecord[] }[]): Promise<void> {
+    const del = this.db.prepare('DELETE FROM agent_baselines WHERE agent_id = ?');
+    const ins = this.db.prepare('INSERT OR REPLACE INTO agent_baselines (agent_id, name, version, sha256, state, error, at) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.db.transaction(() => {
+      for (const { agentId, rows } of updates) {
+        del.run(agentId);
+        for (const r of rows) ins.run(agentId, r.name, r.version, r.sha256, r.state, r.error, r.at);
+      }
+    })();
+  }
+
+  async listAgentBaselines(agentId?: string): Promise<AgentBaselineRecord[]> {
+    const rows = (
+      agentId === undefined
+        ? this.db.prepare('SELECT * FROM agent_baselines').all()
+        : this.db.prepare('SELECT * FROM agent_baselines WHERE agent_id = ?').all(agentId)
+    ) as Row[];
+    return rows.map((r) => ({
+      agentId: str(r.agent_id),
+      name: str(r.name),
+      version: num(r.version),
+      sha256: str(r.sha256),
+      state: str(r.state) as AgentBaselineRecord['state'],
+      error: optStr(r.error),
+      at: num(r.at),
+    }));
+  }
+
+  async addBaselineVersion(v: Omit<BaselineVersionRecord, 'version'>): Promise<{ record: BaselineVersionRecord; created: boolean }> {
+    return this.db.transaction(() => {
+      const latest = this.db.prepare('SELECT * FROM baseline_versions WHERE name = ? ORDER BY version DESC LIMIT 1').get(v.name) as Row | undefined;
+      if (latest && str(latest.sha256) === v.sha256) return { record: versionFromRow(latest), created: false };
+      const version = latest ? num(latest.version) + 1 : 1;
+      this.db
+        .prepare(
+          'INSERT INTO baseline_versions (name, version, sha256, yaml, sources, file, description, selector, resources, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(v.name, version, v.sha256, v.yaml, JSON.stringify(v.sources), v.file, v.description, v.selector ? JSON.stringify(v.selector) : null, v.resources, v.createdAt);
+      return { record: { ...v, version }, created: true };
+    })();
+  }
+
+  async getBaselineVersion(name: string, version: number): Promise<BaselineVersionRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM baseline_versions WHERE name = ? AND version = ?').get(name, version) as Row | undefined;
+    return r ? versionFromRow(r) : undefined;
+  }
+
+  async listBaselineVersions(name?: string): Promise<BaselineVersionRecord[]> {
+    const rows = (
+      name === undefined
+        ? this.db.prepare('SELECT * FROM baseline_versions ORDER BY name, version').all()
+        : this.db.prepare('SELECT * FROM baseline_versions WHERE name = ? ORDER BY version').all(name)
+    ) as Row[];
+    return rows.map(versionFromRow);
+  }
+
+  async putTarget(t: TargetRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO targets (name, version, rollback, issued_at, expires_at, payload, signature, key_id, rollout_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET version = excluded.version, rollback = excluded.rollback, issued_at = excluded.issued_at,
+           expires_at = excluded.expires_at, payload = excluded.payload, signature = excluded.signature, key_id = excluded.key_id, rollout_id = excluded.rollout_id`,
+      )
+      .run(t.name, t.version, t.rollback ? 1 : 0, t.issuedAt, t.expiresAt, t.payload, t.signature, t.keyId, t.rolloutId);
+  }
+
+  async listTargets(): Promise<TargetRecord[]> {
+    return (this.db.prepare('SELECT * FROM targets ORDER BY name').all() as Row[]).map((r) => ({
+      name: str(r.name),
+      version: num(r.version),
+      rollback: num(r.rollback) === 1,
+      issuedAt: num(r.issued_at),
+      expiresAt: num(r.expires_at),
+      payload: optBuf(r.payload) ?? Buffer.alloc(0),
+      signature: optBuf(r.signature) ?? Buffer.alloc(0),
+      keyId: str(r.key_id),
+      rolloutId: num(r.rollout_id),
+    }));
+  }
+
+  async addRollout(r: Omit<RolloutRecord, 'id'>): Promise<RolloutRecord> {
+    const res = this.db
+      .prepare('INSERT INTO rollouts (baseline, version, previous_version, strategy, rollback, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(r.baseline, r.version, r.previousVersion, r.strategy, r.rollback ? 1 : 0, r.createdAt);
+    return { ...r, id: num(res.lastInsertRowid) };
+  }
+
+  async getRollout(id: number): Promise<RolloutRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM rollouts WHERE id = ?').get(id) as Row | undefined;
+    return r ? rolloutFromRow(r) : undefined;
+  }
+
+  async listRollouts(): Promise<RolloutRecord[]> {
+    return (this.db.prepare('SELECT * FROM rollouts ORDER BY id').all() as Row[]).map(rolloutFromRow);
+  }
+
+  async appendEvents(batches: { agentId: string; events: EventInput[] }[], receivedAt: number): Promise<{ inserted: EventRecord[]; lastSeq: Map<string, number> }> {
+    const inserted: EventRecord[] = [];
+    const lastSeq = new Map<string, number>();
+    this.db.transaction(() => {
+      for (const { agentId, events } of batches) {
+        let max = lastSeq.get(agentId) ?? 0;
+        for (const e of events) {
+          const res = this.insertEvent.run(
+            agentId, e.seq, e.time, receivedAt, e.resource, e.event, e.trigger, e.baseline, e.version, e.observed, e.desired, e.diff, e.detail, e.prevHash, e.hash,
+          );
+          if (res.changes === 1) inserted.push({ ...e, id: num(res.lastInsertRowid), agentId, receivedAt });
+          if (e.seq > max) max = e.seq;
+        }
+        lastSeq.set(agentId, max);
+        this.updateLastSeq.run(max, agentId);
+      }
+    })();
+    return { inserted, lastSeq };
+  }
+
+  async listEvents(f: EventFilter): Promise<EventRecord[]> {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (f.agent !== undefined) (where.push('agent_id = ?'), args.push(f.agent));
+    if (f.resource !== undefined) (where.push('resource = ?'), args.push(f.resource));
+    if (f.kind !== undefined) (where.push('event = ?'), args.push(f.kind));
+    if (f.since !== undefined) (where.push('time >= ?'), args.push(f.since));
+    if (f.until !== undefined) (where.push('time < ?'), args.push(f.until));
+    if (f.after !== undefined) (where.push('id > ?'), args.push(f.after));
+    const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ?`;
+    args.push(Math.min(Math.max(f.limit ?? 1000, 1), 10_000));
+    return (this.db.prepare(sql).all(...args) as Row[]).map(eventFromRow);
+  }
+
+  async countEvents(): Promise<number> {
+    return num((this.db.prepare('SELECT count(*) AS n FROM events').get() as Row).n);
+  }
+
+  async addEscalation(e: Omit<EscalationRecord, 'id'>): Promise<EscalationRecord> {
+    const keys = Object.keys(ESCALATION_COLUMNS) as (keyof typeof ESCALATION_COLUMNS)[];
+    const res = this.db
+      .prepare(`INSERT INTO escalations (${keys.map((k) => ESCALATION_COLUMNS[k]).join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`)
+      .run(...keys.map((k) => sqlValue(e[k])));
+    return { ...e, id: num(res.lastInsertRowid) };
+  }
+
+  async getEscalation(id: number): Promise<EscalationRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM escalations WHERE id = ?').get(id) as Row | undefined;
+    return r ? escalationFromRow(r) : undefined;
+  }
+
+  async findOpenEscalation(agentId: string, resource: string): Promise<EscalationRecord | undefined> {
+    const r = this.db
+      .prepare("SELECT * FROM escalations WHERE agent_id = ? AND resource = ? AND status = 'open' ORDER BY id DESC LIMIT 1")
+      .get(agentId, resource) as Row | undefined;
+    return r ? escalationFromRow(r) : undefined;
+  }
+
+  async updateEscalation(id: number, patch: Partial<Omit<EscalationRecord, 'id'>>): Promise<void> {
+    const keys = (Object.keys(patch) as (keyof typeof ESCALATION_COLUMNS)[]).filter((k) => k in ESCALATION_COLUMNS);
+    if (keys.length === 0) return;
+    this.db
+      .prepare(`UPDATE escalations SET ${keys.map((k) => `${ESCALATION_COLUMNS[k]} = ?`).join(', ')} WHERE id = ?`)
+      .run(...keys.map((k) => sqlValue(patch[k])), id);
+  }
+
+  async listEscalations(f: EscalationFilter): Promise<EscalationRecord[]> {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (f.status !== undefined) (where.push('status = ?'), args.push(f.status));
+    if (f.agent !== undefined) (where.push('agent_id = ?'), args.push(f.agent));
+    args.push(Math.max(f.limit ?? 1000, 1));
+    const sql = `SELECT * FROM escalations ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ?`;
+    return (this.db.prepare(sql).all(...args) as Row[]).map(escalationFromRow);
+  }
+
+  async pendingDecisions(agentId: string): Promise<EscalationRecord[]> {
+    return (
+      this.db.prepare("SELECT * FROM escalations WHERE agent_id = ? AND outcome = 'pending' ORDER BY decided_at, id").all(agentId) as Row[]
+    ).map(escalationFromRow);
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function rolloutFromRow(r: Row): RolloutRecord {
+  return {
+    id: num(r.id),
+    baseline: str(r.baseline),
+    version: num(r.version),
+    previousVersion: optNum(r.previous_version),
+    strategy: 'all-at-once',
+    rollback: num(r.rollback) === 1,
+    createdAt: num(r.created_at),
+  };
+}
+
+function sqlValue(v: unknown): string | number | Buffer | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  if (typeof v === 'string' || typeof v === 'number' || Buffer.isBuffer(v)) return v;
+  return JSON.stringify(v);
+}

@@ -1,0 +1,204 @@
+// The controller's persistence seam: records and the ControllerStore interface. SQLite fills it by default (sqlite.ts);
+// a PostgreSQL implementation can fill it later without touching the rest, which is why every method returns a Promise.
+import type { Applied, HostFacts, Rejected } from '../../proto/codec.js';
+import type { Labels } from '../../lib/labels.js';
+
+export interface JoinTokenRecord {
+  id: string;
+  secretHash: string; // sha256 hex of the secret part; the token itself is never stored
+  createdAt: number;
+  expiresAt: number;
+  maxUses: number | null;
+  uses: number;
+  /** Labels every agent enrolled with this token gets (its own labels win on conflict). */
+  labels: Labels;
+  description: string;
+}
+
+export interface AgentRecord {
+  id: string;
+  credentialHash: string;
+  enrolledAt: number;
+  tokenId: string;
+  labels: Labels;
+  facts: HostFacts | null;
+  protocolVersion: number;
+  agentVersion: string;
+  lastSeen: number;
+  revokedAt: number | null;
+  outboxPending: number;
+  outboxDropped: number;
+  enforcementPaused: boolean;
+  /** Highest event seq persisted from this agent. */
+  lastEventSeq: number;
+}
+
+/** What one agent acknowledged it enforces (or refused), per baseline name. */
+export interface AgentBaselineRecord {
+  agentId: string;
+  name: string;
+  version: number;
+  sha256: string;
+  state: 'enforcing' | 'rejected';
+  error: string | null;
+  at: number;
+}
+
+export interface BaselineVersionRecord {
+  name: string;
+  version: number;
+  sha256: string;
+  yaml: string;
+  sources: Record<string, string>; // base64 bytes by relative path
+  file: string;
+  description: string;
+  selector: { matchLabels: Labels } | null;
+  resources: number;
+  createdAt: number;
+}
+
+/** The signed document currently assigned for a baseline name: what every selected agent is sent. */
+export interface TargetRecord {
+  name: string;
+  version: number;
+  rollback: boolean;
+  issuedAt: number;
+  expiresAt: number;
+  payload: Buffer;
+  signature: Buffer;
+  keyId: string;
+  rolloutId: number;
+}
+
+export interface RolloutRecord {
+  id: number;
+  baseline: string;
+  version: number;
+  previousVersion: number | null;
+  strategy: 'all-at-once';
+  rollback: boolean;
+  createdAt: number;
+}
+
+export interface EventInput {
+  seq: number;
+  time: number;
+  resource: string | null;
+  event: string;
+  trigger: string | null;
+  baseline: string | null;
+  version: number | null;
+  observed: string | null; // JSON text
+  desired: string | null;
+  diff: string | null;
+  detail: string | null;
+  prevHash: string;
+  hash: string;
+}
+
+export interface EventRecord extends EventInput {
+  id: number; // controller-wide, increasing in arrival order
+  agentId: string;
+  receivedAt: number;
+}
+
+export interface EventFilter {
+  agent?: string;
+  resource?: string;
+  kind?: string;
+  since?: number;
+  until?: number;
+  /** Only events with a larger id (a cursor for paging and following). */
+  after?: number;
+  limit?: number;
+}
+
+export type EscalationStatus = 'open' | 'approved' | 'rejected' | 'resolved';
+/** What became of a decision on the agent: pending until the agent acknowledged it. */
+export type DecisionOutcome = 'pending' | 'done' | 'failed';
+
+export interface EscalationRecord {
+  id: number;
+  agentId: string;
+  resource: string;
+  baseline: string | null;
+  version: number | null;
+  /** The event that opened it: escalated, suppressed_flapping or repair_failed. */
+  kind: string;
+  detail: string | null;
+  observed: string | null;
+  desired: string | null;
+  diff: string | null;
+  openedAt: number;
+  /** How many further events for the same agent and resource arrived while it was open. */
+  repeats: number;
+  status: EscalationStatus;
+  decidedAt: number | null;
+  decidedBy: string | null;
+  reason: string | null;
+  expiresAt: number | null;
+  outcome: DecisionOutcome | null;
+  outcomeError: string | null;
+  /** The signed decision, kept until the agent acknowledges it. */
+  decisionPayload: Buffer | null;
+  decisionSignature: Buffer | null;
+}
+
+export interface EscalationFilter {
+  status?: EscalationStatus;
+  agent?: string;
+  limit?: number;
+}
+
+export interface ControllerStore {
+  getMeta(key: string): Promise<string | undefined>;
+  setMeta(key: string, value: string): Promise<void>;
+
+  putJoinToken(t: JoinTokenRecord): Promise<void>;
+  getJoinToken(id: string): Promise<JoinTokenRecord | undefined>;
+  /** Counts one use; false when the token is unknown, expired or used up (checked and counted atomically). */
+  useJoinToken(id: string, now: number): Promise<boolean>;
+  listJoinTokens(): Promise<JoinTokenRecord[]>;
+  deleteJoinToken(id: string): Promise<boolean>;
+
+  putAgent(a: AgentRecord): Promise<void>;
+  getAgent(id: string): Promise<AgentRecord | undefined>;
+  listAgents(): Promise<AgentRecord[]>;
+  updateAgentHello(id: string, h: { labels: Labels; facts: HostFacts | null; protocolVersion: number; agentVersion: string; lastSeen: number }): Promise<void>;
+  /** Batched liveness updates (heartbeats of many agents in one write). */
+  updateAgentsSeen(rows: { id: string; lastSeen: number; outboxPending: number; outboxDropped: number; enforcementPaused: boolean }[]): Promise<void>;
+  revokeAgent(id: string, at: number): Promise<boolean>;
+  /** Replaces each listed agent's acknowledged set (many agents in one write). */
+  setAgentBaselines(updates: { agentId: string; rows: AgentBaselineRecord[] }[]): Promise<void>;
+  listAgentBaselines(agentId?: string): Promise<AgentBaselineRecord[]>;
+
+  /** Stores a new immutable version, numbered after the latest; if the latest has the same sha256 it is returned instead. */
+  addBaselineVersion(v: Omit<BaselineVersionRecord, 'version'>): Promise<{ record: BaselineVersionRecord; created: boolean }>;
+  getBaselineVersion(name: string, version: number): Promise<BaselineVersionRecord | undefined>;
+  listBaselineVersions(name?: string): Promise<BaselineVersionRecord[]>;
+
+  putTarget(t: TargetRecord): Promise<void>;
+  listTargets(): Promise<TargetRecord[]>;
+  addRollout(r: Omit<RolloutRecord, 'id'>): Promise<RolloutRecord>;
+  getRollout(id: number): Promise<RolloutRecord | undefined>;
+  listRollouts(): Promise<RolloutRecord[]>;
+
+  /**
+   * Persists events of many agents in one transaction; a (agent, seq) already held is skipped.
+   * Returns the events actually inserted (so side effects run once) and each agent's highest seq now held.
+   */
+  appendEvents(batches: { agentId: string; events: EventInput[] }[], receivedAt: number): Promise<{ inserted: EventRecord[]; lastSeq: Map<string, number> }>;
+  listEvents(filter: EventFilter): Promise<EventRecord[]>;
+  countEvents(): Promise<number>;
+
+  addEscalation(e: Omit<EscalationRecord, 'id'>): Promise<EscalationRecord>;
+  getEscalation(id: number): Promise<EscalationRecord | undefined>;
+  /** The undecided escalation for this agent and resource, if any (the dedup key). */
+  findOpenEscalation(agentId: string, resource: string): Promise<EscalationRecord | undefined>;
+  updateEscalation(id: number, patch: Partial<Omit<EscalationRecord, 'id'>>): Promise<void>;
+  listEscalations(filter: EscalationFilter): Promise<EscalationRecord[]>;
+  /** Decisions signed but not yet acknowledged by this agent, oldest first. */
+  pendingDecisions(agentId: string): Promise<EscalationRecord[]>;
+
+  close(): Promise<void>;
+}

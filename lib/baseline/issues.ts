@@ -1,0 +1,58 @@
+// Collects every problem found in one baseline, each located at the key or value it is about.
+import { HsError, type ErrorCode } from '../errors.js';
+import { fieldPath, type Path, type Pos, type YamlDoc } from './yaml-doc.js';
+
+/**
+ * Which part of the text a problem points at: the `key` that names the field (unknown or conflicting keys), its `value`
+ * (a bad value), or the `owner` mapping that should have held a missing key.
+ */
+export type Anchor = 'key' | 'value' | 'owner';
+
+export class IssueList {
+  readonly items: HsError[] = [];
+  /** The id of each resource by its index in spec.resources, once known, so every problem inside one names it. */
+  readonly resourceIds: (string | undefined)[] = [];
+
+  constructor(
+    readonly file: string,
+    private readonly doc: YamlDoc,
+  ) {}
+
+  add(code: ErrorCode, message: string, path: Path, anchor: Anchor, field: Path = path): void {
+    this.addAt(code, message, field, this.position(path, anchor));
+  }
+
+  /** An issue at a position known already, e.g. the second of two equal keys (a lookup by path finds the last). */
+  addAt(code: ErrorCode, message: string, path: Path, pos: Pos): void {
+    const index = path[0] === 'spec' && path[1] === 'resources' && typeof path[2] === 'number' ? path[2] : undefined;
+    const resource = index === undefined ? undefined : this.resourceIds[index];
+    this.items.push(
+      new HsError(code, message, {
+        location: { file: this.file, line: pos.line, column: pos.column, field: fieldPath(path) || undefined, resource },
+      }),
+    );
+  }
+
+  /** The place `path` names; when the document has no such place (a missing key), the nearest enclosing one. */
+  position(path: Path, anchor: Anchor): Pos {
+    const at = this.doc.detail().locator;
+    if (anchor === 'owner') return at.keyPos(path) ?? this.position(path.slice(0, -1), 'owner');
+    const found = anchor === 'key' ? (at.keyPos(path) ?? at.valuePos(path)) : (at.valuePos(path) ?? at.keyPos(path));
+    return found ?? this.position(path.slice(0, -1), 'owner');
+  }
+
+  /** Where the key naming `path` is; cheap for a valid document, which only needs resource locations. */
+  keyPosition(path: Path): Pos {
+    return this.doc.keys.keyPos(path) ?? this.position(path, 'key');
+  }
+
+  /** The source text of the scalar at `path` (`0644`, where the value reads 644). */
+  raw(path: Path): string | undefined {
+    return this.doc.detail().locator.raw(path);
+  }
+
+  /** Problems in the order they appear in the text. */
+  sorted(): HsError[] {
+    return [...this.items].sort((a, b) => (a.location?.line ?? 0) - (b.location?.line ?? 0) || (a.location?.column ?? 0) - (b.location?.column ?? 0));
+  }
+}

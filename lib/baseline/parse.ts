@@ -1,0 +1,116 @@
+// Reading baselines: text or files in, a validated Baseline out, or one BaselineInvalidError listing every problem found.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { BaselineInvalidError, HsError } from '../errors.js';
+import { IssueList } from './issues.js';
+import { checkSchema } from './schema.js';
+import { buildBaseline, checkRules, identifyResources, readSources, type SourceReader } from './validate.js';
+import { readYaml, type Pos } from './yaml-doc.js';
+import type { Baseline } from './types.js';
+
+export interface ParseOptions {
+  /** Names the text in every message: a path, or e.g. `cache:web@3`. */
+  file: string;
+  /** Bytes of a `source:` path as written in the baseline; throws if it cannot. Without it a `source:` is an error. */
+  readSource?: (relPath: string) => Buffer;
+}
+
+/** Validates a baseline's text. Throws BaselineInvalidError listing every problem, each with file:line:column and field. */
+export function parseBaseline(text: string, opts: ParseOptions): Baseline {
+  return parseLocated(text, opts).baseline;
+}
+
+/** Reads a baseline file; `source:` paths resolve against its folder. */
+export function loadBaselineFile(path: string): Baseline {
+  return loadLocated(path).baseline;
+}
+
+/**
+ * Reads several baseline files, all of them even when some are invalid, and throws one BaselineInvalidError with the
+ * problems of every file. Two files may not share a metadata.name.
+ */
+export function loadBaselineFiles(paths: string[]): Baseline[] {
+  const baselines: Baseline[] = [];
+  const issues: HsError[] = [];
+  const failed: string[] = [];
+  const byName = new Map<string, string>();
+  for (const path of paths) {
+    try {
+      const { baseline, namePos } = loadLocated(path);
+      const first = byName.get(baseline.name);
+      if (first !== undefined) {
+        failed.push(path);
+        issues.push(
+          new HsError('HS_BASELINE_DUPLICATE', `baseline name "${baseline.name}" is already used by ${first}; each baseline needs its own name`, {
+            location: { file: path, line: namePos.line, column: namePos.column, field: 'metadata.name' },
+          }),
+        );
+        continue;
+      }
+      byName.set(baseline.name, path);
+      baselines.push(baseline);
+    } catch (err) {
+      if (!(err instanceof BaselineInvalidError)) throw err;
+      failed.push(path);
+      issues.push(...err.issues);
+    }
+  }
+  if (issues.length > 0) throw new BaselineInvalidError(failed.join(', '), issues);
+  return baselines;
+}
+
+function loadLocated(path: string): { baseline: Baseline; namePos: Pos } {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new BaselineInvalidError(path, [new HsError('HS_BASELINE_SOURCE', `cannot read baseline ${path}: ${reason(err)}`, { cause: err })]);
+  }
+  const dir = dirname(resolve(path));
+  const readSource: SourceReader = (rel) => {
+    const abs = resolve(dir, rel);
+    try {
+      return readFileSync(abs);
+    } catch (err) {
+      throw new HsError('HS_BASELINE_SOURCE', `source "${rel}" cannot be read from ${abs}: ${reason(err)}`, { cause: err });
+    }
+  };
+  return parseLocated(text, { file: path, readSource });
+}
+
+function parseLocated(text: string, opts: ParseOptions): { baseline: Baseline; namePos: Pos } {
+  const doc = readYaml(text, opts.file);
+  if (!doc.readable) throw new BaselineInvalidError(opts.file, doc.issues);
+  const issues = new IssueList(opts.file, doc);
+  const heads = identifyResources(doc.value, issues);
+  for (const d of doc.hasDuplicates ? doc.detail().duplicates : []) {
+    issues.addAt('HS_BASELINE_DUPLICATE', `key "${String(d.path[d.path.length - 1])}" is written twice in the same mapping; keep one`, d.path, d.key);
+  }
+  checkSchema(doc, issues);
+  checkRules(doc.value, heads, issues);
+  const sources = readSources(heads, issues, opts.readSource);
+  if (issues.items.length > 0) throw new BaselineInvalidError(opts.file, issues.sorted());
+  const baseline = buildBaseline(doc.value, heads, sources, issues, origin(text, opts.file, sources));
+  return { baseline, namePos: issues.keyPosition(['metadata', 'name']) };
+}
+
+/** sha256 over the text, then each source's path and bytes in path order: a change to any of them is a new version. */
+function origin(text: string, file: string, sources: Map<string, Buffer>): Baseline['origin'] {
+  const hash = createHash('sha256').update(text);
+  const encoded: Record<string, string> = {};
+  for (const rel of [...sources.keys()].sort()) {
+    const bytes = sources.get(rel) as Buffer;
+    hash.update(`\0${rel}\0${bytes.length}\0`).update(bytes);
+    encoded[rel] = bytes.toString('base64');
+  }
+  return { file, sha256: hash.digest('hex'), text, sources: encoded };
+}
+
+function reason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EISDIR') return 'it is a directory';
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,230 @@
+// The one codec of the wire contract: typed shapes of the messages in homeostat.proto and their binary encoding.
+import protobuf from 'protobufjs';
+import { HsError } from '../lib/errors.js';
+import { PROTO_TEXT } from './schema.js';
+
+/**
+ * The protocol version this build speaks. History (one line per bump; never reuse a number):
+ *   1: hello/welcome with join token or credential, signed baseline assignments, event batches with acks, signed decisions.
+ */
+export const PROTOCOL_VERSION = 1;
+/** The oldest agent protocol the controller still serves. */
+export const MIN_PROTOCOL_VERSION = 1;
+
+/** Default hard limit on one frame either way; a larger frame closes the connection (WebSocket code 1009). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+
+export interface HostFacts {
+  hostname: string;
+  os: string;
+  osRelease: string;
+  kernel: string;
+  arch: string;
+  cpu: string;
+  cpuCores: number;
+  memoryBytes: number;
+}
+
+export interface Applied {
+  name: string;
+  version: number;
+  sha256: string;
+}
+
+export interface Rejected {
+  name: string;
+  version: number;
+  code: string;
+  message: string;
+}
+
+export interface Hello {
+  protocolVersion: number;
+  agentVersion: string;
+  joinToken: string;
+  agentId: string;
+  credential: string;
+  labels: Record<string, string>;
+  facts: HostFacts | null;
+  enforcing: Applied[];
+}
+
+export interface Heartbeat {
+  time: number;
+  outboxPending: number;
+  outboxDropped: number;
+  enforcementPaused: boolean;
+}
+
+export interface AssignmentAck {
+  enforcing: Applied[];
+  rejected: Rejected[];
+  enforcementPaused: boolean;
+}
+
+/** One audit record on the wire; empty strings and 0 stand for "none". */
+export interface WireEvent {
+  seq: number;
+  time: number;
+  resource: string;
+  event: string;
+  trigger: string;
+  baseline: string;
+  version: number;
+  observedJson: string;
+  desiredJson: string;
+  diff: string;
+  detail: string;
+  prevHash: string;
+  hash: string;
+}
+
+export interface EventBatch {
+  events: WireEvent[];
+}
+
+export interface DecisionAck {
+  escalationId: string;
+  ok: boolean;
+  error: string;
+}
+
+export interface WireError {
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+export interface Welcome {
+  protocolVersion: number;
+  agentId: string;
+  credential: string;
+  signingPublicKey: Uint8Array;
+  heartbeatIntervalMs: number;
+  maxMessageBytes: number;
+  lastEventSeq: number;
+}
+
+export interface SignedBaseline {
+  payload: Uint8Array;
+  signature: Uint8Array;
+  keyId: string;
+}
+
+export interface Assignment {
+  baselines: SignedBaseline[];
+}
+
+export interface BaselineDoc {
+  name: string;
+  version: number;
+  sha256: string;
+  yaml: string;
+  sources: Record<string, Uint8Array>;
+  file: string;
+  issuedAt: number;
+  expiresAt: number;
+  rollback: boolean;
+}
+
+export interface EventAck {
+  uptoSeq: number;
+}
+
+export interface Decision {
+  payload: Uint8Array;
+  signature: Uint8Array;
+  keyId: string;
+}
+
+export type DecisionAction = 'approve' | 'reject';
+
+export interface DecisionDoc {
+  escalationId: string;
+  agentId: string;
+  resource: string;
+  action: DecisionAction;
+  reason: string;
+  expiresAt: number;
+  issuedAt: number;
+  decidedBy: string;
+}
+
+export type AgentMessage =
+  | { body: 'hello'; hello: Hello }
+  | { body: 'heartbeat'; heartbeat: Heartbeat }
+  | { body: 'assignmentAck'; assignmentAck: AssignmentAck }
+  | { body: 'events'; events: EventBatch }
+  | { body: 'decisionAck'; decisionAck: DecisionAck }
+  | { body: 'error'; error: WireError };
+
+export type ControllerMessage =
+  | { body: 'welcome'; welcome: Welcome }
+  | { body: 'assignment'; assignment: Assignment }
+  | { body: 'eventAck'; eventAck: EventAck }
+  | { body: 'decision'; decision: Decision }
+  | { body: 'error'; error: WireError };
+
+/** What an encoder accepts: the body tag is implied by the one key set, and any field may be left out. */
+type Outgoing<M> = M extends { body: infer B extends string } ? { [K in B]: K extends keyof M ? Partial<M[K]> : never } : never;
+export type OutgoingAgentMessage = Outgoing<AgentMessage>;
+export type OutgoingControllerMessage = Outgoing<ControllerMessage>;
+
+const root = protobuf.parse(PROTO_TEXT).root;
+const types = {
+  agent: root.lookupType('homeostat.v1.AgentMessage'),
+  controller: root.lookupType('homeostat.v1.ControllerMessage'),
+  baselineDoc: root.lookupType('homeostat.v1.BaselineDoc'),
+  decisionDoc: root.lookupType('homeostat.v1.DecisionDoc'),
+};
+const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, defaults: true, oneofs: true };
+
+function decodeWith(type: protobuf.Type, bytes: Uint8Array, what: string): Record<string, unknown> {
+  try {
+    return type.toObject(type.decode(bytes), TO_OBJECT);
+  } catch (err) {
+    throw new HsError('HS_PROTOCOL', `malformed ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
+/** null when the frame is well-formed but carries no body this side knows: a newer peer's message, to be ignored. */
+function decodeEnvelope(type: protobuf.Type, bytes: Uint8Array, what: string): Record<string, unknown> | null {
+  const obj = decodeWith(type, bytes, what);
+  return typeof obj.body === 'string' ? obj : null;
+}
+
+export function encodeAgentMessage(msg: OutgoingAgentMessage): Uint8Array {
+  return types.agent.encode(msg).finish();
+}
+
+/** Throws HS_PROTOCOL on a malformed frame; null for a message from a newer agent that this controller does not know. */
+export function decodeAgentMessage(bytes: Uint8Array): AgentMessage | null {
+  return decodeEnvelope(types.agent, bytes, 'agent message') as unknown as AgentMessage | null;
+}
+
+export function encodeControllerMessage(msg: OutgoingControllerMessage): Uint8Array {
+  return types.controller.encode(msg).finish();
+}
+
+/** Throws HS_PROTOCOL on a malformed frame; null for a message from a newer controller that this agent does not know. */
+export function decodeControllerMessage(bytes: Uint8Array): ControllerMessage | null {
+  return decodeEnvelope(types.controller, bytes, 'controller message') as unknown as ControllerMessage | null;
+}
+
+export function encodeBaselineDoc(doc: BaselineDoc): Uint8Array {
+  return types.baselineDoc.encode(doc).finish();
+}
+
+export function decodeBaselineDoc(bytes: Uint8Array): BaselineDoc {
+  return decodeWith(types.baselineDoc, bytes, 'baseline document') as unknown as BaselineDoc;
+}
+
+export function encodeDecisionDoc(doc: DecisionDoc): Uint8Array {
+  return types.decisionDoc.encode(doc).finish();
+}
+
+export function decodeDecisionDoc(bytes: Uint8Array): DecisionDoc {
+  const doc = decodeWith(types.decisionDoc, bytes, 'decision document') as unknown as DecisionDoc;
+  if (doc.action !== 'approve' && doc.action !== 'reject') throw new HsError('HS_PROTOCOL', `unknown decision action ${JSON.stringify(doc.action)}`);
+  return doc;
+}

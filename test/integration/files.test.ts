@@ -1,0 +1,308 @@
+// The agent heals files: every drift kind repaired and verified by the real daemon on real files, with the audit to prove it.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync, lstatSync } from 'node:fs';
+import path from 'node:path';
+import { AgentStore } from '../../agent/store/store.js';
+import type { AuditEntry } from '../../agent/store/types.js';
+import { runAgent, startAgentDaemon, tempDir, waitFor, writeBaseline, type DaemonProcess } from '../helpers/agent.js';
+
+function audit(stateDir: string): AuditEntry[] {
+  const store = AgentStore.open(stateDir, { readonly: true });
+  try {
+    return store.queryAudit({});
+  } finally {
+    store.close();
+  }
+}
+
+function events(stateDir: string, resource: string): string[] {
+  return audit(stateDir)
+    .filter((e) => e.resource === resource)
+    .map((e) => e.event);
+}
+
+const read = (p: string): string => readFileSync(p, 'utf8');
+const modeOf = (p: string): number => statSync(p).mode & 0o7777;
+
+describe('file healing (daemon)', function () {
+  this.timeout(60_000);
+  let t: { dir: string; cleanup: () => void };
+  let root: string;
+  let stateDir: string;
+  let daemon: DaemonProcess | undefined;
+
+  const motd = (): string => path.join(root, 'etc/motd');
+  const app = (): string => path.join(root, 'etc/app/app.conf');
+
+  function baseline(extra = ''): string {
+    return writeBaseline(
+      t.dir,
+      'files',
+      `apiVersion: homeostat/v1
+kind: Baseline
+metadata:
+  name: files
+spec:
+  policy:
+    flap: { maxRepairs: 20, window: 10m }
+  resources:
+    - file: ${motd()}
+      content: "Authorized use only\\n"
+      mode: "0644"
+      owner: root
+      group: root
+    - directory: ${path.join(root, 'etc/app')}
+      mode: "0755"
+    - file: ${app()}
+      content: "listen = 8080\\n"
+      mode: "0600"
+    - file: ${path.join(root, 'etc/cron.d/legacy-job')}
+      ensure: absent
+${extra}`,
+    );
+  }
+
+  beforeEach(() => {
+    t = tempDir();
+    root = path.join(t.dir, 'root');
+    stateDir = path.join(t.dir, 'state');
+    mkdirSync(path.join(root, 'etc/cron.d'), { recursive: true });
+  });
+
+  afterEach(async () => {
+    await daemon?.stop();
+    daemon = undefined;
+    t.cleanup();
+  });
+
+  async function start(file = baseline()): Promise<DaemonProcess> {
+    daemon = startAgentDaemon(['--baseline', file, '--state-dir', stateDir]);
+    await daemon.ready();
+    await waitFor(() => existsSync(motd()) && existsSync(app()), 10_000, 'initial convergence');
+    return daemon;
+  }
+
+  /** Waits until `check` holds and the resource has `count` repairs beyond the one that created it at start-up. */
+  async function expectRepaired(resource: string, check: () => boolean, count = 1): Promise<void> {
+    try {
+      await waitFor(() => check() && events(stateDir, resource).filter((e) => e === 'repaired').length >= count + 1, 10_000, `${resource} repaired`);
+    } catch (err) {
+      throw new Error(`${String(err)}; audit: ${events(stateDir, resource).join(', ')}`);
+    }
+  }
+
+  it('converges at start-up, recording the missing files as drift found at start-up', async () => {
+    await start();
+    assert.equal(read(motd()), 'Authorized use only\n');
+    assert.equal(modeOf(motd()), 0o644);
+    assert.equal(modeOf(app()), 0o600);
+    const first = audit(stateDir).find((e) => e.resource === `file:${motd()}` && e.event === 'drift_detected');
+    assert.equal(first?.trigger, 'startup');
+  });
+
+  it('repairs changed content, mode, owner, deletion, replacement by rename and a planted symlink', async () => {
+    await start();
+    const id = `file:${motd()}`;
+    writeFileSync(motd(), 'hacked\n');
+    await expectRepaired(id, () => read(motd()) === 'Authorized use only\n', 1);
+
+    chmodSync(motd(), 0o666);
+    await expectRepaired(id, () => modeOf(motd()) === 0o644, 2);
+
+    chownSync(motd(), 65534, 65534);
+    await expectRepaired(id, () => statSync(motd()).uid === 0 && statSync(motd()).gid === 0, 3);
+
+    unlinkSync(motd());
+    await expectRepaired(id, () => existsSync(motd()) && read(motd()) === 'Authorized use only\n', 4);
+
+    const other = path.join(root, 'etc/motd.new');
+    writeFileSync(other, 'replaced by rename\n');
+    renameSync(other, motd());
+    await expectRepaired(id, () => read(motd()) === 'Authorized use only\n', 5);
+
+    const secret = path.join(t.dir, 'secret');
+    writeFileSync(secret, 'do not touch\n');
+    unlinkSync(motd());
+    symlinkSync(secret, motd());
+    await expectRepaired(id, () => !lstatSync(motd()).isSymbolicLink() && read(motd()) === 'Authorized use only\n', 6);
+    assert.equal(read(secret), 'do not touch\n', 'the symlink target must never be written');
+
+    const ev = events(stateDir, id);
+    assert.equal(ev.filter((e) => e === 'drift_detected').length, 7, 'each drift detected once');
+    assert.equal(ev.filter((e) => e === 'repaired').length, 7, 'each drift repaired once');
+    assert.ok(!ev.includes('repair_failed'));
+    // The agent's own writes do not come back as drift: after settling, no further repairs happen.
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(events(stateDir, id).filter((e) => e === 'repaired').length, 7, 'the start-up creation and six repairs');
+  });
+
+  it('repairs a file whose parent directory was deleted, and a directory re-created with the wrong mode', async () => {
+    await start();
+    rmSync(path.join(root, 'etc/app'), { recursive: true });
+    await expectRepaired(`file:${app()}`, () => existsSync(app()) && read(app()) === 'listen = 8080\n');
+    await waitFor(() => modeOf(path.join(root, 'etc/app')) === 0o755, 10_000, 'directory mode');
+    // deleted again and re-created empty by someone else: the file comes back too
+    rmSync(path.join(root, 'etc/app'), { recursive: true });
+    mkdirSync(path.join(root, 'etc/app'), { mode: 0o700 });
+    await waitFor(() => existsSync(app()) && modeOf(path.join(root, 'etc/app')) === 0o755, 10_000, 'file under re-created directory');
+  });
+
+  it('removes a file that must be absent when it appears', async () => {
+    await start();
+    const legacy = path.join(root, 'etc/cron.d/legacy-job');
+    writeFileSync(legacy, '* * * * * root /bin/true\n');
+    await waitFor(() => !existsSync(legacy) && events(stateDir, `file:${legacy}`).includes('repaired'), 10_000, 'legacy job removed');
+  });
+
+  it('records drift that happened while the agent was not running, with trigger startup', async () => {
+    const d = await start();
+    assert.equal(await d.stop(), 0, 'SIGTERM exits 0');
+    daemon = undefined;
+    writeFileSync(motd(), 'edited while the agent was down\n');
+    await start();
+    await waitFor(() => read(motd()) === 'Authorized use only\n', 10_000, 'startup repair');
+    const drifts = audit(stateDir).filter((e) => e.resource === `file:${motd()}` && e.event === 'drift_detected');
+    const last = drifts[drifts.length - 1];
+    assert.equal(last?.trigger, 'startup');
+    assert.match(last?.diff ?? '', /-edited while the agent was down/);
+  });
+
+  it('monitor mode detects and records drift but changes nothing', async () => {
+    const file = writeBaseline(
+      t.dir,
+      'monitor',
+      `apiVersion: homeostat/v1
+kind: Baseline
+metadata: { name: monitor }
+spec:
+  policy: { mode: monitor }
+  resources:
+    - file: ${motd()}
+      content: "Authorized use only\\n"
+`,
+    );
+    writeFileSync(motd(), 'Authorized use only\n');
+    daemon = startAgentDaemon(['--baseline', file, '--state-dir', stateDir]);
+    await daemon.ready();
+    writeFileSync(motd(), 'changed\n');
+    await waitFor(() => events(stateDir, `file:${motd()}`).includes('drift_detected'), 10_000, 'drift recorded');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(read(motd()), 'changed\n');
+    assert.ok(!events(stateDir, `file:${motd()}`).includes('repaired'));
+  });
+
+  it('escalates high-risk drift instead of repairing it', async () => {
+    const file = writeBaseline(
+      t.dir,
+      'risky',
+      `apiVersion: homeostat/v1
+kind: Baseline
+metadata: { name: risky }
+spec:
+  resources:
+    - file: ${motd()}
+      content: "Authorized use only\\n"
+      risk: high
+`,
+    );
+    writeFileSync(motd(), 'Authorized use only\n');
+    daemon = startAgentDaemon(['--baseline', file, '--state-dir', stateDir]);
+    await daemon.ready();
+    writeFileSync(motd(), 'changed by a human\n');
+    await waitFor(() => events(stateDir, `file:${motd()}`).includes('escalated'), 10_000, 'escalated');
+    assert.equal(read(motd()), 'changed by a human\n');
+    // one standing drift is escalated once, however many events it causes
+    writeFileSync(motd(), 'changed by a human\n');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(events(stateDir, `file:${motd()}`).filter((e) => e === 'escalated').length, 1);
+  });
+
+  it('stops fighting a flapping file: suppressed_flapping and escalated after maxRepairs', async () => {
+    const file = writeBaseline(
+      t.dir,
+      'flappy',
+      `apiVersion: homeostat/v1
+kind: Baseline
+metadata: { name: flappy }
+spec:
+  resources:
+    - file: ${motd()}
+      content: "Authorized use only\\n"
+      flap: { maxRepairs: 3, window: 1h }
+`,
+    );
+    daemon = startAgentDaemon(['--baseline', file, '--state-dir', stateDir]);
+    await daemon.ready();
+    const id = `file:${motd()}`;
+    await waitFor(() => existsSync(motd()), 10_000, 'created');
+    for (let i = 1; i <= 2; i++) {
+      writeFileSync(motd(), `fight ${i}\n`);
+      await waitFor(() => read(motd()) === 'Authorized use only\n' && events(stateDir, id).filter((e) => e === 'repaired').length >= i + 1, 10_000, `repair ${i}`);
+    }
+    writeFileSync(motd(), 'fight 3\n');
+    await waitFor(() => events(stateDir, id).includes('suppressed_flapping') && events(stateDir, id).includes('escalated'), 10_000, 'suppressed');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(read(motd()), 'fight 3\n');
+  });
+
+  it('rejects an invalid baseline on SIGHUP and keeps enforcing the last good one; a good one replaces it', async () => {
+    const file = baseline();
+    await start(file);
+    writeFileSync(file, `apiVersion: homeostat/v1\nkind: Baseline\nmetadata: { name: files }\nspec:\n  resources:\n    - file: relative/path\n      content: x\n`);
+    daemon?.child.kill('SIGHUP');
+    await waitFor(() => audit(stateDir).some((e) => e.event === 'baseline_rejected'), 10_000, 'baseline_rejected');
+    const rejected = audit(stateDir).find((e) => e.event === 'baseline_rejected');
+    assert.match(rejected?.detail ?? '', /files\.yaml:6:\d+/);
+    writeFileSync(motd(), 'drift after a bad reload\n');
+    await waitFor(() => read(motd()) === 'Authorized use only\n', 10_000, 'old baseline still enforced');
+
+    writeFileSync(file, `apiVersion: homeostat/v1\nkind: Baseline\nmetadata: { name: files }\nspec:\n  resources:\n    - file: ${motd()}\n      content: "version two\\n"\n`);
+    daemon?.child.kill('SIGHUP');
+    await waitFor(() => existsSync(motd()) && read(motd()) === 'version two\n', 10_000, 'new baseline enforced');
+    const activations = audit(stateDir).filter((e) => e.event === 'baseline_activated');
+    assert.equal(activations.length, 2);
+    assert.equal(activations[1]?.version, 2);
+  });
+
+  it('records a failed repair with its cause, keeps running, and keeps enforcing everything else', async () => {
+    const file = baseline(`    - file: ${path.join(root, 'etc/owned')}
+      content: "x\\n"
+      owner: no-such-user-hs
+`);
+    await start(file);
+    const owned = `file:${path.join(root, 'etc/owned')}`;
+    await waitFor(() => audit(stateDir).some((e) => e.resource === owned && e.event === 'repair_failed'), 10_000, 'repair_failed');
+    const failed = audit(stateDir).find((e) => e.resource === owned && e.event === 'repair_failed');
+    assert.match(failed?.detail ?? '', /HS_HOST_NO_SUCH_USER.*no-such-user-hs/);
+    writeFileSync(motd(), 'still enforced?\n');
+    await expectRepaired(`file:${motd()}`, () => read(motd()) === 'Authorized use only\n', 1);
+    assert.equal(daemon?.child.exitCode, null, 'daemon still running');
+  });
+
+  it('a validate command that refuses the content leaves the live file alone', async () => {
+    const target = path.join(root, 'etc/ssh/sshd_config');
+    mkdirSync(path.dirname(target), { recursive: true });
+    writeFileSync(target, 'PermitRootLogin yes\n');
+    const file = writeBaseline(
+      t.dir,
+      'validated',
+      `apiVersion: homeostat/v1
+kind: Baseline
+metadata: { name: validated }
+spec:
+  resources:
+    - file: ${target}
+      content: "PermitRootLogin no\\n"
+      validate: "grep -q '^Port ' %s"
+`,
+    );
+    const res = await runAgent(['apply', '--baseline', file, '--state-dir', stateDir, '--json']);
+    assert.equal(res.code, 2, res.stderr);
+    const doc = JSON.parse(res.stdout) as { resources: { id: string; outcome: string; error?: { code: string } }[] };
+    assert.equal(doc.resources[0]?.outcome, 'failed');
+    assert.equal(doc.resources[0]?.error?.code, 'HS_VALIDATE_REJECTED');
+    assert.equal(read(target), 'PermitRootLogin yes\n');
+    assert.deepEqual(execFileSync('sh', ['-c', `ls -a ${path.dirname(target)}`]).toString().split('\n').filter((n) => n.includes('homeostat')), [], 'no temporary file left behind');
+  });
+});

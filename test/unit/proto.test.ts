@@ -1,0 +1,94 @@
+// The wire contract: the embedded schema is the .proto, every message round-trips, and the codec refuses garbage but
+// ignores what a newer peer adds.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import protobuf from 'protobufjs';
+import { HsError } from '../../lib/errors.js';
+import {
+  PROTOCOL_VERSION,
+  MIN_PROTOCOL_VERSION,
+  decodeAgentMessage,
+  decodeBaselineDoc,
+  decodeControllerMessage,
+  decodeDecisionDoc,
+  encodeAgentMessage,
+  encodeBaselineDoc,
+  encodeControllerMessage,
+  encodeDecisionDoc,
+} from '../../proto/codec.js';
+import { protoSourceDir, schemaModule } from '../../proto/generate.js';
+import { PROTO_TEXT } from '../../proto/schema.js';
+
+describe('proto: wire contract', () => {
+  it('embeds exactly proto/homeostat.proto (regenerate with node dist/proto/generate.js)', () => {
+    const dir = protoSourceDir();
+    const text = readFileSync(path.join(dir, 'homeostat.proto'), 'utf8');
+    assert.equal(PROTO_TEXT, text);
+    assert.equal(readFileSync(path.join(dir, 'schema.ts'), 'utf8'), schemaModule(text));
+  });
+
+  it('documents every protocol version in the history comment', () => {
+    const codec = readFileSync(path.join(protoSourceDir(), 'codec.ts'), 'utf8');
+    for (let v = 1; v <= PROTOCOL_VERSION; v++) assert.match(codec, new RegExp(`^ \\*   ${v}: `, 'm'), `history line for ${v}`);
+    assert.ok(MIN_PROTOCOL_VERSION <= PROTOCOL_VERSION);
+  });
+
+  it('round-trips a hello with labels, facts and 64-bit numbers', () => {
+    const bytes = encodeAgentMessage({
+      hello: {
+        protocolVersion: 1,
+        agentVersion: '0.1.0',
+        agentId: 'ag-1',
+        credential: 'c',
+        labels: { role: 'web' },
+        facts: { hostname: 'h1', os: 'Debian', osRelease: '12', kernel: '6.1', arch: 'x64', cpu: 'x', cpuCores: 2, memoryBytes: 24 * 2 ** 30 },
+        enforcing: [{ name: 'web', version: 3, sha256: 'ab' }],
+      },
+    });
+    const m = decodeAgentMessage(bytes);
+    assert.ok(m && m.body === 'hello');
+    assert.equal(m.hello.agentId, 'ag-1');
+    assert.deepEqual(m.hello.labels, { role: 'web' });
+    assert.equal(m.hello.facts?.memoryBytes, 24 * 2 ** 30);
+    assert.deepEqual(m.hello.enforcing, [{ name: 'web', version: 3, sha256: 'ab' }]);
+    assert.equal(m.hello.joinToken, '', 'absent strings decode as empty');
+  });
+
+  it('round-trips events with seq and time past 32 bits', () => {
+    const t = Date.now();
+    const m = decodeAgentMessage(encodeAgentMessage({ events: { events: [{ seq: 2 ** 40, time: t, event: 'repaired', resource: 'file:/x', trigger: 'watch', baseline: 'b', version: 1, observedJson: '', desiredJson: '', diff: '', detail: '', prevHash: '0', hash: '1' }] } }));
+    assert.ok(m && m.body === 'events');
+    assert.equal(m.events.events[0]?.seq, 2 ** 40);
+    assert.equal(m.events.events[0]?.time, t);
+  });
+
+  it('round-trips controller messages and the signed documents', () => {
+    const doc = { name: 'web', version: 2, sha256: 'ff', yaml: 'x', sources: { 'files/a': Buffer.from([0, 1, 2]) }, file: 'web.yaml', issuedAt: 5, expiresAt: 6, rollback: true };
+    const back = decodeBaselineDoc(encodeBaselineDoc(doc));
+    assert.deepEqual({ ...back, sources: { 'files/a': Buffer.from(back.sources['files/a'] ?? []) } }, doc);
+    const d = { escalationId: '7', agentId: 'ag', resource: 'file:/x', action: 'reject' as const, reason: 'ok', expiresAt: 9, issuedAt: 8, decidedBy: 'op' };
+    assert.deepEqual(decodeDecisionDoc(encodeDecisionDoc(d)), d);
+    const m = decodeControllerMessage(encodeControllerMessage({ eventAck: { uptoSeq: 42 } }));
+    assert.ok(m && m.body === 'eventAck');
+    assert.equal(m.eventAck.uptoSeq, 42);
+  });
+
+  it('refuses a malformed frame with HS_PROTOCOL', () => {
+    assert.throws(() => decodeAgentMessage(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f])), (e: unknown) => e instanceof HsError && e.code === 'HS_PROTOCOL');
+    assert.throws(() => decodeDecisionDoc(encodeDecisionDoc({ escalationId: '1', agentId: 'a', resource: 'r', action: 'approve', reason: '', expiresAt: 0, issuedAt: 0, decidedBy: '' }).slice(0, 3)));
+  });
+
+  it('ignores fields and messages from a newer peer', () => {
+    // A newer agent's schema: an extra hello field and a new body kind.
+    const newer = protobuf.parse(`${PROTO_TEXT.replace('repeated Applied enforcing = 8;', 'repeated Applied enforcing = 8;\n  string future = 99;')}
+      message Future { string x = 1; }
+      message AgentMessage2 { oneof body { Hello hello = 1; Future future = 77; } }`).root;
+    const Hello2 = newer.lookupType('homeostat.v1.AgentMessage2');
+    const withField = Hello2.encode({ hello: { protocolVersion: 1, agentId: 'a', future: 'yes' } }).finish();
+    const m = decodeAgentMessage(withField);
+    assert.ok(m && m.body === 'hello');
+    assert.equal(m.hello.agentId, 'a');
+    assert.equal(decodeAgentMessage(Hello2.encode({ future: { x: 'y' } }).finish()), null, 'an unknown body is ignored, not fatal');
+  });
+});
