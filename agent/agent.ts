@@ -7,7 +7,7 @@ import type { Baseline, ResourceDecl } from '../lib/baseline/types.js';
 import type { AgentSettings } from './settings.js';
 import type { HostContext } from './resources/resource.js';
 import { registry } from './resources/registry.js';
-import { ChokidarHub } from './host/fswatch.js';
+import { DirWatchHub } from './host/fswatch.js';
 import { Journal } from './engine/journal.js';
 import { Engine, type ManagedResource, type ResourceResult } from './engine/engine.js';
 import type { AgentStore } from './store/store.js';
@@ -36,7 +36,7 @@ export class Agent {
   readonly host: HostContext;
   readonly store: AgentStore | undefined;
   private readonly journal: Journal;
-  private readonly hub: ChokidarHub;
+  private readonly hub: DirWatchHub;
   private readonly log: Logger;
   private readonly clock: Clock;
   private active: ActiveBaseline[] = [];
@@ -48,7 +48,7 @@ export class Agent {
     this.log = opts.log;
     this.clock = opts.clock ?? systemClock;
     this.journal = new Journal(opts.store);
-    this.hub = new ChokidarHub(opts.log, () => this.engine.enqueueAll('resync'));
+    this.hub = new DirWatchHub(opts.log, () => this.engine.enqueueAll('resync'));
     this.host = { log: opts.log, clock: this.clock, fsWatch: this.hub, settings: opts.settings, journal: this.journal, adapters: new Map() };
     this.engine = new Engine({ host: this.host, clock: this.clock, log: opts.log, ...(opts.store ? { store: opts.store } : {}) });
   }

@@ -180,7 +180,9 @@ export class IdleCheckpointer {
     opts: CheckpointOptions = {},
   ) {
     this.idleMs = opts.idleMs ?? 200;
-    db.pragma(`wal_autocheckpoint = ${Math.max(1, Math.floor(opts.maxWalPages ?? 10_000))}`);
+    db.pragma(`wal_autocheckpoint = ${Math.max(1, Math.floor(opts.maxWalPages ?? 4000))}`);
+    // After a storm grew the WAL, shrink the file back once a checkpoint lets it restart.
+    db.pragma(`journal_size_limit = ${8 * 1024 * 1024}`);
   }
 
   /** Call after a write; cheap (re-arms one timer). */

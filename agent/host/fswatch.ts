@@ -1,6 +1,5 @@
-// The shared path watcher: one chokidar instance for the whole agent, fanning events out to the resources that manage each path.
-import { watch, type FSWatcher } from 'chokidar';
-import { existsSync } from 'node:fs';
+// The shared path watcher: one inotify watch per parent directory of managed paths, fanning events out to their resources.
+import { watch, statSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../lib/log.js';
 
@@ -9,29 +8,35 @@ export interface FileWatchHub {
   watchPath(path: string, onEvent: (reason: string) => void): () => void;
 }
 
-const REARM_DELAY_MS = 20;
+interface DirWatch {
+  watcher: FSWatcher;
+  ino: number;
+}
 
 /**
- * Two lessons shape this hub. A watch on a file follows its inode, and every atomic replacement (ours included) gives the
- * path a new inode; so the hub watches each managed path's parent directory, whose inotify events name the child for
- * content, metadata, creation, deletion and rename, whatever inode the child has. And chokidar's normalised `change`
- * event skips metadata-only changes (chmod and chown leave mtime alone); so the hub listens to its `raw` events too.
- * An event only says which path to look at: the resource re-reads the whole state. Spurious events cost one stat against
- * the journal; a missed one would be a bug.
+ * Why a directory watch per parent, and not a watch per file or a general-purpose watcher library:
+ * - a watch on a file follows its inode, and every atomic replacement (ours included) gives the path a new inode; the
+ *   parent directory's inotify events name the child for content (IN_MODIFY), metadata (IN_ATTRIB: chmod, chown),
+ *   creation, deletion and rename, whatever inode the child has now;
+ * - libraries that normalise events re-read the whole directory on each event and drop metadata-only changes, which
+ *   costs milliseconds per event in a large directory and misses chmod; here an event costs one map lookup.
+ * A parent that does not exist yet is waited for from its nearest existing ancestor; a watched directory that is deleted
+ * or replaced is noticed by its own rename event and watched again. An event only says which path to look at: the
+ * resource re-reads the whole state. A spurious event costs a stat; a missed one would be a bug, and the engine's
+ * periodic resync is the net under what inotify cannot see (a queue overflow, a write through a hard link elsewhere).
  */
-export class ChokidarHub implements FileWatchHub {
-  private watcher: FSWatcher | undefined;
+export class DirWatchHub implements FileWatchHub {
   private readonly listeners = new Map<string, Set<(reason: string) => void>>();
-  /** Watched parent directories, with how many managed paths each serves. */
-  private readonly dirs = new Map<string, number>();
-  /** Every directory on the way to a managed path, with how many managed paths lie below it. */
-  private readonly ancestors = new Map<string, number>();
-  private readonly rearmQueue = new Set<string>();
-  private rearmTimer: NodeJS.Timeout | undefined;
+  /** Managed child names by parent directory. */
+  private readonly children = new Map<string, Set<string>>();
+  private readonly watches = new Map<string, DirWatch>();
+  /** Existing ancestors watched on behalf of missing parent directories: ancestor → the missing directories. */
+  private readonly anchors = new Map<string, { watch: DirWatch; waiting: Set<string> }>();
+  private closed = false;
 
   constructor(
     private readonly log: Logger,
-    /** Called when the watcher reports an error it cannot attribute (e.g. out of inotify watches): the engine rescans everything. */
+    /** Called when watching fails in a way that may have lost events (e.g. out of inotify watches): the engine rescans. */
     private readonly onLost: (reason: string) => void,
   ) {}
 
@@ -41,109 +46,153 @@ export class ChokidarHub implements FileWatchHub {
     if (!set) {
       set = new Set();
       this.listeners.set(abs, set);
-      for (const dir of ancestorsOf(abs)) bump(this.ancestors, dir, 1);
-      const parent = path.dirname(abs);
-      if (bump(this.dirs, parent, 1) === 1) this.ensureWatcher().add(parent);
+      const dir = path.dirname(abs);
+      let names = this.children.get(dir);
+      if (!names) {
+        names = new Set();
+        this.children.set(dir, names);
+        this.arm(dir);
+      }
+      names.add(path.basename(abs));
     }
     set.add(onEvent);
     return () => this.unwatchPath(abs, onEvent);
   }
 
   async close(): Promise<void> {
-    if (this.rearmTimer) clearTimeout(this.rearmTimer);
+    this.closed = true;
+    for (const w of this.watches.values()) w.watcher.close();
+    for (const a of this.anchors.values()) a.watch.watcher.close();
+    this.watches.clear();
+    this.anchors.clear();
     this.listeners.clear();
-    await this.watcher?.close();
-    this.watcher = undefined;
+    this.children.clear();
   }
 
   private unwatchPath(abs: string, onEvent: (reason: string) => void): void {
     const s = this.listeners.get(abs);
     if (!s?.delete(onEvent) || s.size > 0) return;
     this.listeners.delete(abs);
-    for (const dir of ancestorsOf(abs)) bump(this.ancestors, dir, -1);
-    const parent = path.dirname(abs);
-    if (bump(this.dirs, parent, -1) === 0) this.watcher?.unwatch(parent);
-  }
-
-  private ensureWatcher(): FSWatcher {
-    if (this.watcher) return this.watcher;
-    const w = watch([], {
-      persistent: true,
-      ignoreInitial: true,
-      followSymlinks: false,
-      atomic: false,
-      alwaysStat: false,
-      depth: 0,
-      // Only managed paths and the directories leading to them matter: other children of a watched directory get no watch.
-      ignored: (p: string) => !this.relevant(path.resolve(p)),
-    });
-    w.on('all', (event: string, p: string) => this.dispatch(path.resolve(p), event));
-    w.on('raw', (event: string, evPath: string, details: unknown) => {
-      const watched = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
-      if (typeof watched !== 'string') return;
-      const abs = path.resolve(watched);
-      // A directory watch names the child; a file watch names the file itself.
-      this.dispatch(abs, `raw:${event}`);
-      if (evPath && !path.isAbsolute(evPath) && this.dirs.has(abs)) this.dispatch(path.join(abs, evPath), `raw:${event}`);
-      // A watched directory that is gone takes its inotify watch with it: watch again once the dust settles.
-      if (event === 'rename' && this.dirs.has(abs) && !existsSync(abs)) this.lost(abs, 'raw:rename');
-    });
-    w.on('error', (err: unknown) => {
-      this.log.warn({ err }, 'file watch error, rescanning');
-      this.onLost('watch_error');
-    });
-    this.watcher = w;
-    return w;
-  }
-
-  private relevant(abs: string): boolean {
-    return this.listeners.has(abs) || this.ancestors.has(abs);
-  }
-
-  private dispatch(abs: string, reason: string): void {
-    const direct = this.listeners.get(abs);
-    if (direct) for (const cb of direct) cb(reason);
-    if ((reason === 'unlinkDir' || reason === 'unlink') && this.ancestors.has(abs)) this.lost(abs, reason);
-  }
-
-  /** A directory on the way to managed paths went away: look at everything below it and re-arm its watches. */
-  private lost(dir: string, reason: string): void {
-    const prefix = `${dir}/`;
-    for (const [managed, cbs] of this.listeners) {
-      if (!managed.startsWith(prefix)) continue;
-      for (const cb of cbs) cb(reason);
-      this.rearmQueue.add(path.dirname(managed));
+    const dir = path.dirname(abs);
+    const names = this.children.get(dir);
+    names?.delete(path.basename(abs));
+    if (names && names.size === 0) {
+      this.children.delete(dir);
+      this.watches.get(dir)?.watcher.close();
+      this.watches.delete(dir);
+      for (const [anchor, a] of this.anchors) {
+        a.waiting.delete(dir);
+        if (a.waiting.size === 0) this.dropAnchor(anchor);
+      }
     }
-    if (this.rearmTimer || this.rearmQueue.size === 0) return;
-    // Let the reconciles (which may re-create the directory) run first; then chokidar watches whatever exists now,
-    // or the nearest existing ancestor until the directory comes back.
-    this.rearmTimer = setTimeout(() => {
-      this.rearmTimer = undefined;
-      const dirs = [...this.rearmQueue].filter((d) => this.dirs.has(d));
-      this.rearmQueue.clear();
-      if (!this.watcher || dirs.length === 0) return;
-      this.watcher.unwatch(dirs);
-      this.watcher.add(dirs);
-      // The re-arm may have raced with a change: look once more.
-      for (const d of dirs) for (const [managed, cbs] of this.listeners) if (path.dirname(managed) === d) for (const cb of cbs) cb('rearm');
-    }, REARM_DELAY_MS);
-    this.rearmTimer.unref();
+  }
+
+  /** Watches `dir` if it exists; otherwise waits for it from its nearest existing ancestor. */
+  private arm(dir: string): void {
+    if (this.closed || this.watches.has(dir)) return;
+    const w = this.open(dir, (event, name) => this.onDirEvent(dir, event, name));
+    if (w) {
+      this.watches.set(dir, w);
+      return;
+    }
+    for (let up = path.dirname(dir), below = dir; ; below = up, up = path.dirname(up)) {
+      const existing = this.anchors.get(up);
+      if (existing) {
+        existing.waiting.add(dir);
+        return;
+      }
+      const aw = this.open(up, (_event, name) => {
+        // Only a change to the next component on the way can bring a waiting directory into being.
+        if (name === null || name === path.basename(below) || !existsDir(up)) this.replan(up);
+      });
+      if (aw) {
+        this.anchors.set(up, { watch: aw, waiting: new Set([dir]) });
+        // It may have appeared between the failed watch and this one.
+        if (existsDir(dir)) this.replan(up);
+        return;
+      }
+      if (up === path.dirname(up)) return;
+    }
+  }
+
+  /** Something changed under an anchor: try again to watch each directory it waits for; what exists now is looked at. */
+  private replan(anchor: string): void {
+    const a = this.anchors.get(anchor);
+    if (!a) return;
+    this.dropAnchor(anchor);
+    for (const dir of a.waiting) {
+      this.arm(dir);
+      if (this.watches.has(dir)) this.notifyChildren(dir, 'created');
+    }
+  }
+
+  private dropAnchor(anchor: string): void {
+    this.anchors.get(anchor)?.watch.watcher.close();
+    this.anchors.delete(anchor);
+  }
+
+  private onDirEvent(dir: string, event: string, name: string | null): void {
+    if (name !== null && this.children.get(dir)?.has(name)) {
+      for (const cb of this.listeners.get(path.join(dir, name)) ?? []) cb(event);
+    } else if (name === null) {
+      this.notifyChildren(dir, event);
+    }
+    // The directory itself deleted or replaced: its watch is dead (or watching the old inode). Watch again.
+    if (event === 'rename') {
+      const w = this.watches.get(dir);
+      const ino = inoOf(dir);
+      if (w && ino !== w.ino) {
+        w.watcher.close();
+        this.watches.delete(dir);
+        this.arm(dir);
+        this.notifyChildren(dir, 'parent_replaced');
+      }
+    }
+  }
+
+  private notifyChildren(dir: string, reason: string): void {
+    for (const name of this.children.get(dir) ?? []) for (const cb of this.listeners.get(path.join(dir, name)) ?? []) cb(reason);
+  }
+
+  private open(dir: string, onEvent: (event: string, name: string | null) => void): DirWatch | undefined {
+    const ino = inoOf(dir);
+    if (ino === undefined) return undefined;
+    try {
+      const watcher = watch(dir, { persistent: false }, (event, name) => onEvent(event, name === null ? null : String(name)));
+      watcher.on('error', (err: unknown) => {
+        // Raised when the directory goes away under the watch, or the kernel refuses more watches.
+        this.log.warn({ dir, err: String(err) }, 'directory watch lost');
+        watcher.close();
+        if (this.watches.get(dir)?.watcher === watcher) {
+          this.watches.delete(dir);
+          this.arm(dir);
+          this.notifyChildren(dir, 'watch_error');
+        } else if (this.anchors.get(dir)?.watch.watcher === watcher) {
+          this.replan(dir);
+        }
+        this.onLost('watch_error');
+      });
+      return { watcher, ino };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      // ENOSPC here means the inotify watch limit (fs.inotify.max_user_watches): the resync has to cover these paths.
+      this.log.error({ dir, err: String(err) }, 'cannot watch directory; relying on the periodic resync');
+      this.onLost('watch_limit');
+      return undefined;
+    }
   }
 }
 
-function bump(m: Map<string, number>, key: string, by: number): number {
-  const n = (m.get(key) ?? 0) + by;
-  if (n > 0) m.set(key, n);
-  else m.delete(key);
-  return n;
+function inoOf(p: string): number | undefined {
+  try {
+    const st = statSync(p);
+    return st.isDirectory() ? st.ino : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
-function* ancestorsOf(abs: string): Generator<string> {
-  let dir = path.dirname(abs);
-  for (;;) {
-    yield dir;
-    const up = path.dirname(dir);
-    if (up === dir) return;
-    dir = up;
-  }
+function existsDir(p: string): boolean {
+  return inoOf(p) !== undefined;
 }

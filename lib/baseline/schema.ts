@@ -4,7 +4,8 @@ import schema from '../../baselines/baseline.schema.json' with { type: 'json' };
 import { validate as generatedValidate } from './schema-validator.generated.js';
 import { RESOURCE_TYPES } from './kinds.js';
 import { pathProblem, sysctlProblem } from './names.js';
-import { valueAt, type Path, type YamlDoc } from './yaml-doc.js';
+import { suggestion } from './suggest.js';
+import { fieldPath, valueAt, type Path, type YamlDoc } from './yaml-doc.js';
 import type { IssueList } from './issues.js';
 
 interface SchemaValidator {
@@ -34,8 +35,8 @@ export function checkSchema(doc: YamlDoc, issues: IssueList): void {
   if (validateSchema(doc.value)) return;
   const seen = new Set<string>();
   for (const e of validateSchema.errors ?? []) {
-    // `if`/`anyOf`/`propertyNames` only wrap the errors that say what is wrong; the type key rule is checked in validate.ts.
-    if (e.keyword === 'if' || e.keyword === 'anyOf' || e.keyword === 'propertyNames') continue;
+    // `anyOf` and `propertyNames` only wrap the errors that say what is wrong; the one-type-key rule is worded in validate.ts.
+    if (e.keyword === 'anyOf' || e.keyword === 'propertyNames') continue;
     const path = toPath(doc.value, e.instancePath);
     if (e.keyword === 'required' && isResourceItem(path) && RESOURCE_TYPES.includes(String(e.params.missingProperty))) continue;
     if (e.keyword === 'additionalProperties' && isResourceItem(path) && RESOURCE_TYPES.includes(String(e.params.additionalProperty))) continue;
@@ -55,7 +56,7 @@ function report(e: ErrorObject, path: Path, doc: YamlDoc, issues: IssueList): vo
   switch (e.keyword) {
     case 'additionalProperties': {
       const key = String(e.params.additionalProperty);
-      const allowed = Object.keys(parent.properties ?? {}).filter((k) => !RESOURCE_TYPES.includes(k) || k === path[path.length - 1]);
+      const allowed = Object.keys(parent.properties ?? {}).filter((k) => !RESOURCE_TYPES.includes(k));
       const hint = suggestion(key, allowed);
       const where = containerName(path, doc.value);
       const policyHint = path.length === 1 && path[0] === 'spec' && POLICY_WORDS.has(key) ? '; policy keys go under spec.policy' : '';
@@ -161,19 +162,14 @@ function containerName(path: Path, root: unknown): string {
     const type = item !== null && typeof item === 'object' ? RESOURCE_TYPES.find((t) => t in item) : undefined;
     return type ? `a ${type} resource` : 'a resource';
   }
-  let out = '';
-  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out === '' ? seg : `.${seg}`;
-  return out;
+  return fieldPath(path);
 }
 
 /** The field's own name for messages: `mode`, `maxRepairs`, or `spec.resources[2]` for a sequence item. */
 function labelOf(path: Path): string {
   const last = path[path.length - 1];
   if (last === undefined) return 'the baseline';
-  if (typeof last === 'string') return last;
-  let out = '';
-  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out === '' ? seg : `.${seg}`;
-  return out;
+  return typeof last === 'string' ? last : fieldPath(path);
 }
 
 function typeWords(type: unknown): string {
@@ -197,31 +193,4 @@ function describe(value: unknown, raw: string | undefined): string {
   if (typeof value === 'object') return 'a mapping';
   if (typeof value === 'string') return JSON.stringify(value);
   return raw !== undefined && raw !== '' ? raw : String(value);
-}
-
-/** ` (did you mean "owner"?)` when a word is one or two edits from an allowed one. */
-export function suggestion(word: string, allowed: readonly string[]): string {
-  let best: string | undefined;
-  let bestDistance = Math.min(2, Math.floor(word.length / 3));
-  for (const candidate of allowed) {
-    const d = distance(word.toLowerCase(), candidate.toLowerCase());
-    if (d <= bestDistance && d < word.length) {
-      best = candidate;
-      bestDistance = d - 1;
-    }
-  }
-  return best === undefined ? '' : ` (did you mean "${best}"?)`;
-}
-
-/** Edit distance, for suggestions between short words. */
-function distance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length] ?? 0;
 }

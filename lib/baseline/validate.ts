@@ -5,8 +5,8 @@ import { parseDuration } from '../clock.js';
 import { ANY_RESOURCE_KEY, KIND_KEYS, RESOURCE_TYPES, normaliseName } from './kinds.js';
 import { parentsOf, pathProblem, sysctlProblem, unitProblem } from './names.js';
 import { applyPolicy, type PolicyOverrides } from './policy.js';
-import { suggestion } from './schema.js';
-import { DEFAULT_POLICY, type Baseline, type ResourceDecl } from './types.js';
+import { suggestion } from './suggest.js';
+import { DEFAULT_POLICY, type Baseline, type Policy, type ResourceDecl } from './types.js';
 import type { IssueList } from './issues.js';
 import type { Path } from './yaml-doc.js';
 
@@ -27,7 +27,7 @@ interface RawBaseline {
   spec: { selector?: { matchLabels: Record<string, string> }; policy?: PolicyOverrides; resources: Record<string, unknown>[] };
 }
 
-export function isRecord(v: unknown): v is Record<string, unknown> {
+function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
@@ -46,7 +46,7 @@ export function identifyResources(value: unknown, issues: IssueList): ResourceHe
       const unknown = keys.find((k) => !ANY_RESOURCE_KEY.has(k));
       if (unknown !== undefined) {
         issues.add(
-          'HS_BASELINE_UNKNOWN_KEY',
+          'HS_RESOURCE_UNKNOWN_TYPE',
           `unknown resource type "${unknown}"${suggestion(unknown, RESOURCE_TYPES)}; a resource starts with one of ${RESOURCE_TYPES.join(', ')}`,
           [...path, unknown],
           'key',
@@ -228,15 +228,18 @@ export function readSources(heads: ResourceHead[], issues: IssueList, readSource
 /** The Baseline of a document that passed every check. */
 export function buildBaseline(value: unknown, heads: ResourceHead[], sources: Map<string, Buffer>, issues: IssueList, origin: Baseline['origin']): Baseline {
   const raw = value as RawBaseline;
-  const policy = applyPolicy(DEFAULT_POLICY, raw.spec.policy ?? {});
+  const base = applyPolicy(DEFAULT_POLICY, raw.spec.policy ?? {});
+  // Resources without policy keys of their own share the baseline's policy; frozen, so no consumer can change it for all.
+  const policy: Policy = Object.freeze({ ...base, flap: Object.freeze(base.flap) });
   const resources = heads.map((h): ResourceDecl => {
     const pos = issues.keyPosition([...h.path, h.type]);
+    const own = overridesOf(h);
     return {
       id: h.id,
       type: h.type,
       name: h.name,
       index: h.index,
-      policy: applyPolicy(policy, overridesOf(h)),
+      policy: own ? applyPolicy(policy, own) : policy,
       fields: fieldsOf(h, sources),
       location: { file: issues.file, line: pos.line, column: pos.column, field: `spec.resources[${h.index}]`, resource: h.id },
     };
@@ -248,10 +251,13 @@ export function buildBaseline(value: unknown, heads: ResourceHead[], sources: Ma
   return baseline;
 }
 
-function overridesOf(h: ResourceHead): PolicyOverrides {
-  const over: Record<string, unknown> = isRecord(h.item.policy) ? { ...h.item.policy } : {};
-  for (const k of KIND_KEYS.get(h.type)?.policy ?? []) if (k !== 'policy' && k in h.item) over[k] = h.item[k];
-  return over as PolicyOverrides;
+/** The resource's own policy keys, from its `policy:` map and the keys set directly on it; undefined when it has none. */
+function overridesOf(h: ResourceHead): PolicyOverrides | undefined {
+  let over: Record<string, unknown> | undefined = isRecord(h.item.policy) ? { ...h.item.policy } : undefined;
+  for (const k of KIND_KEYS.get(h.type)?.policy ?? []) {
+    if (k !== 'policy' && k in h.item) (over ??= {})[k] = h.item[k];
+  }
+  return over as PolicyOverrides | undefined;
 }
 
 /** The type's own keys, with the defaults the format documents filled in and `source:` bytes in `content`. */

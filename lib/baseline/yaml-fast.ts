@@ -43,6 +43,15 @@ export function quickKeyPos(keys: Map<object, (string | number)[]>, owner: unkno
   return undefined;
 }
 
+// A `key: value` line in its most common forms: a word key, then a double-quoted string, a single-quoted
+// string without quotes inside, or a one-line plain scalar, and perhaps a comment. Anything else takes the general path.
+const SIMPLE_ENTRY =
+  /([A-Za-z_][A-Za-z0-9_./-]*) *: +(?:"((?:[^"\\]+|\\.)*)"|'([^']*)'|((?:[^\s?:,[\]{}#&*!|>'"%@`-]|[?:-](?=\S))(?:[^\s:#]+|:(?=\S)|#| +(?=[^\s#]))*))(?: +(?:#.*)?)?$/y;
+/** A word key and its colon at a position: the item is a mapping. */
+const KEY_AT = /[A-Za-z_][A-Za-z0-9_./-]* *:(?: |$)/y;
+/** Plain words that are not strings as keys; the general path leaves such keys to the full parser. */
+const NON_STRING_WORDS = new Set(['null', 'Null', 'NULL', 'true', 'True', 'TRUE', 'false', 'False', 'FALSE']);
+
 // The reader allocates as little as it can: objects that survive a young-generation GC are what a cold run pays for.
 // Secondary results (a key's text, where a value ended) go through these fields rather than small result objects.
 class QuickReader {
@@ -105,10 +114,23 @@ class QuickReader {
     let col = firstCol;
     for (;;) {
       const line = this.lines[this.i] as string;
-      if (!this.readKey(line, col)) giveUp();
-      const key = this.keyText;
-      flat.push(key, this.i + 1, col + 1);
-      const v = this.value(line, this.keyNext, indent, true);
+      let key: string;
+      let v: unknown;
+      SIMPLE_ENTRY.lastIndex = col;
+      const m = SIMPLE_ENTRY.exec(line);
+      if (m !== null && !NON_STRING_WORDS.has(m[1] as string)) {
+        // the common `key: value` line, read in one native regex step
+        key = m[1] as string;
+        flat.push(key, this.i + 1, col + 1);
+        const dq = m[2];
+        v = dq !== undefined ? (dq.includes('\\') ? (decodeEscapes(dq) ?? giveUp()) : dq) : (m[3] ?? resolvePlain(m[4] as string));
+        this.i++;
+      } else {
+        if (!this.readKey(line, col)) giveUp();
+        key = this.keyText;
+        flat.push(key, this.i + 1, col + 1);
+        v = this.value(line, this.keyNext, indent, true);
+      }
       if (Object.hasOwn(value, key)) this.hasDuplicates = true;
       if (key === '__proto__') Object.defineProperty(value, key, { value: v, enumerable: true, writable: true, configurable: true });
       else value[key] = v;
@@ -133,7 +155,9 @@ class QuickReader {
       while (line.charCodeAt(p) === 32) p++;
       const c = line.charCodeAt(p);
       if (c === 45 /* - */ && (p + 1 === line.length || line.charCodeAt(p + 1) === 32)) giveUp(); // `- - x`
-      value.push(p < line.length && c !== 35 /* # */ && this.readKey(line, p) ? this.map(p, p) : this.value(line, indent + 1, indent, false));
+      KEY_AT.lastIndex = p;
+      const isMap = p < line.length && c !== 35 /* # */ && (KEY_AT.test(line) || this.readKey(line, p));
+      value.push(isMap ? this.map(p, p) : this.value(line, indent + 1, indent, false));
 
       this.skipBlank();
       const next = this.lines[this.i];
@@ -365,36 +389,47 @@ class QuickReader {
         k = e + 2;
       }
     }
-    for (;;) {
-      let e = k;
-      for (; e < line.length; e++) {
-        const ch = line.charCodeAt(e);
-        if (ch === 34 /* " */ || ch === 92 /* \ */) break;
-      }
-      out += line.slice(k, e);
-      if (e >= line.length) return false;
-      if (line.charCodeAt(e) === 34) {
-        this.quoted = out;
-        this.end = e + 1;
-        return true;
-      }
-      const esc = line[e + 1];
-      if (esc === undefined) return false; // an escaped line break
-      const simple = ESCAPES[esc];
-      if (simple !== undefined) {
-        out += simple;
-        k = e + 2;
-        continue;
-      }
-      const len = HEX_LENGTH[esc];
-      if (len === undefined) return false;
-      const hex = line.slice(e + 2, e + 2 + len);
-      if (hex.length !== len || !/^[0-9a-fA-F]+$/.test(hex)) return false;
-      const code = parseInt(hex, 16);
-      if (code > 0x10ffff) return false;
-      out += String.fromCodePoint(code);
-      k = e + 2 + len;
+    // double quotes: find the closing quote (skipping escaped characters), then decode what is between
+    let e = k;
+    for (; e < line.length; e++) {
+      const ch = line.charCodeAt(e);
+      if (ch === 34 /* " */) break;
+      if (ch === 92 /* \ */) e++;
     }
+    if (e >= line.length) return false; // closed on a later line, or an escaped line break
+    const body = line.slice(k, e);
+    const decoded = body.includes('\\') ? decodeEscapes(body) : body;
+    if (decoded === undefined) return false;
+    this.quoted = decoded;
+    this.end = e + 1;
+    return true;
+  }
+}
+
+/** The text of a double-quoted scalar's body with its escapes applied; undefined when one is not valid YAML. */
+function decodeEscapes(body: string): string | undefined {
+  let out = '';
+  let k = 0;
+  for (;;) {
+    const e = body.indexOf('\\', k);
+    if (e === -1) return out + body.slice(k);
+    out += body.slice(k, e);
+    const esc = body[e + 1];
+    if (esc === undefined) return undefined;
+    const simple = ESCAPES[esc];
+    if (simple !== undefined) {
+      out += simple;
+      k = e + 2;
+      continue;
+    }
+    const len = HEX_LENGTH[esc];
+    if (len === undefined) return undefined;
+    const hex = body.slice(e + 2, e + 2 + len);
+    if (hex.length !== len || !/^[0-9a-fA-F]+$/.test(hex)) return undefined;
+    const code = parseInt(hex, 16);
+    if (code > 0x10ffff) return undefined;
+    out += String.fromCodePoint(code);
+    k = e + 2 + len;
   }
 }
 

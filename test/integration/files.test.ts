@@ -148,6 +148,20 @@ ${extra}`,
     await waitFor(() => existsSync(app()) && modeOf(path.join(root, 'etc/app')) === 0o755, 10_000, 'file under re-created directory');
   });
 
+  it('watches a file whose parent folders did not exist at start-up, once the agent has created them', async () => {
+    const deep = path.join(root, 'srv/new/deeper/app.env');
+    const file = baseline(`    - file: ${deep}
+      content: "MODE=prod\\n"
+      mode: "0644"
+`);
+    await start(file);
+    await waitFor(() => existsSync(deep), 10_000, 'deep file created');
+    writeFileSync(deep, 'MODE=debug\n');
+    await expectRepaired(`file:${deep}`, () => read(deep) === 'MODE=prod\n', 1);
+    chmodSync(deep, 0o600);
+    await waitFor(() => events(stateDir, `file:${deep}`).filter((e) => e === 'repaired').length >= 3, 10_000, 'mode drift seen');
+  });
+
   it('removes a file that must be absent when it appears', async () => {
     await start();
     const legacy = path.join(root, 'etc/cron.d/legacy-job');

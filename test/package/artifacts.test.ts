@@ -85,7 +85,12 @@ describe('package: artifacts', function () {
       assert.equal(v.stdout.trim(), VERSION);
       const check = await run(['check', '--baseline', `${inside}/b.yaml`, '--state-dir', `${inside}/state`]);
       assert.equal(check.code, 2, check.stderr);
+      const apply = await run(['apply', '--baseline', `${inside}/b.yaml`, '--state-dir', `${inside}/state`]);
+      assert.equal(apply.code, 0, apply.stderr);
       assert.ok(existsSync(path.join(jail, 'state/agent.db')), 'the SQLite cache was written');
+      assert.equal(readFileSync(path.join(jail, 'etc/motd'), 'utf8'), 'hi\n');
+      const again = await run(['check', '--baseline', `${inside}/b.yaml`, '--state-dir', `${inside}/state`]);
+      assert.equal(again.code, 0, again.stderr);
     } finally {
       rmSync(jail, { recursive: true, force: true });
     }

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { parse } from 'yaml';
 import schema from '../../baselines/baseline.schema.json' with { type: 'json' };
@@ -13,7 +14,7 @@ import { generateValidatorSource, MESSAGE_KEYWORDS } from '../../lib/baseline/sc
 import { readYaml } from '../../lib/baseline/yaml-doc.js';
 
 // dist/test/unit → repository root
-const ROOT = new URL('../../../', import.meta.url).pathname;
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const EXAMPLES = join(ROOT, 'baselines/examples');
 const exampleFiles = readdirSync(EXAMPLES)
   .filter((f) => f.endsWith('.yaml'))
@@ -143,9 +144,9 @@ describe('baseline format', () => {
       assert.match(f.message, /allowed: .*owner/);
     });
 
-    it('HS_BASELINE_UNKNOWN_KEY: an unknown resource type', () => {
+    it('HS_RESOURCE_UNKNOWN_TYPE: a resource type this version does not know', () => {
       const f = oneIssue(`${HEAD}    - package: nginx\n      ensure: running\n`);
-      assert.deepEqual([f.code, f.at, f.field], ['HS_BASELINE_UNKNOWN_KEY', '7:7', 'spec.resources[0].package']);
+      assert.deepEqual([f.code, f.at, f.field], ['HS_RESOURCE_UNKNOWN_TYPE', '7:7', 'spec.resources[0].package']);
       assert.match(f.message, /file, directory, sysctl, service/);
     });
 
@@ -220,6 +221,30 @@ describe('baseline format', () => {
           ['HS_BASELINE_INVALID', '8:36', 'spec.policy.flap.window'],
         ],
       );
+    });
+
+    it('HS_BASELINE_INVALID: every missing top-level key', () => {
+      const found = issuesOf('apiVersion: homeostat/v1\n');
+      assert.deepEqual(
+        found.map((f) => [f.code, f.at, f.field]),
+        [
+          ['HS_BASELINE_INVALID', '1:1', 'kind'],
+          ['HS_BASELINE_INVALID', '1:1', 'metadata'],
+          ['HS_BASELINE_INVALID', '1:1', 'spec'],
+        ],
+      );
+    });
+
+    it('HS_BASELINE_INVALID: a sysctl value on several lines, or too large to be exact', () => {
+      const found = issuesOf(`${HEAD}    - sysctl: kernel.core_pattern\n      value: "core\\nkernel.x = 1"\n    - sysctl: kernel.x\n      value: 99999999999999999999\n`);
+      assert.deepEqual(
+        found.map((f) => [f.code, f.at, f.field]),
+        [
+          ['HS_BASELINE_INVALID', '8:14', 'spec.resources[0].value'],
+          ['HS_BASELINE_INVALID', '10:14', 'spec.resources[1].value'],
+        ],
+      );
+      assert.match(found[1]?.message ?? '', /value: "99999999999999999999"/);
     });
 
     it('HS_BASELINE_INVALID: a resource with two type keys', () => {
