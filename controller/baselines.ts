@@ -1,5 +1,6 @@
 // Baseline versions and what each agent is assigned: validates and stores immutable versions, signs the version a rollout
-// targets (renewing signatures before they expire), and computes each agent's signed assignment from selectors and labels.
+// targets (renewing signatures before they expire), stages versions for rollouts in waves, and computes each agent's signed
+// assignment from selectors, labels and the waves it was admitted to.
 import { HsError } from '../lib/errors.js';
 import type { Clock } from '../lib/clock.js';
 import { selectorMatches, type Labels } from '../lib/labels.js';
@@ -7,7 +8,7 @@ import type { Logger } from '../lib/log.js';
 import { signBytes, type SigningKey } from '../lib/signing.js';
 import { unifiedDiff } from '../lib/textdiff.js';
 import { encodeBaselineDoc, type BaselineDoc, type SignedBaseline } from '../proto/codec.js';
-import type { BaselineVersionRecord, ControllerStore, RolloutRecord, TargetRecord } from './store/types.js';
+import type { BaselineVersionRecord, ControllerStore, TargetRecord } from './store/types.js';
 import { validateBaseline } from './validate.js';
 
 export const DEFAULT_SIGNATURE_VALIDITY_MS = 30 * 86_400_000;
@@ -19,6 +20,18 @@ export interface PushInput {
   file: string;
 }
 
+/** A version a staged rollout hands out wave by wave, and the agents admitted to it so far. */
+export interface StagedVersion {
+  rolloutId: number;
+  record: TargetRecord;
+  selector: { matchLabels: Labels } | null;
+  admitted: Set<string>;
+}
+
+function signedOf(r: TargetRecord): SignedBaseline {
+  return { payload: r.payload, signature: r.signature, keyId: r.keyId };
+}
+
 interface ActiveTarget {
   record: TargetRecord;
   selector: { matchLabels: Labels } | null;
@@ -27,6 +40,7 @@ interface ActiveTarget {
 
 export class BaselineService {
   private targets = new Map<string, ActiveTarget>();
+  private readonly staged = new Map<string, StagedVersion>();
   private readonly listeners = new Set<() => void>();
 
   constructor(
@@ -106,23 +120,63 @@ export class BaselineService {
     return this.targets.get(name)?.selector ?? null;
   }
 
-  /** Makes `version` the one every selected agent enforces. Moving to an older version is signed as an explicit rollback. */
-  async rollout(name: string, version: number): Promise<RolloutRecord> {
+  /**
+   * Signs `version` for a staged rollout without making it the fleet's target: only agents admitted with `admit` are sent
+   * it, every other selected agent keeps the target. Moving to an older version than the target is signed as a rollback.
+   */
+  async stage(name: string, version: number, rolloutId: number): Promise<StagedVersion> {
     const v = await this.version(name, version);
-    const previous = this.targets.get(name)?.record;
-    const rollback = previous !== undefined && version < previous.version;
-    const rollout = await this.store.addRollout({
-      baseline: name,
-      version,
-      previousVersion: previous?.version ?? null,
-      strategy: 'all-at-once',
-      rollback,
-      createdAt: this.clock.now(),
-    });
-    await this.sign(v, rollback, rollout.id);
-    this.log.info({ baseline: name, version, rollback, rollout: rollout.id }, 'rollout started');
+    const target = this.targets.get(name)?.record;
+    const rollback = target !== undefined && version < target.version;
+    const { record } = this.signDoc(v, rollback, rolloutId);
+    const staged: StagedVersion = { rolloutId, record, selector: v.selector, admitted: new Set() };
+    this.staged.set(name, staged);
+    return staged;
+  }
+
+  /** Restores a staged rollout after a restart (its signed document comes from the store). */
+  restoreStaged(name: string, staged: StagedVersion): void {
+    this.staged.set(name, staged);
+  }
+
+  staging(name: string): StagedVersion | undefined {
+    return this.staged.get(name);
+  }
+
+  /** Lets these agents have the staged version (their wave was reached); connected ones are sent it at once. */
+  admit(name: string, agentIds: Iterable<string>): void {
+    const s = this.staged.get(name);
+    if (!s) return;
+    for (const id of agentIds) s.admitted.add(id);
     this.changed();
-    return rollout;
+  }
+
+  /** The staged version becomes the target: every selected agent, also ones enrolled later, gets it. */
+  async promote(name: string): Promise<void> {
+    const s = this.staged.get(name);
+    if (!s) return;
+    await this.store.putTarget(s.record);
+    this.targets.set(name, { record: s.record, selector: s.selector, signed: signedOf(s.record) });
+    this.staged.delete(name);
+    this.changed();
+  }
+
+  /**
+   * Drops the staged version and sends the agents that had it back to the target, re-signed as an explicit rollback issued
+   * after the staged one (the agents' replay guard admits exactly that). Without a target the baseline is removed from them.
+   */
+  async unstage(name: string): Promise<void> {
+    const s = this.staged.get(name);
+    if (!s) return;
+    const target = this.targets.get(name)?.record;
+    this.staged.delete(name);
+    if (target && s.admitted.size > 0) {
+      const v = await this.version(name, target.version);
+      const { record } = this.signDoc(v, true, target.rolloutId, s.record.issuedAt);
+      await this.store.putTarget(record);
+      this.targets.set(name, { record, selector: v.selector, signed: signedOf(record) });
+    }
+    this.changed();
   }
 
   /** Re-signs targets past half their validity, so connected agents never reach the expiry while the controller runs. */
@@ -139,26 +193,39 @@ export class BaselineService {
     return renewed;
   }
 
-  /** The signed baselines whose selectors match these labels, in name order. */
-  assignmentFor(labels: Labels): { names: string[]; baselines: SignedBaseline[] } {
+  /**
+   * The signed baselines for an agent, in name order: per name the staged version of a rollout when the agent was admitted
+   * to it, else the target when its selector matches. `key` changes whenever the assignment does (so unchanged agents are
+   * not sent it again, and agents with the same assignment share one encoded frame).
+   */
+  assignmentFor(labels: Labels, agentId: string | null = null): { names: string[]; baselines: SignedBaseline[]; key: string } {
     const names: string[] = [];
     const baselines: SignedBaseline[] = [];
-    for (const [name, t] of [...this.targets.entries()].sort(([a], [b]) => a.localeCompare(b))) {
-      if (!selectorMatches(t.selector ?? undefined, labels)) continue;
+    const keys: string[] = [];
+    const all = [...new Set([...this.targets.keys(), ...this.staged.keys()])].sort((a, b) => a.localeCompare(b));
+    for (const name of all) {
+      const s = this.staged.get(name);
+      const t = this.targets.get(name);
+      let chosen: { record: TargetRecord; selector: { matchLabels: Labels } | null; signed: SignedBaseline } | undefined;
+      if (s && agentId !== null && s.admitted.has(agentId)) chosen = { record: s.record, selector: s.selector, signed: signedOf(s.record) };
+      else chosen = t;
+      if (!chosen || !selectorMatches(chosen.selector ?? undefined, labels)) continue;
       names.push(name);
-      baselines.push(t.signed);
+      baselines.push(chosen.signed);
+      keys.push(`${name}@${chosen.record.version}/${chosen.record.issuedAt}`);
     }
-    return { names, baselines };
-  }
-
-  /** A key that changes whenever the assignment for these names changes (so unchanged agents are not sent it again). */
-  assignmentKey(names: string[]): string {
-    return names.map((n) => `${n}@${this.targets.get(n)?.record.version ?? 0}/${this.targets.get(n)?.record.issuedAt ?? 0}`).join(',');
+    return { names, baselines, key: keys.join(',') };
   }
 
   private async sign(v: BaselineVersionRecord, rollback: boolean, rolloutId: number): Promise<void> {
-    // issuedAt strictly increases per name: the agent's replay guard compares it for rollbacks.
-    const prevIssued = this.targets.get(v.name)?.record.issuedAt ?? 0;
+    const { record } = this.signDoc(v, rollback, rolloutId);
+    await this.store.putTarget(record);
+    this.targets.set(v.name, { record, selector: v.selector, signed: signedOf(record) });
+  }
+
+  private signDoc(v: BaselineVersionRecord, rollback: boolean, rolloutId: number, after = 0): { record: TargetRecord } {
+    // issuedAt strictly increases per name (targets and staged alike): the agent's replay guard compares it for rollbacks.
+    const prevIssued = Math.max(this.targets.get(v.name)?.record.issuedAt ?? 0, this.staged.get(v.name)?.record.issuedAt ?? 0, after);
     const issuedAt = Math.max(this.clock.now(), prevIssued + 1);
     const doc: BaselineDoc = {
       name: v.name,
@@ -174,8 +241,7 @@ export class BaselineService {
     const payload = Buffer.from(encodeBaselineDoc(doc));
     const signature = signBytes(this.key, payload);
     const record: TargetRecord = { name: v.name, version: v.version, rollback, issuedAt, expiresAt: doc.expiresAt, payload, signature, keyId: this.key.keyId, rolloutId };
-    await this.store.putTarget(record);
-    this.targets.set(v.name, { record, selector: v.selector, signed: { payload, signature, keyId: this.key.keyId } });
+    return { record };
   }
 
   private changed(): void {

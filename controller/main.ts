@@ -2,7 +2,8 @@
 // Entry point of `homeostat-controller`: `run` starts the controller until SIGTERM.
 import { Command, Option } from 'commander';
 import { errorMessage } from '../lib/errors.js';
-import { createLogger, type LogLevel } from '../lib/log.js';
+import type { LogLevel } from '../lib/log.js';
+import { createLogger } from '../lib/logger.js';
 import { parseDuration } from '../lib/clock.js';
 import { VERSION } from '../lib/version.js';
 import { startController } from './server.js';

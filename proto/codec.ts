@@ -6,8 +6,9 @@ import { PROTO_TEXT } from './schema.js';
 /**
  * The protocol version this build speaks. History (one line per bump; never reuse a number):
  *   1: hello/welcome with join token or credential, signed baseline assignments, event batches with acks, signed decisions.
+ *   2: plan requests and results (what a version would change), convergence reports after assignments (rollout health).
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** The oldest agent protocol the controller still serves. */
 export const MIN_PROTOCOL_VERSION = 1;
 
@@ -150,20 +151,59 @@ export interface DecisionDoc {
   decidedBy: string;
 }
 
+export type PlanAction = 'create' | 'change' | 'remove' | 'unknown';
+
+export interface PlannedChange {
+  resource: string;
+  action: PlanAction;
+  fields: string[];
+  diff: string;
+  error: string;
+}
+
+export interface PlanResult {
+  planId: string;
+  ok: boolean;
+  error: string;
+  currentVersion: number;
+  resources: number;
+  changes: PlannedChange[];
+}
+
+export interface BaselineOutcome {
+  name: string;
+  version: number;
+  outcome: string;
+  failed: string[];
+  detail: string;
+}
+
+export interface Convergence {
+  baselines: BaselineOutcome[];
+}
+
+export interface PlanRequest {
+  planId: string;
+  baseline: Uint8Array;
+}
+
 export type AgentMessage =
   | { body: 'hello'; hello: Hello }
   | { body: 'heartbeat'; heartbeat: Heartbeat }
   | { body: 'assignmentAck'; assignmentAck: AssignmentAck }
   | { body: 'events'; events: EventBatch }
   | { body: 'decisionAck'; decisionAck: DecisionAck }
-  | { body: 'error'; error: WireError };
+  | { body: 'error'; error: WireError }
+  | { body: 'planResult'; planResult: PlanResult }
+  | { body: 'convergence'; convergence: Convergence };
 
 export type ControllerMessage =
   | { body: 'welcome'; welcome: Welcome }
   | { body: 'assignment'; assignment: Assignment }
   | { body: 'eventAck'; eventAck: EventAck }
   | { body: 'decision'; decision: Decision }
-  | { body: 'error'; error: WireError };
+  | { body: 'error'; error: WireError }
+  | { body: 'planRequest'; planRequest: PlanRequest };
 
 /** What an encoder accepts: the body tag is implied by the one key set, and any field may be left out. */
 type Outgoing<M> = M extends { body: infer B extends string } ? { [K in B]: K extends keyof M ? Partial<M[K]> : never } : never;

@@ -1,6 +1,6 @@
 // `homeostat-agent apply`: one-shot converge of the given baselines, verified and recorded in the audit log.
 import { loadBaselineFiles } from '../../lib/baseline/index.js';
-import { createLogger } from '../../lib/log.js';
+import { createLogger } from '../../lib/logger.js';
 import { Agent } from '../agent.js';
 import { loadConfig, type CommonFlags } from '../config.js';
 import { worstOutcome } from '../engine/engine.js';

@@ -1,5 +1,5 @@
 // `homeostat-agent run`: starts the daemon and maps signals to a clean stop (exit 0 on SIGTERM).
-import { createLogger } from '../../lib/log.js';
+import { createLogger } from '../../lib/logger.js';
 import { loadConfig, type CommonFlags } from '../config.js';
 import { startDaemon } from '../daemon.js';
 import { reportError } from './output.js';

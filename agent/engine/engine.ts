@@ -57,7 +57,8 @@ export interface EngineOptions {
 interface Runtime {
   managed: ManagedResource;
   resource: Resource;
-  key: string;
+  /** Identity of the declaration, computed when first needed. */
+  key: string | undefined;
   repairs: number[];
   suppressed: boolean;
   approved: boolean;
@@ -114,11 +115,12 @@ export class Engine {
    * created afresh; removed ones are closed. Throws before changing anything when a resource cannot be created.
    */
   async setResources(list: ManagedResource[]): Promise<void> {
-    const next = new Map<string, { managed: ManagedResource; key: string; resource?: Resource }>();
+    const next = new Map<string, { managed: ManagedResource; key: string | undefined; resource?: Resource }>();
     for (const m of list) {
-      const key = declKey(m.decl);
       const current = this.runtimes.get(m.decl.id);
-      if (current && current.key === key) {
+      // Keys are computed only to compare with a running resource: a first activation of 10,000 resources skips the hashing.
+      const key = current ? declKey(m.decl) : undefined;
+      if (current && (current.key ??= declKey(current.managed.decl)) === key) {
         next.set(m.decl.id, { managed: m, key });
         continue;
       }
@@ -333,7 +335,8 @@ export class Engine {
     if (changes.length === 0) {
       rt.failures = 0;
       rt.recordedDrift = undefined;
-      rt.last = { id, outcome: 'kept', changes, observed: r.summarize(observed), desired: r.desired() };
+      // A compliant resource keeps no summaries: with 10,000 files they would be the largest thing in the daemon's heap.
+      rt.last = { id, outcome: 'kept', changes: NO_CHANGES };
       return;
     }
     const now = clock.now();
@@ -517,6 +520,8 @@ export class Engine {
     for (const l of this.listeners) l(stored);
   }
 }
+
+const NO_CHANGES: Change[] = [];
 
 function outcomeOf(d: Exclude<Decision, { action: 'repair' }>): Outcome {
   switch (d.action) {

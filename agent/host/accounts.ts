@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { HsError } from '../../lib/errors.js';
 
 interface Table {
+  checkedAt: number;
   mtimeMs: number;
   byName: Map<string, number>;
   byId: Map<number, string>;
@@ -10,15 +11,23 @@ interface Table {
 
 const tables = new Map<string, Table>();
 
+/** How long a table is trusted before its file's mtime is looked at again: resolving 10,000 owners must not cost 10,000 stats. */
+const RECHECK_MS = 1000;
+
 function load(file: string): Table {
+  const now = Date.now();
+  const cached = tables.get(file);
+  if (cached && now - cached.checkedAt < RECHECK_MS) return cached;
   let mtimeMs = -1;
   try {
     mtimeMs = statSync(file).mtimeMs;
   } catch {
     // a host without the file resolves numeric ids only
   }
-  const cached = tables.get(file);
-  if (cached && cached.mtimeMs === mtimeMs) return cached;
+  if (cached && cached.mtimeMs === mtimeMs) {
+    cached.checkedAt = now;
+    return cached;
+  }
   const byName = new Map<string, number>();
   const byId = new Map<number, string>();
   if (mtimeMs >= 0) {
@@ -30,7 +39,7 @@ function load(file: string): Table {
       if (!byId.has(n)) byId.set(n, name);
     }
   }
-  const t = { mtimeMs, byName, byId };
+  const t = { checkedAt: now, mtimeMs, byName, byId };
   tables.set(file, t);
   return t;
 }

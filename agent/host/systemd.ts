@@ -1,7 +1,14 @@
 // The systemd client: one D-Bus connection to the system or the user manager, shared by every service resource of the agent.
 import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
-import * as dbus from 'dbus-next';
+import type * as dbus from 'dbus-next';
+
+// Loaded on first connection: the D-Bus library is sizeable and a one-shot `check` of files alone should not pay for it.
+let dbusLib: typeof import('dbus-next') | undefined;
+function D(): typeof import('dbus-next') {
+  if (!dbusLib) throw new Error('D-Bus library used before a connection was opened');
+  return dbusLib;
+}
 import { HsError, type ErrorCode } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import type { SystemdScope } from '../settings.js';
@@ -231,7 +238,8 @@ export class SystemdClient {
     } catch (err) {
       throw new HsError('HS_HOST_IO', `cannot reach the systemd ${where}: no D-Bus socket`, { cause: err, retryable: true });
     }
-    const bus = dbus.sessionBus({ busAddress: `unix:socket=${this.socketPath}` });
+    dbusLib ??= await import('dbus-next');
+    const bus = D().sessionBus({ busAddress: `unix:socket=${this.socketPath}` });
     const conn: Connection = { bus, inflight: new Set(), dead: false };
     // One error listener for the connection's whole life: an 'error' with no listener would throw and end the agent.
     let handshake: ((err: unknown) => void) | undefined;
@@ -265,7 +273,7 @@ export class SystemdClient {
     try {
       await this.busCall(conn, addMatchMessage(managerMatchRule()), '');
       for (const unit of this.watchers.keys()) await this.busCall(conn, addMatchMessage(unitMatchRule(unit)), unit);
-      await this.busCall(conn, new dbus.Message({ destination: DEST, path: MANAGER_PATH, interface: MANAGER_IFACE, member: 'Subscribe' }), '');
+      await this.busCall(conn, new (D().Message)({ destination: DEST, path: MANAGER_PATH, interface: MANAGER_IFACE, member: 'Subscribe' }), '');
     } catch (err) {
       // A bus without a systemd manager on it (or one that refuses us) is no connection at all: do not leave the socket open.
       const failure = dbusError(err, `subscribe to the systemd ${where}`, '');
@@ -296,7 +304,7 @@ export class SystemdClient {
   }
 
   private onMessage(msg: dbus.Message): void {
-    if (msg.type !== dbus.MessageType.SIGNAL) return;
+    if (msg.type !== D().MessageType.SIGNAL) return;
     const body: unknown[] = Array.isArray(msg.body) ? msg.body : [];
     if (msg.interface === PROPS_IFACE && msg.member === 'PropertiesChanged') {
       const unit = this.unitByPath.get(msg.path);
@@ -392,13 +400,13 @@ export class SystemdClient {
   private async unitProperty(path: string, name: string, unit: string): Promise<string> {
     const body = await this.call(path, PROPS_IFACE, 'Get', 'ss', [UNIT_IFACE, name], unit);
     const v = body[0];
-    const value = v instanceof dbus.Variant ? (v.value as unknown) : v;
+    const value = v instanceof D().Variant ? (v.value as unknown) : v;
     return typeof value === 'string' ? value : '';
   }
 
   private async call(path: string, iface: string, member: string, signature: string, body: unknown[], unit: string): Promise<unknown[]> {
     const conn = await this.connection();
-    const msg = new dbus.Message({ destination: DEST, path, interface: iface, member, signature, body });
+    const msg = new (D().Message)({ destination: DEST, path, interface: iface, member, signature, body });
     return this.busCall(conn, msg, unit);
   }
 
@@ -466,7 +474,7 @@ function removeMatchMessage(rule: string): dbus.Message {
 }
 
 function busDriverMessage(member: string, rule: string): dbus.Message {
-  return new dbus.Message({
+  return new (D().Message)({
     destination: 'org.freedesktop.DBus',
     path: '/org/freedesktop/DBus',
     interface: 'org.freedesktop.DBus',
@@ -487,7 +495,7 @@ function stringAt(body: unknown[], i: number): string {
 }
 
 function describe(err: unknown): string {
-  if (err instanceof dbus.DBusError) return `${err.type}: ${err.text}`;
+  if (err instanceof D().DBusError) return `${err.type}: ${err.text}`;
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -507,7 +515,7 @@ const DBUS_ERRORS: Record<string, { code: ErrorCode; retryable: boolean }> = {
 
 function dbusError(err: unknown, what: string, unit: string): HsError {
   if (err instanceof HsError) return err;
-  const type = err instanceof dbus.DBusError ? err.type : undefined;
+  const type = err instanceof D().DBusError ? err.type : undefined;
   const known = type ? DBUS_ERRORS[type] : undefined;
   return new HsError(known?.code ?? 'HS_HOST_IO', `${what}: ${describe(err)}`, {
     cause: err,

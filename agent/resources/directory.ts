@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { HsError, hostError } from '../../lib/errors.js';
 import type { ResourceDecl } from '../../lib/baseline/types.js';
 import { accounts } from '../host/accounts.js';
-import { fileType, lstatOrUndefined, octal, permBits, setMetadata } from '../host/fsops.js';
+import { fileType, lstatSyncOrUndefined, octal, permBits, setMetadata } from '../host/fsops.js';
 import type { Change, HostContext, Resource, ResourceKind, StateSummary } from './resource.js';
 
 export type DirectoryObserved =
@@ -33,7 +33,7 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
 
   async observe(): Promise<DirectoryObserved> {
     try {
-      const st = await lstatOrUndefined(this.path);
+      const st = lstatSyncOrUndefined(this.path);
       if (!st) return { kind: 'missing' };
       return { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid) };
     } catch (err) {

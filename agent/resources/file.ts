@@ -1,11 +1,11 @@
 // The `file:` resource: content (inline or from a source file), mode, owner, group, present or absent; repaired atomically.
-import { promises as fsp, type BigIntStats } from 'node:fs';
+import { promises as fsp, readlinkSync, type BigIntStats } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { HsError, hostError } from '../../lib/errors.js';
 import { unifiedDiff } from '../../lib/textdiff.js';
 import type { ResourceDecl } from '../../lib/baseline/types.js';
 import { accounts } from '../host/accounts.js';
-import { atomicWrite, fileType, lstatOrUndefined, octal, permBits, readNoFollow, setMetadata, sha256 } from '../host/fsops.js';
+import { atomicWrite, fileType, lstatSyncOrUndefined, octal, permBits, readNoFollowSync, setMetadata, sha256 } from '../host/fsops.js';
 import type { ApplyResult, Change, HostContext, Resource, ResourceKind, StateSummary } from './resource.js';
 
 /** Replaced content larger than this is recorded by hash only. */
@@ -60,20 +60,21 @@ export class FileResource implements Resource<FileObserved> {
   async observe(): Promise<FileObserved> {
     const p = this.spec.path;
     try {
-      const st = await lstatOrUndefined(p);
+      const st = lstatSyncOrUndefined(p);
       if (!st) return { kind: 'missing' };
       const type = fileType(st);
-      const meta = { mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid) };
-      if (type !== 'file') {
-        const target = type === 'symlink' ? await fsp.readlink(p).catch(() => undefined) : undefined;
-        return { kind: 'other', type, ...meta, ...(target === undefined ? {} : { target }) };
-      }
+      if (type !== 'file') return this.other(type, st);
       // Unchanged since the agent last wrote or verified it: the stat is proof enough (ctime cannot be set from userspace).
       const known = this.host.journal.knownHash(p, st);
       if (known !== undefined && (this.spec.sha256 === undefined || known === this.spec.sha256)) {
-        return { kind: 'file', stat: st, sha256: known, ...meta };
+        return { kind: 'file', stat: st, sha256: known, mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid) };
       }
-      const { content, stat } = await readNoFollow(p);
+      const read = readNoFollowSync(p);
+      // Replaced or removed between the lstat and the open: the next event or the verify will look again.
+      if (!read) return { kind: 'missing' };
+      const { content, stat } = read;
+      const readType = fileType(stat);
+      if (readType !== 'file') return this.other(readType, stat);
       const hash = sha256(content);
       const compliantContent = hash === this.spec.sha256;
       if (compliantContent || this.spec.content === undefined) this.host.journal.record(p, stat, hash);
@@ -87,8 +88,7 @@ export class FileResource implements Resource<FileObserved> {
         gid: Number(stat.gid),
       };
     } catch (err) {
-      // The file vanished between lstat and open: report it missing; the next event or the verify will look again.
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') return this.other('symlink', lstatSyncOrUndefined(p));
       throw hostError(err, this.id, `reading ${p}`);
     }
   }
@@ -176,6 +176,12 @@ export class FileResource implements Resource<FileObserved> {
     return this.host.fsWatch.watchPath(this.spec.path, notify);
   }
 
+  private other(type: 'directory' | 'symlink' | 'other', st: BigIntStats | undefined): FileObserved {
+    if (!st) return { kind: 'missing' };
+    const target = type === 'symlink' ? readlinkOrUndefined(this.spec.path) : undefined;
+    return { kind: 'other', type, mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid), ...(target === undefined ? {} : { target }) };
+  }
+
   private desiredUid(): number | undefined {
     return this.spec.owner === undefined ? undefined : accounts.uid(this.spec.owner, this.id);
   }
@@ -187,7 +193,11 @@ export class FileResource implements Resource<FileObserved> {
   private async keepReplaced(o: Extract<FileObserved, { kind: 'file' }>): Promise<Buffer | undefined> {
     if (o.content) return o.content.length <= KEEP_REPLACED_BYTES ? o.content : undefined;
     if (Number(o.stat.size) > KEEP_REPLACED_BYTES) return undefined;
-    return (await readNoFollow(this.spec.path).catch(() => undefined))?.content;
+    try {
+      return readNoFollowSync(this.spec.path)?.content;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Runs the baseline's validate command with `%s` replaced by the candidate file; a non-zero exit refuses the content. */
@@ -207,3 +217,11 @@ export const fileKind: ResourceKind = {
   type: 'file',
   create: (decl, host) => new FileResource(decl, host),
 };
+
+function readlinkOrUndefined(p: string): string | undefined {
+  try {
+    return readlinkSync(p);
+  } catch {
+    return undefined;
+  }
+}

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/log.js';
-import { encodeControllerMessage } from '../../proto/codec.js';
+import { encodeControllerMessage, type AssignmentAck, type Convergence, type PlanResult } from '../../proto/codec.js';
 import type { BaselineService } from '../baselines.js';
 import type { Enrollment } from '../enrollment.js';
 import type { EscalationService } from '../escalations.js';
@@ -32,6 +32,14 @@ export const DEFAULT_GATEWAY_OPTIONS: GatewayOptions = {
   flushIntervalMs: 2_000,
 };
 
+/** What agents tell the controller that the rollout engine and plans follow (delivered in each agent's frame order). */
+export type AgentReport =
+  | { kind: 'connected'; agentId: string; protocolVersion: number }
+  | { kind: 'disconnected'; agentId: string }
+  | { kind: 'acknowledged'; agentId: string; ack: AssignmentAck }
+  | { kind: 'converged'; agentId: string; convergence: Convergence }
+  | { kind: 'planned'; agentId: string; result: PlanResult };
+
 export interface GatewayDeps {
   store: ControllerStore;
   enrollment: Enrollment;
@@ -52,6 +60,7 @@ export interface GatewayContext extends GatewayDeps {
   unregister(s: AgentSession): void;
   sendAssignment(s: AgentSession): void;
   recordAcknowledgement(agentId: string, rows: AgentBaselineRecord[]): void;
+  report(r: AgentReport): void;
 }
 
 export class AgentGateway implements GatewayContext {
@@ -74,6 +83,7 @@ export class AgentGateway implements GatewayContext {
   private readonly unsubscribe: (() => void)[] = [];
   /** Connections that answered the last ping (or have not been pinged yet). */
   private readonly alive = new WeakMap<WebSocket, boolean>();
+  private readonly reportListeners = new Set<(r: AgentReport) => void>();
 
   constructor(deps: GatewayDeps, opts: Partial<GatewayOptions> = {}) {
     this.opts = { ...DEFAULT_GATEWAY_OPTIONS, ...opts };
@@ -111,11 +121,29 @@ export class AgentGateway implements GatewayContext {
     if (old && old !== s) old.ws.close(CLOSE.replaced, 'replaced by a newer connection');
     this.sessions.set(s.agentId, s);
     this.metrics.agentsConnected.set(this.sessions.size);
+    this.report({ kind: 'connected', agentId: s.agentId, protocolVersion: s.protocolVersion });
+  }
+
+  /** Follows connections, acknowledgements, convergence reports and plan answers of every agent. */
+  onReport(listener: (r: AgentReport) => void): () => void {
+    this.reportListeners.add(listener);
+    return () => this.reportListeners.delete(listener);
+  }
+
+  report(r: AgentReport): void {
+    for (const l of this.reportListeners) {
+      try {
+        l(r);
+      } catch (err) {
+        this.log.error({ err, report: r.kind }, 'agent report listener failed');
+      }
+    }
   }
 
   unregister(s: AgentSession): void {
     if (s.agentId !== null && this.sessions.get(s.agentId) === s) {
       this.sessions.delete(s.agentId);
+      this.report({ kind: 'disconnected', agentId: s.agentId });
       if (s.seen.dirty) void this.store.updateAgentsSeen([{ id: s.agentId, ...s.seen }]).catch(() => undefined);
       this.metrics.agentsConnected.set(this.sessions.size);
     }
@@ -130,8 +158,7 @@ export class AgentGateway implements GatewayContext {
   }
 
   sendAssignment(s: AgentSession, frames?: Map<string, Uint8Array>): void {
-    const { names, baselines } = this.baselines.assignmentFor(s.labels);
-    const key = this.baselines.assignmentKey(names);
+    const { baselines, key } = this.baselines.assignmentFor(s.labels, s.agentId);
     if (key === s.assignmentKey) return;
     let frame = frames?.get(key);
     if (!frame) {

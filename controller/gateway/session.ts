@@ -32,6 +32,7 @@ export const CLOSE = {
 export class AgentSession {
   agentId: string | null = null;
   labels: Labels = {};
+  protocolVersion = 0;
   connectedAt: number;
   /** Key of the last assignment sent, so unchanged agents are not sent it again. */
   assignmentKey: string | null = null;
@@ -128,6 +129,12 @@ export class AgentSession {
       case 'decisionAck':
         await this.ctx.escalations.acknowledged(this.agentId, msg.decisionAck);
         return;
+      case 'planResult':
+        this.ctx.report({ kind: 'planned', agentId: this.agentId, result: msg.planResult });
+        return;
+      case 'convergence':
+        this.ctx.report({ kind: 'converged', agentId: this.agentId, convergence: msg.convergence });
+        return;
       case 'error':
         this.lastError = { code: msg.error.code, message: msg.error.message, at: this.ctx.clock.now() };
         this.ctx.metrics.agentErrors.inc({ code: msg.error.code || 'unknown' });
@@ -169,6 +176,7 @@ export class AgentSession {
     }
     if (this.closed) return;
     this.agentId = agentId;
+    this.protocolVersion = h.protocolVersion;
     this.labels = { ...tokenLabels, ...h.labels };
     const now = ctx.clock.now();
     await ctx.store.updateAgentHello(agentId, { labels: this.labels, facts: h.facts, protocolVersion: h.protocolVersion, agentVersion: h.agentVersion, lastSeen: now });
@@ -208,6 +216,7 @@ export class AgentSession {
     }
     this.seen.enforcementPaused = ack.enforcementPaused;
     this.ctx.recordAcknowledgement(this.agentId, rows);
+    this.ctx.report({ kind: 'acknowledged', agentId: this.agentId, ack });
   }
 
   private onClose(): void {

@@ -12,11 +12,17 @@ import type {
   EventInput,
   EventRecord,
   JoinTokenRecord,
+  ControllerEventRecord,
+  PlanRecord,
+  PlanState,
+  RolloutHostRecord,
   RolloutRecord,
+  RolloutState,
+  RolloutStrategy,
   TargetRecord,
 } from './types.js';
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -55,6 +61,27 @@ const MIGRATIONS: Record<number, string> = {
       repeats INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL, decided_at INTEGER, decided_by TEXT, reason TEXT,
       expires_at INTEGER, outcome TEXT, outcome_error TEXT, decision_payload BLOB, decision_signature BLOB);
     CREATE INDEX escalations_agent ON escalations (agent_id, resource, status);
+  `,
+  // Staged rollouts: their state, the signed version they hand out, their hosts by wave; controller audit; plans.
+  2: `
+    ALTER TABLE rollouts ADD COLUMN state TEXT NOT NULL DEFAULT 'completed';
+    ALTER TABLE rollouts ADD COLUMN spec TEXT;
+    ALTER TABLE rollouts ADD COLUMN current_wave INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollouts ADD COLUMN wave_started_at INTEGER;
+    ALTER TABLE rollouts ADD COLUMN reason TEXT;
+    ALTER TABLE rollouts ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollouts ADD COLUMN finished_at INTEGER;
+    ALTER TABLE rollouts ADD COLUMN signed TEXT;
+    CREATE TABLE rollout_hosts (
+      rollout_id INTEGER NOT NULL, agent_id TEXT NOT NULL, wave INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT,
+      rolled_back INTEGER NOT NULL DEFAULT 0, updated_at INTEGER NOT NULL, PRIMARY KEY (rollout_id, agent_id));
+    CREATE TABLE controller_events (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, kind TEXT NOT NULL, rollout_id INTEGER, baseline TEXT,
+      detail TEXT NOT NULL);
+    CREATE INDEX controller_events_rollout ON controller_events (rollout_id, id);
+    CREATE TABLE plans (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, baseline TEXT NOT NULL, version INTEGER NOT NULL, created_at INTEGER NOT NULL,
+      state TEXT NOT NULL, result TEXT NOT NULL);
   `,
 };
 
@@ -383,10 +410,85 @@ export class SqliteControllerStore implements ControllerStore {
   }
 
   async addRollout(r: Omit<RolloutRecord, 'id'>): Promise<RolloutRecord> {
+    const keys = Object.keys(ROLLOUT_COLUMNS) as (keyof typeof ROLLOUT_COLUMNS)[];
     const res = this.db
-      .prepare('INSERT INTO rollouts (baseline, version, previous_version, strategy, rollback, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(r.baseline, r.version, r.previousVersion, r.strategy, r.rollback ? 1 : 0, r.createdAt);
+      .prepare(`INSERT INTO rollouts (${keys.map((k) => ROLLOUT_COLUMNS[k]).join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`)
+      .run(...keys.map((k) => rolloutValue(k, r[k])));
     return { ...r, id: num(res.lastInsertRowid) };
+  }
+
+  async updateRollout(id: number, patch: Partial<Omit<RolloutRecord, 'id'>>): Promise<void> {
+    const keys = (Object.keys(patch) as (keyof typeof ROLLOUT_COLUMNS)[]).filter((k) => k in ROLLOUT_COLUMNS);
+    if (keys.length === 0) return;
+    this.db
+      .prepare(`UPDATE rollouts SET ${keys.map((k) => `${ROLLOUT_COLUMNS[k]} = ?`).join(', ')} WHERE id = ?`)
+      .run(...keys.map((k) => rolloutValue(k, patch[k])), id);
+  }
+
+  async putRolloutHosts(rows: RolloutHostRecord[]): Promise<void> {
+    if (rows.length === 0) return;
+    const stmt = this.db.prepare(
+      'INSERT OR REPLACE INTO rollout_hosts (rollout_id, agent_id, wave, status, reason, rolled_back, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
+    this.db.transaction(() => {
+      for (const h of rows) stmt.run(h.rolloutId, h.agentId, h.wave, h.status, h.reason, h.rolledBack ? 1 : 0, h.updatedAt);
+    })();
+  }
+
+  async listRolloutHosts(rolloutId: number): Promise<RolloutHostRecord[]> {
+    return (this.db.prepare('SELECT * FROM rollout_hosts WHERE rollout_id = ? ORDER BY wave, agent_id').all(rolloutId) as Row[]).map((r) => ({
+      rolloutId: num(r.rollout_id),
+      agentId: str(r.agent_id),
+      wave: num(r.wave),
+      status: str(r.status) as RolloutHostRecord['status'],
+      reason: optStr(r.reason),
+      rolledBack: num(r.rolled_back) === 1,
+      updatedAt: num(r.updated_at),
+    }));
+  }
+
+  async addControllerEvent(e: Omit<ControllerEventRecord, 'id'>): Promise<ControllerEventRecord> {
+    const res = this.db
+      .prepare('INSERT INTO controller_events (time, kind, rollout_id, baseline, detail) VALUES (?, ?, ?, ?, ?)')
+      .run(e.time, e.kind, e.rolloutId, e.baseline, JSON.stringify(e.detail));
+    return { ...e, id: num(res.lastInsertRowid) };
+  }
+
+  async listControllerEvents(f: { rolloutId?: number; after?: number; limit?: number }): Promise<ControllerEventRecord[]> {
+    const where: string[] = [];
+    const args: number[] = [];
+    if (f.rolloutId !== undefined) (where.push('rollout_id = ?'), args.push(f.rolloutId));
+    if (f.after !== undefined) (where.push('id > ?'), args.push(f.after));
+    args.push(Math.min(Math.max(f.limit ?? 1000, 1), 10_000));
+    const sql = `SELECT * FROM controller_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ?`;
+    return (this.db.prepare(sql).all(...args) as Row[]).map((r) => ({
+      id: num(r.id),
+      time: num(r.time),
+      kind: str(r.kind),
+      rolloutId: optNum(r.rollout_id),
+      baseline: optStr(r.baseline),
+      detail: json(r.detail, {}),
+    }));
+  }
+
+  async addPlan(p: Omit<PlanRecord, 'id'>): Promise<PlanRecord> {
+    const res = this.db
+      .prepare('INSERT INTO plans (baseline, version, created_at, state, result) VALUES (?, ?, ?, ?, ?)')
+      .run(p.baseline, p.version, p.createdAt, p.state, JSON.stringify(p.result));
+    return { ...p, id: num(res.lastInsertRowid) };
+  }
+
+  async updatePlan(id: number, patch: { state: PlanState; result: Record<string, unknown> }): Promise<void> {
+    this.db.prepare('UPDATE plans SET state = ?, result = ? WHERE id = ?').run(patch.state, JSON.stringify(patch.result), id);
+  }
+
+  async getPlan(id: number): Promise<PlanRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM plans WHERE id = ?').get(id) as Row | undefined;
+    return r ? planFromRow(r) : undefined;
+  }
+
+  async listPlans(limit: number): Promise<PlanRecord[]> {
+    return (this.db.prepare('SELECT * FROM plans ORDER BY id DESC LIMIT ?').all(Math.max(1, limit)) as Row[]).map(planFromRow);
   }
 
   async getRollout(id: number): Promise<RolloutRecord | undefined> {
@@ -485,15 +587,64 @@ export class SqliteControllerStore implements ControllerStore {
   }
 }
 
+const ROLLOUT_COLUMNS: Record<keyof Omit<RolloutRecord, 'id'>, string> = {
+  baseline: 'baseline',
+  version: 'version',
+  previousVersion: 'previous_version',
+  strategy: 'strategy',
+  rollback: 'rollback',
+  createdAt: 'created_at',
+  state: 'state',
+  spec: 'spec',
+  currentWave: 'current_wave',
+  waveStartedAt: 'wave_started_at',
+  reason: 'reason',
+  updatedAt: 'updated_at',
+  finishedAt: 'finished_at',
+  signed: 'signed',
+};
+
+/** Rollout columns as SQL values; the signed document is kept as JSON with base64 bytes. */
+function rolloutValue(key: keyof typeof ROLLOUT_COLUMNS, v: unknown): string | number | Buffer | null {
+  if (key === 'signed' && v !== null && typeof v === 'object') {
+    const s = v as NonNullable<RolloutRecord['signed']>;
+    return JSON.stringify({ ...s, payload: s.payload.toString('base64'), signature: s.signature.toString('base64') });
+  }
+  return sqlValue(v);
+}
+
+/** Strategy defaults for rollouts stored before staged rollouts existed (they were all at once). */
+const LEGACY_SPEC: RolloutStrategy = { waves: [100], gate: { maxFailedHosts: 0, soakSeconds: 0, ackTimeoutSeconds: 300 }, canary: null, onFailure: 'rollback' };
+
 function rolloutFromRow(r: Row): RolloutRecord {
+  const signed = json<{ payload: string; signature: string; keyId: string; issuedAt: number; expiresAt: number } | null>(r.signed, null);
   return {
     id: num(r.id),
     baseline: str(r.baseline),
     version: num(r.version),
     previousVersion: optNum(r.previous_version),
-    strategy: 'all-at-once',
+    strategy: str(r.strategy) === 'waves' ? 'waves' : 'all-at-once',
     rollback: num(r.rollback) === 1,
     createdAt: num(r.created_at),
+    state: (optStr(r.state) ?? 'completed') as RolloutState,
+    spec: json(r.spec, LEGACY_SPEC),
+    currentWave: num(r.current_wave),
+    waveStartedAt: optNum(r.wave_started_at),
+    reason: optStr(r.reason),
+    updatedAt: num(r.updated_at),
+    finishedAt: optNum(r.finished_at),
+    signed: signed ? { ...signed, payload: Buffer.from(signed.payload, 'base64'), signature: Buffer.from(signed.signature, 'base64') } : null,
+  };
+}
+
+function planFromRow(r: Row): PlanRecord {
+  return {
+    id: num(r.id),
+    baseline: str(r.baseline),
+    version: num(r.version),
+    createdAt: num(r.created_at),
+    state: str(r.state) === 'done' ? 'done' : 'collecting',
+    result: json(r.result, {}),
   };
 }
 

@@ -70,14 +70,74 @@ export interface TargetRecord {
   rolloutId: number;
 }
 
+export type RolloutState = 'running' | 'paused' | 'completed' | 'rolled_back' | 'aborted' | 'superseded';
+
+/** One wave's cumulative extent: a percentage of the targeted hosts, or an absolute number of hosts. */
+export type WaveStep = number | { hosts: number };
+
+export interface RolloutStrategy {
+  waves: WaveStep[];
+  gate: { maxFailedHosts: number; soakSeconds: number; ackTimeoutSeconds: number };
+  canary: { matchLabels: Labels } | null;
+  /** What an unhealthy wave does: roll the hosts that got the version back (default), or only pause for an operator. */
+  onFailure: 'rollback' | 'pause';
+}
+
 export interface RolloutRecord {
   id: number;
   baseline: string;
   version: number;
   previousVersion: number | null;
-  strategy: 'all-at-once';
+  strategy: 'all-at-once' | 'waves';
   rollback: boolean;
   createdAt: number;
+  state: RolloutState;
+  spec: RolloutStrategy;
+  /** Index of the wave being rolled out (or the last one reached); -1 before the first. */
+  currentWave: number;
+  waveStartedAt: number | null;
+  /** Why it stopped (gate failure, operator action), or null. */
+  reason: string | null;
+  updatedAt: number;
+  finishedAt: number | null;
+  /** The signed document of `version` the rollout hands out wave by wave. */
+  signed: { payload: Buffer; signature: Buffer; keyId: string; issuedAt: number; expiresAt: number } | null;
+}
+
+export type RolloutHostStatus = 'waiting' | 'sent' | 'acknowledged' | 'converged' | 'failed' | 'offline';
+
+/** One targeted host of a rollout: its wave (fixed at the start) and how it fared. */
+export interface RolloutHostRecord {
+  rolloutId: number;
+  agentId: string;
+  wave: number;
+  status: RolloutHostStatus;
+  reason: string | null;
+  /** Sent the version back to the previous one after the rollout was rolled back. */
+  rolledBack: boolean;
+  updatedAt: number;
+}
+
+/** A step of the controller's own work (rollouts, plans): the controller-side audit trail. */
+export interface ControllerEventRecord {
+  id: number;
+  time: number;
+  kind: string;
+  rolloutId: number | null;
+  baseline: string | null;
+  detail: Record<string, unknown>;
+}
+
+export type PlanState = 'collecting' | 'done';
+
+export interface PlanRecord {
+  id: number;
+  baseline: string;
+  version: number;
+  createdAt: number;
+  state: PlanState;
+  /** The per-host answers and the fleet summary, as the API returns them. */
+  result: Record<string, unknown>;
 }
 
 export interface EventInput {
@@ -182,6 +242,18 @@ export interface ControllerStore {
   addRollout(r: Omit<RolloutRecord, 'id'>): Promise<RolloutRecord>;
   getRollout(id: number): Promise<RolloutRecord | undefined>;
   listRollouts(): Promise<RolloutRecord[]>;
+  updateRollout(id: number, patch: Partial<Omit<RolloutRecord, 'id'>>): Promise<void>;
+  /** Inserts or replaces hosts of rollouts (many in one write). */
+  putRolloutHosts(rows: RolloutHostRecord[]): Promise<void>;
+  listRolloutHosts(rolloutId: number): Promise<RolloutHostRecord[]>;
+
+  addControllerEvent(e: Omit<ControllerEventRecord, 'id'>): Promise<ControllerEventRecord>;
+  listControllerEvents(filter: { rolloutId?: number; after?: number; limit?: number }): Promise<ControllerEventRecord[]>;
+
+  addPlan(p: Omit<PlanRecord, 'id'>): Promise<PlanRecord>;
+  updatePlan(id: number, patch: { state: PlanState; result: Record<string, unknown> }): Promise<void>;
+  getPlan(id: number): Promise<PlanRecord | undefined>;
+  listPlans(limit: number): Promise<PlanRecord[]>;
 
   /**
    * Persists events of many agents in one transaction; a (agent, seq) already held is skipped.

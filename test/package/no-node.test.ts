@@ -49,8 +49,6 @@ describe('package: the agent executable without Node.js', function () {
         '',
       ].join('\n'),
     );
-    // Only the file is managed: with its parent directory managed too, the agent's watcher (agent/host/fswatch.ts) at
-    // times arms no watch on that parent, depending on directory order; reported, and not a packaging matter.
     mkdirSync(path.dirname(motd));
     env = cleanEnv({ HOME: dir, HOMEOSTAT_CACHE_DIR: cacheDir });
   });

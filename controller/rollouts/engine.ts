@@ -1,0 +1,424 @@
+// The rollout engine: staged rollouts in waves with health gates, automatic rollback and operator control. Shaped like a
+// reconcile loop: agent reports only mark hosts and ask for a pass; a pass reads a rollout's whole state, advances it one
+// step if it can, and asks to be called again. Every state change is in the store first, so a restarted controller resumes.
+import { HsError } from '../../lib/errors.js';
+import type { Clock } from '../../lib/clock.js';
+import { selectorMatches } from '../../lib/labels.js';
+import type { Logger } from '../../lib/log.js';
+import type { BaselineService } from '../baselines.js';
+import type { EventIngest } from '../events.js';
+import type { AgentGateway, AgentReport } from '../gateway/gateway.js';
+import type { ControllerStore, EventRecord, RolloutHostRecord, RolloutHostStatus, RolloutRecord, RolloutState, RolloutStrategy } from '../store/types.js';
+import { assignWaves } from './waves.js';
+
+export interface RolloutEngineOptions {
+  /** Longest wait between passes while a rollout runs (timeouts and soaks are checked at least this often). */
+  tickMs: number;
+}
+
+export interface StartRollout {
+  baseline: string;
+  version: number;
+  kind: 'all-at-once' | 'waves';
+  spec: RolloutStrategy;
+  /** Required to replace a rollout of the same baseline that is still running or paused. */
+  supersede: boolean;
+  by?: string;
+}
+
+export type OperatorAction = 'pause' | 'resume' | 'abort' | 'rollback';
+
+interface Live {
+  r: RolloutRecord;
+  hosts: Map<string, RolloutHostRecord>;
+  waves: number;
+  dirty: Set<string>;
+}
+
+/** Events from the agents that make a host of the current wave unhealthy. */
+const UNHEALTHY_EVENTS = new Set(['repair_failed', 'escalated', 'suppressed_flapping']);
+const ACTIVE: RolloutState[] = ['running', 'paused'];
+const FINAL: RolloutState[] = ['completed', 'rolled_back', 'aborted', 'superseded'];
+
+export class RolloutEngine {
+  private readonly live = new Map<number, Live>();
+  private timer: NodeJS.Timeout | undefined;
+  private passing: Promise<void> | null = null;
+  private again = false;
+  private closed = false;
+  private readonly unsubscribe: (() => void)[] = [];
+  /** Agents on protocol 1 send no convergence reports: their acknowledgement has to do. */
+  private readonly legacy = new Set<string>();
+
+  constructor(
+    private readonly deps: { store: ControllerStore; baselines: BaselineService; gateway: AgentGateway; events: EventIngest; clock: Clock; log: Logger },
+    private readonly opts: RolloutEngineOptions = { tickMs: 250 },
+  ) {}
+
+  /** Restores running and paused rollouts (and what an aborted one left staged); call before agents connect. */
+  async load(): Promise<void> {
+    const latest = new Map<string, RolloutRecord>();
+    for (const r of await this.deps.store.listRollouts()) latest.set(r.baseline, r);
+    for (const r of latest.values()) {
+      if (!r.signed || !(ACTIVE.includes(r.state) || r.state === 'aborted')) continue;
+      const hosts = await this.deps.store.listRolloutHosts(r.id);
+      const v = await this.deps.baselines.version(r.baseline, r.version);
+      this.deps.baselines.restoreStaged(r.baseline, {
+        rolloutId: r.id,
+        record: { name: r.baseline, version: r.version, rollback: r.rollback, rolloutId: r.id, ...r.signed },
+        selector: v.selector,
+        admitted: new Set(hosts.filter((h) => h.wave <= r.currentWave).map((h) => h.agentId)),
+      });
+      if (ACTIVE.includes(r.state)) this.live.set(r.id, this.toLive(r, hosts));
+    }
+    this.unsubscribe.push(this.deps.gateway.onReport((rep) => this.onReport(rep)));
+    this.unsubscribe.push(this.deps.events.onInserted((evs) => this.onEvents(evs)));
+    this.kick();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const u of this.unsubscribe) u();
+    await this.passing;
+    for (const l of this.live.values()) await this.flushHosts(l);
+  }
+
+  async start(req: StartRollout): Promise<RolloutRecord> {
+    const { store, baselines, clock } = this.deps;
+    const v = await baselines.version(req.baseline, req.version);
+    const rolling = [...this.live.values()].find((l) => l.r.baseline === req.baseline);
+    if (rolling && !req.supersede) {
+      throw new HsError('HS_CONFLICT', `rollout ${rolling.r.id} of ${req.baseline} is ${rolling.r.state}; pass "supersede": true to replace it`);
+    }
+    const now = clock.now();
+    if (rolling) await this.finish(rolling, 'superseded', 'superseded by a newer rollout', req.by);
+    // Hosts an aborted or superseded rollout left on its version go back to the fleet's version before the new waves.
+    await baselines.unstage(req.baseline);
+    const previous = baselines.target(req.baseline);
+    const draft: Omit<RolloutRecord, 'id'> = {
+      baseline: req.baseline,
+      version: req.version,
+      previousVersion: previous?.version ?? null,
+      strategy: req.kind,
+      rollback: previous !== undefined && req.version < previous.version,
+      createdAt: now,
+      state: 'running',
+      spec: req.spec,
+      currentWave: -1,
+      waveStartedAt: null,
+      reason: null,
+      updatedAt: now,
+      finishedAt: null,
+      signed: null,
+    };
+    const r = await store.addRollout(draft);
+    const staged = await baselines.stage(req.baseline, req.version, r.id);
+    const { payload, signature, keyId, issuedAt, expiresAt } = staged.record;
+    r.signed = { payload, signature, keyId, issuedAt, expiresAt };
+    await store.updateRollout(r.id, { signed: r.signed });
+    const agents = (await store.listAgents()).filter((a) => a.revokedAt === null && selectorMatches(v.selector ?? undefined, a.labels));
+    const waves = assignWaves(agents, req.spec, `rollout-${r.id}`);
+    const hosts: RolloutHostRecord[] = agents.map((a) => ({ rolloutId: r.id, agentId: a.id, wave: waves.get(a.id) ?? 0, status: 'waiting', reason: null, rolledBack: false, updatedAt: now }));
+    await store.putRolloutHosts(hosts);
+    const live = this.toLive(r, hosts);
+    this.live.set(r.id, live);
+    await this.audit(live, 'rollout_started', { version: r.version, previousVersion: r.previousVersion, hosts: hosts.length, waves: live.waves, strategy: req.spec, by: req.by ?? null });
+    await this.pass();
+    return live.r;
+  }
+
+  async act(id: number, action: OperatorAction, by?: string): Promise<RolloutRecord> {
+    const l = this.live.get(id);
+    const r = l?.r ?? (await this.deps.store.getRollout(id));
+    if (!r) throw new HsError('HS_NOT_FOUND', `no rollout ${id}`);
+    const conflict = (): HsError => new HsError('HS_CONFLICT', `rollout ${id} is ${r.state}; cannot ${action}`);
+    switch (action) {
+      case 'pause':
+        if (!l || r.state !== 'running') throw conflict();
+        await this.setState(l, 'paused', `paused by ${by ?? 'an operator'}`);
+        await this.audit(l, 'rollout_paused', { by: by ?? null });
+        break;
+      case 'resume':
+        if (!l || r.state !== 'paused') throw conflict();
+        // Timeouts count from the resumption, not from before the pause.
+        l.r.waveStartedAt = this.deps.clock.now();
+        await this.setState(l, 'running', null);
+        await this.audit(l, 'rollout_resumed', { by: by ?? null });
+        break;
+      case 'abort':
+        if (!l) throw conflict();
+        await this.finish(l, 'aborted', `aborted by ${by ?? 'an operator'}`, by);
+        break;
+      case 'rollback': {
+        if (l) {
+          await this.rollBack(l, `rolled back by ${by ?? 'an operator'}`, by);
+          break;
+        }
+        // An aborted rollout may still have hosts on its version.
+        const staged = this.deps.baselines.staging(r.baseline);
+        if (r.state !== 'aborted' || staged?.rolloutId !== r.id) throw conflict();
+        const hosts = await this.deps.store.listRolloutHosts(r.id);
+        const dead = this.toLive(r, hosts);
+        await this.rollBack(dead, `rolled back by ${by ?? 'an operator'}`, by);
+        break;
+      }
+    }
+    this.kick();
+    return (await this.deps.store.getRollout(id)) ?? r;
+  }
+
+  /** The rollout with its waves and hosts, as the API shows it. */
+  async status(id: number, opts: { hosts: boolean } = { hosts: true }): Promise<Record<string, unknown> | undefined> {
+    const l = this.live.get(id);
+    const r = l?.r ?? (await this.deps.store.getRollout(id));
+    if (!r) return undefined;
+    const hosts = l ? [...l.hosts.values()] : await this.deps.store.listRolloutHosts(id);
+    const count = (pred: (h: RolloutHostRecord) => boolean): number => hosts.reduce((n, h) => n + (pred(h) ? 1 : 0), 0);
+    const waveCount = hosts.reduce((m, h) => Math.max(m, h.wave + 1), 0);
+    const waves = Array.from({ length: waveCount }, (_, i) => {
+      const in_ = hosts.filter((h) => h.wave === i);
+      const by: Partial<Record<RolloutHostStatus, number>> = {};
+      for (const h of in_) by[h.status] = (by[h.status] ?? 0) + 1;
+      return { wave: i, hosts: in_.length, state: i < r.currentWave ? 'done' : i === r.currentWave ? r.state : 'pending', ...by };
+    });
+    const steps = await this.deps.store.listControllerEvents({ rolloutId: id, limit: 1000 });
+    const { signed: _signed, ...rest } = r;
+    return {
+      ...rest,
+      waveCount,
+      targeted: hosts.length,
+      acknowledged: count((h) => h.status === 'acknowledged' || h.status === 'converged'),
+      converged: count((h) => h.status === 'converged'),
+      failed: count((h) => h.status === 'failed'),
+      offline: count((h) => h.status === 'offline'),
+      pending: count((h) => h.status === 'waiting' || h.status === 'sent' || h.status === 'offline'),
+      rejected: count((h) => h.status === 'failed' && (h.reason ?? '').startsWith('rejected')),
+      rolledBack: count((h) => h.rolledBack),
+      waves,
+      ...(opts.hosts ? { hosts: hosts.map(({ rolloutId: _r, ...h }) => h) } : {}),
+      steps: steps.map((e) => ({ time: e.time, kind: e.kind, ...e.detail })),
+    };
+  }
+
+  /** The rollout of this baseline that is running or paused, if any. */
+  activeFor(baseline: string): RolloutRecord | undefined {
+    return [...this.live.values()].find((l) => l.r.baseline === baseline)?.r;
+  }
+
+  // ---- the loop ----
+
+  /** Asks for a pass soon (coalesced). */
+  private kick(): void {
+    if (this.closed) return;
+    if (this.passing) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.pass(), 0);
+  }
+
+  private pass(): Promise<void> {
+    if (this.passing) {
+      this.again = true;
+      return this.passing;
+    }
+    this.passing = (async () => {
+      do {
+        this.again = false;
+        for (const l of [...this.live.values()]) {
+          try {
+            await this.reconcile(l);
+          } catch (err) {
+            this.deps.log.error({ err, rollout: l.r.id }, 'rollout pass failed; retrying');
+          }
+        }
+      } while (this.again && !this.closed);
+    })().finally(() => {
+      this.passing = null;
+      if (this.timer) clearTimeout(this.timer);
+      // Ask to be called again while anything is running: soaks end and timeouts expire without any report.
+      if (!this.closed && [...this.live.values()].some((l) => l.r.state === 'running')) {
+        this.timer = setTimeout(() => void this.pass(), this.opts.tickMs);
+        this.timer.unref();
+      }
+    });
+    return this.passing;
+  }
+
+  /** One step for one rollout, from its whole state. */
+  private async reconcile(l: Live): Promise<void> {
+    if (l.r.state !== 'running') return this.flushHosts(l);
+    const now = this.deps.clock.now();
+    if (l.waves === 0) return this.complete(l);
+    if (l.r.currentWave < 0) return this.startWave(l, 0);
+    const gate = l.r.spec.gate;
+    const wave = [...l.hosts.values()].filter((h) => h.wave === l.r.currentWave);
+    const started = l.r.waveStartedAt ?? now;
+    for (const h of wave) {
+      if ((h.status === 'sent' || h.status === 'acknowledged') && now - started > gate.ackTimeoutSeconds * 1000) {
+        this.mark(l, h, 'failed', h.status === 'sent' ? `no acknowledgement within ${gate.ackTimeoutSeconds} s` : `not converged within ${gate.ackTimeoutSeconds} s`);
+      }
+    }
+    await this.flushHosts(l);
+    const failed = [...l.hosts.values()].filter((h) => h.status === 'failed');
+    if (failed.length > gate.maxFailedHosts) {
+      const reasons = failed.slice(0, 20).map((h) => `${h.agentId}: ${h.reason ?? 'failed'}`);
+      await this.audit(l, 'wave_unhealthy', { wave: l.r.currentWave, failed: failed.length, maxFailedHosts: gate.maxFailedHosts, reasons });
+      const reason = `wave ${l.r.currentWave} unhealthy: ${failed.length} failed host(s) > ${gate.maxFailedHosts} allowed (${reasons.slice(0, 3).join('; ')})`;
+      if (l.r.spec.onFailure === 'rollback') return this.rollBack(l, reason);
+      return this.setState(l, 'paused', reason);
+    }
+    if (wave.some((h) => h.status === 'sent' || h.status === 'acknowledged' || h.status === 'waiting')) return;
+    // Soak: the wave has to stay healthy this long after its last host converged.
+    const settled = wave.reduce((m, h) => Math.max(m, h.status === 'converged' ? h.updatedAt : 0), started);
+    if (now < settled + gate.soakSeconds * 1000) return;
+    await this.audit(l, 'wave_healthy', { wave: l.r.currentWave, hosts: wave.length, converged: wave.filter((h) => h.status === 'converged').length, offline: wave.filter((h) => h.status === 'offline').length });
+    if (l.r.currentWave + 1 >= l.waves) return this.complete(l);
+    return this.startWave(l, l.r.currentWave + 1);
+  }
+
+  private async startWave(l: Live, wave: number): Promise<void> {
+    const now = this.deps.clock.now();
+    const hosts = [...l.hosts.values()].filter((h) => h.wave === wave);
+    for (const h of hosts) {
+      // A host offline now gets the version when it reconnects; it does not hold the wave up.
+      this.mark(l, h, this.deps.gateway.session(h.agentId) ? 'sent' : 'offline', null);
+    }
+    l.r.currentWave = wave;
+    l.r.waveStartedAt = now;
+    await this.flushHosts(l);
+    await this.save(l, { currentWave: wave, waveStartedAt: now });
+    await this.audit(l, 'wave_started', { wave, hosts: hosts.length, offline: hosts.filter((h) => h.status === 'offline').length });
+    this.deps.baselines.admit(l.r.baseline, hosts.map((h) => h.agentId));
+  }
+
+  private async complete(l: Live): Promise<void> {
+    await this.deps.baselines.promote(l.r.baseline);
+    await this.finish(l, 'completed', null);
+  }
+
+  private async rollBack(l: Live, reason: string, by?: string): Promise<void> {
+    const now = this.deps.clock.now();
+    const touched = [...l.hosts.values()].filter((h) => h.wave <= l.r.currentWave);
+    for (const h of touched) {
+      h.rolledBack = true;
+      h.updatedAt = now;
+      l.dirty.add(h.agentId);
+    }
+    await this.deps.baselines.unstage(l.r.baseline);
+    await this.finish(l, 'rolled_back', reason, by, {
+      previousVersion: l.r.previousVersion,
+      hosts: touched.length,
+      reasons: touched.filter((h) => h.status === 'failed').map((h) => ({ agent: h.agentId, reason: h.reason })),
+    });
+  }
+
+  private async finish(l: Live, state: RolloutState, reason: string | null, by?: string, detail: Record<string, unknown> = {}): Promise<void> {
+    const now = this.deps.clock.now();
+    l.r.finishedAt = now;
+    await this.setState(l, state, reason, { finishedAt: now });
+    await this.flushHosts(l);
+    this.live.delete(l.r.id);
+    await this.audit(l, `rollout_${state}`, { reason, by: by ?? null, ...detail });
+  }
+
+  // ---- what agents report ----
+
+  private onReport(rep: AgentReport): void {
+    if (rep.kind === 'connected') {
+      if (rep.protocolVersion < 2) this.legacy.add(rep.agentId);
+      else this.legacy.delete(rep.agentId);
+      return;
+    }
+    for (const l of this.live.values()) {
+      const h = l.hosts.get(rep.agentId);
+      if (!h || h.wave > l.r.currentWave || h.status === 'failed') continue;
+      const current = h.wave === l.r.currentWave;
+      switch (rep.kind) {
+        case 'disconnected':
+          if (current && l.r.state === 'running' && (h.status === 'sent' || h.status === 'acknowledged' || h.status === 'converged')) {
+            this.mark(l, h, 'failed', 'lost connection during its wave');
+          }
+          break;
+        case 'acknowledged': {
+          const refused = rep.ack.rejected.find((x) => x.name === l.r.baseline && x.version === l.r.version);
+          if (refused) {
+            this.mark(l, h, 'failed', `rejected: ${refused.code}: ${refused.message}`);
+            break;
+          }
+          const enforcing = rep.ack.enforcing.some((x) => x.name === l.r.baseline && x.version === l.r.version);
+          if (enforcing && (h.status === 'sent' || h.status === 'offline')) this.mark(l, h, this.legacy.has(h.agentId) ? 'converged' : 'acknowledged', null);
+          break;
+        }
+        case 'converged': {
+          const o = rep.convergence.baselines.find((x) => x.name === l.r.baseline && x.version === l.r.version);
+          if (!o) break;
+          if (o.outcome === 'failed' || o.outcome === 'escalated' || o.outcome === 'suppressed') {
+            this.mark(l, h, 'failed', `${o.outcome}: ${o.failed.join(', ')}${o.detail ? ` (${o.detail})` : ''}`);
+          } else if (h.status === 'sent' || h.status === 'acknowledged' || h.status === 'offline') {
+            this.mark(l, h, 'converged', null);
+          }
+          break;
+        }
+        case 'planned':
+          break;
+      }
+    }
+  }
+
+  private onEvents(events: EventRecord[]): void {
+    for (const l of this.live.values()) {
+      if (l.r.state !== 'running') continue;
+      for (const e of events) {
+        if (!UNHEALTHY_EVENTS.has(e.event) || (e.baseline !== null && e.baseline !== l.r.baseline)) continue;
+        const h = l.hosts.get(e.agentId);
+        if (!h || h.wave !== l.r.currentWave || h.status === 'failed' || h.status === 'waiting' || e.time < (l.r.waveStartedAt ?? 0)) continue;
+        this.mark(l, h, 'failed', `${e.event}${e.resource ? ` ${e.resource}` : ''}${e.detail ? `: ${e.detail}` : ''}`);
+      }
+    }
+  }
+
+  private mark(l: Live, h: RolloutHostRecord, status: RolloutHostStatus, reason: string | null): void {
+    h.status = status;
+    h.reason = reason;
+    h.updatedAt = this.deps.clock.now();
+    l.dirty.add(h.agentId);
+    this.kick();
+  }
+
+  // ---- persistence ----
+
+  private toLive(r: RolloutRecord, hosts: RolloutHostRecord[]): Live {
+    return { r, hosts: new Map(hosts.map((h) => [h.agentId, h])), waves: hosts.reduce((m, h) => Math.max(m, h.wave + 1), 0), dirty: new Set() };
+  }
+
+  private async flushHosts(l: Live): Promise<void> {
+    if (l.dirty.size === 0) return;
+    const rows = [...l.dirty].flatMap((id) => {
+      const h = l.hosts.get(id);
+      return h ? [{ ...h }] : [];
+    });
+    l.dirty.clear();
+    await this.deps.store.putRolloutHosts(rows);
+  }
+
+  private async setState(l: Live, state: RolloutState, reason: string | null, extra: Partial<RolloutRecord> = {}): Promise<void> {
+    l.r.state = state;
+    l.r.reason = reason;
+    await this.save(l, { state, reason, ...extra });
+    if (FINAL.includes(state)) this.deps.log.info({ rollout: l.r.id, baseline: l.r.baseline, version: l.r.version, state, reason }, 'rollout finished');
+  }
+
+  private async save(l: Live, patch: Partial<Omit<RolloutRecord, 'id'>>): Promise<void> {
+    const now = this.deps.clock.now();
+    l.r.updatedAt = now;
+    await this.deps.store.updateRollout(l.r.id, { ...patch, updatedAt: now });
+  }
+
+  private async audit(l: Live, kind: string, detail: Record<string, unknown>): Promise<void> {
+    await this.deps.store.addControllerEvent({ time: this.deps.clock.now(), kind, rolloutId: l.r.id, baseline: l.r.baseline, detail });
+    this.deps.log.info({ rollout: l.r.id, baseline: l.r.baseline, version: l.r.version, ...detail }, kind);
+  }
+}

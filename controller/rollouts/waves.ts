@@ -1,0 +1,114 @@
+// Rollout strategies and wave assignment, pure: reading a strategy from a request with its defaults, and placing each
+// targeted host in a wave deterministically (canaries first, then by a hash of rollout seed and agent id).
+import { createHash } from 'node:crypto';
+import { HsError } from '../../lib/errors.js';
+import { parseDuration } from '../../lib/clock.js';
+import { selectorMatches, type Labels } from '../../lib/labels.js';
+import type { RolloutStrategy, WaveStep } from '../store/types.js';
+
+export const DEFAULT_STRATEGY: RolloutStrategy = {
+  waves: [{ hosts: 1 }, 10, 50, 100],
+  gate: { maxFailedHosts: 0, soakSeconds: 60, ackTimeoutSeconds: 300 },
+  canary: null,
+  onFailure: 'rollback',
+};
+
+/** Everything at once, judged like one wave (no soak): what `"strategy": "all-at-once"` asks for. */
+export const ALL_AT_ONCE: RolloutStrategy = { ...DEFAULT_STRATEGY, waves: [100], gate: { ...DEFAULT_STRATEGY.gate, soakSeconds: 0 } };
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function seconds(v: unknown, name: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v;
+  if (typeof v === 'string') {
+    const ms = parseDuration(v);
+    if (ms !== undefined) return ms / 1000;
+  }
+  throw new HsError('HS_CONFIG', `${name}: expected a number of seconds or a duration like 30s`);
+}
+
+function step(v: unknown, i: number): WaveStep {
+  if (typeof v === 'number' && v > 0 && v <= 100) return v;
+  if (isObject(v) && typeof v.hosts === 'number' && Number.isInteger(v.hosts) && v.hosts >= 1) return { hosts: v.hosts };
+  throw new HsError('HS_CONFIG', `strategy.waves[${i}]: expected a cumulative percentage (0 < p ≤ 100) or {"hosts": N}`);
+}
+
+/** Reads `strategy` from a rollout request: absent = the defaults, "all-at-once", or an object overriding any key. */
+export function parseStrategy(raw: unknown): { kind: 'all-at-once' | 'waves'; spec: RolloutStrategy } {
+  if (raw === undefined || raw === null) return { kind: 'waves', spec: DEFAULT_STRATEGY };
+  if (raw === 'all-at-once') return { kind: 'all-at-once', spec: ALL_AT_ONCE };
+  if (!isObject(raw)) throw new HsError('HS_CONFIG', 'strategy: expected "all-at-once" or {"waves", "gate", "canary", "onFailure"}');
+  for (const k of Object.keys(raw)) {
+    if (!['waves', 'gate', 'canary', 'onFailure'].includes(k)) throw new HsError('HS_CONFIG', `strategy.${k}: unknown key`);
+  }
+  let waves = DEFAULT_STRATEGY.waves;
+  if (raw.waves !== undefined) {
+    if (!Array.isArray(raw.waves) || raw.waves.length === 0) throw new HsError('HS_CONFIG', 'strategy.waves: expected a non-empty list');
+    waves = raw.waves.map((v, i) => step(v, i));
+    // The last wave always reaches everyone.
+    if (waves[waves.length - 1] !== 100) waves = [...waves, 100];
+  }
+  const g = raw.gate === undefined ? {} : raw.gate;
+  if (!isObject(g)) throw new HsError('HS_CONFIG', 'strategy.gate: expected {"maxFailedHosts", "soakSeconds", "ackTimeoutSeconds"}');
+  const maxFailed = g.maxFailedHosts ?? DEFAULT_STRATEGY.gate.maxFailedHosts;
+  if (typeof maxFailed !== 'number' || !Number.isInteger(maxFailed) || maxFailed < 0) throw new HsError('HS_CONFIG', 'strategy.gate.maxFailedHosts: expected a non-negative integer');
+  let canary: RolloutStrategy['canary'] = null;
+  if (raw.canary !== undefined && raw.canary !== null) {
+    const c = raw.canary;
+    if (!isObject(c) || !isObject(c.matchLabels) || !Object.values(c.matchLabels).every((x) => typeof x === 'string')) {
+      throw new HsError('HS_CONFIG', 'strategy.canary: expected {"matchLabels": {"key": "value"}}');
+    }
+    canary = { matchLabels: c.matchLabels as Labels };
+  }
+  const onFailure = raw.onFailure ?? 'rollback';
+  if (onFailure !== 'rollback' && onFailure !== 'pause') throw new HsError('HS_CONFIG', 'strategy.onFailure: "rollback" or "pause"');
+  return {
+    kind: 'waves',
+    spec: {
+      waves,
+      gate: {
+        maxFailedHosts: maxFailed,
+        soakSeconds: seconds(g.soakSeconds, 'strategy.gate.soakSeconds', DEFAULT_STRATEGY.gate.soakSeconds),
+        ackTimeoutSeconds: seconds(g.ackTimeoutSeconds, 'strategy.gate.ackTimeoutSeconds', DEFAULT_STRATEGY.gate.ackTimeoutSeconds),
+      },
+      canary,
+      onFailure,
+    },
+  };
+}
+
+/** A stable rank for a host within one rollout: the same seed and id always give the same place. */
+export function rank(seed: string, agentId: string): string {
+  return createHash('sha256').update(`${seed}\0${agentId}`).digest('hex');
+}
+
+/**
+ * Places hosts in waves: canaries (by label) first, then the rest, each group ordered by `rank`; wave i reaches the first
+ * ceil(p_i % of all) hosts (or N hosts for {"hosts": N}), at least every canary in the first wave. Waves that would add
+ * nobody are dropped, so the wave numbers returned are consecutive from 0.
+ */
+export function assignWaves(hosts: { id: string; labels: Labels }[], spec: RolloutStrategy, seed: string): Map<string, number> {
+  const byRank = (a: { id: string; r: string }, b: { id: string; r: string }): number => (a.r < b.r ? -1 : a.r > b.r ? 1 : a.id.localeCompare(b.id));
+  const ranked = hosts.map((h) => ({ id: h.id, r: rank(seed, h.id), canary: spec.canary !== null && selectorMatches(spec.canary, h.labels) }));
+  const canaries = ranked.filter((h) => h.canary).sort(byRank);
+  const order = [...canaries, ...ranked.filter((h) => !h.canary).sort(byRank)];
+  const n = order.length;
+  const bounds: number[] = [];
+  let prev = 0;
+  spec.waves.forEach((s, i) => {
+    let upto = typeof s === 'number' ? Math.ceil((s * n) / 100) : s.hosts;
+    if (i === 0) upto = Math.max(upto, canaries.length);
+    if (i === spec.waves.length - 1) upto = n;
+    upto = Math.min(Math.max(upto, prev), n);
+    if (upto > prev) bounds.push(upto);
+    prev = upto;
+  });
+  const out = new Map<string, number>();
+  let wave = 0;
+  order.forEach((h, i) => {
+    while ((bounds[wave] ?? n) <= i) wave++;
+    out.set(h.id, wave);
+  });
+  return out;
+}
