@@ -9,7 +9,9 @@ import type { HostContext } from './resources/resource.js';
 import { registry } from './resources/registry.js';
 import { DirWatchHub } from './host/fswatch.js';
 import { Journal } from './engine/journal.js';
-import { Engine, type ManagedResource, type ResourceResult } from './engine/engine.js';
+import { Engine, worstOutcome, type ManagedResource, type ResourceResult } from './engine/engine.js';
+import { planResources, type PlanOutcome } from './engine/plan.js';
+import type { BaselineOutcome } from '../proto/codec.js';
 import type { AgentStore } from './store/store.js';
 import type { AuditEntry, AuditEvent, Trigger } from './store/types.js';
 
@@ -40,6 +42,8 @@ export class Agent {
   private readonly log: Logger;
   private readonly clock: Clock;
   private active: ActiveBaseline[] = [];
+  /** Resource ids of each active baseline (declared and derived), for plans and convergence reports. */
+  private managedIds = new Map<string, string[]>();
   private pausedReason: string | undefined;
   private started = false;
 
@@ -61,10 +65,11 @@ export class Agent {
     const managed: ManagedResource[] = [];
     const owner = new Map<string, string>();
     const next: ActiveBaseline[] = [];
+    const ids = new Map<string, string[]>();
     for (const b of baselines) {
       const version = this.storeVersion(b, meta);
-      const decls: ResourceDecl[] = [...b.resources];
-      for (const kind of registry.values()) decls.push(...(kind.derive?.(b, this.host.settings) ?? []));
+      const decls = this.declsOf(b);
+      ids.set(b.name, decls.map((d) => d.id));
       for (const decl of decls) {
         const other = owner.get(decl.id);
         if (other !== undefined) {
@@ -85,10 +90,38 @@ export class Agent {
     }
     const previous = new Map(this.active.map((a) => [a.name, a.version]));
     this.active = next;
+    this.managedIds = ids;
     for (const a of next) {
       if (previous.get(a.name) !== a.version) this.recordAgent('baseline_activated', trigger, `${a.name} v${a.version} (${a.resources} resources, ${a.origin})`, a);
     }
     return next;
+  }
+
+  /** What activating `b` would change here, from observation only: nothing is written or recorded. */
+  async plan(b: Baseline): Promise<PlanOutcome & { currentVersion: number }> {
+    const out = await planResources(this.declsOf(b), this.host, this.managedIds.get(b.name) ?? []);
+    return { ...out, currentVersion: this.active.find((a) => a.name === b.name)?.version ?? 0 };
+  }
+
+  /** Once the engine has settled: the worst outcome per active baseline, and which resources failed or were escalated. */
+  async convergence(): Promise<BaselineOutcome[]> {
+    await this.engine.idle();
+    const results = new Map(this.engine.results().map((r) => [r.id, r]));
+    return this.active.map((a) => {
+      const rs = (this.managedIds.get(a.name) ?? []).flatMap((id) => {
+        const r = results.get(id);
+        return r ? [r] : [];
+      });
+      const bad = rs.filter((r) => r.outcome === 'failed' || r.outcome === 'escalated' || r.outcome === 'suppressed');
+      const first = bad.find((r) => r.error);
+      return {
+        name: a.name,
+        version: a.version,
+        outcome: worstOutcome(rs.map((r) => r.outcome)),
+        failed: bad.map((r) => r.id),
+        detail: first?.error ? `${first.error.code}: ${first.error.message}` : '',
+      };
+    });
   }
 
   /** Records a baseline that was refused, so the audit says why the old one is still enforced. */
@@ -146,6 +179,12 @@ export class Agent {
       enforcement: this.engine.isPaused ? { paused: true, reason: this.pausedReason } : { paused: false },
       stats: { ...this.engine.stats },
     };
+  }
+
+  private declsOf(b: Baseline): ResourceDecl[] {
+    const decls: ResourceDecl[] = [...b.resources];
+    for (const kind of registry.values()) decls.push(...(kind.derive?.(b, this.host.settings) ?? []));
+    return decls;
   }
 
   private storeVersion(b: Baseline, meta: { origin: BaselineOrigin; versions?: Record<string, number> }): number {

@@ -12,6 +12,8 @@ import { AgentGateway, type GatewayOptions } from './gateway/gateway.js';
 import { createApp, type App } from './http/app.js';
 import { ensureDataDir, loadAdminToken, loadSigningKey } from './identity.js';
 import { ControllerMetrics } from './metrics.js';
+import { PlanService } from './plans.js';
+import { RolloutEngine, type RolloutEngineOptions } from './rollouts/engine.js';
 import { SqliteControllerStore } from './store/sqlite.js';
 import type { ControllerStore } from './store/types.js';
 
@@ -24,6 +26,7 @@ export interface CoreOptions {
   fingerprint: string | null;
   signatureValidityMs?: number;
   gateway?: Partial<GatewayOptions>;
+  rollouts?: Partial<RolloutEngineOptions>;
   clock?: Clock;
   log?: Logger;
 }
@@ -38,6 +41,8 @@ export interface ControllerCore {
   events: EventIngest;
   escalations: EscalationService;
   gateway: AgentGateway;
+  rollouts: RolloutEngine;
+  plans: PlanService;
   metrics: ControllerMetrics;
   app: App;
   close(): Promise<void>;
@@ -73,7 +78,11 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
     { store, enrollment, baselines, events, escalations, metrics, log, clock, signingPublicKey: signingKey.publicKey, signingKeyId: signingKey.keyId },
     opts.gateway,
   );
-  const app = createApp({ store, baselines, enrollment, escalations, events, gateway, metrics, clock, log, adminToken: admin.token });
+  // Before any agent connects: a restarted controller resumes its rollouts and hands out what their waves reached.
+  const rollouts = new RolloutEngine({ store, baselines, gateway, events, clock, log }, { tickMs: 250, ...opts.rollouts });
+  await rollouts.load();
+  const plans = new PlanService({ store, baselines, gateway, clock, log });
+  const app = createApp({ store, baselines, enrollment, escalations, events, gateway, rollouts, plans, metrics, clock, log, adminToken: admin.token });
   // Renewal keeps signatures fresh for connected agents; checking hourly is plenty against a validity of days.
   const renewal = setInterval(() => void baselines.renewDue().catch((err: unknown) => log.error({ err }, 'signature renewal failed')), 3_600_000).unref();
   await baselines.renewDue();
@@ -87,10 +96,14 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
     events,
     escalations,
     gateway,
+    rollouts,
+    plans,
     metrics,
     app,
     async close() {
       clearInterval(renewal);
+      plans.close();
+      await rollouts.close();
       await gateway.close();
       await events.flush();
       await store.close();

@@ -6,10 +6,10 @@ import { parseJoinToken } from '../../lib/join-token.js';
 import type { Labels } from '../../lib/labels.js';
 import type { Logger } from '../../lib/log.js';
 import { VERSION } from '../../lib/version.js';
-import { PROTOCOL_VERSION, type ControllerMessage, type Decision, type HostFacts, type WireEvent, type Welcome } from '../../proto/codec.js';
+import { PROTOCOL_VERSION, decodeBaselineDoc, type ControllerMessage, type Decision, type HostFacts, type PlanRequest, type PlanResult, type WireEvent, type Welcome } from '../../proto/codec.js';
 import type { AuditEntry } from '../store/types.js';
 import type { LinkedAgent, LinkStore } from './agent-port.js';
-import { AssignmentKeeper } from './assignments.js';
+import { AssignmentKeeper, materialize } from './assignments.js';
 import { Backoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 import { Connection } from './connection.js';
 import { loadCredentials, saveCredentials, type LinkCredentials } from './credentials.js';
@@ -201,8 +201,12 @@ export class ControllerLink {
         const ack = await this.keeper.apply(msg.assignment);
         conn.send({ assignmentAck: ack });
         for (const r of ack.rejected) conn.send({ error: { code: r.code, message: `${r.name} v${r.version}: ${r.message}`, retryable: false } });
+        // Not awaited: the engine settling must not hold up the next frame.
+        void this.reportConvergence(conn);
         return;
       }
+      case 'planRequest':
+        return this.plan(conn, msg.planRequest);
       case 'eventAck':
         this.ackWaiter?.resolve(msg.eventAck.uptoSeq);
         this.ackWaiter = undefined;
@@ -301,6 +305,30 @@ export class ControllerLink {
         if (timer) clearTimeout(timer);
       }
     }
+  }
+
+  /** Tells the controller how the enforced baselines settled (a staged rollout's health signal). */
+  private async reportConvergence(conn: Connection): Promise<void> {
+    try {
+      const names = new Set((this.keeper?.enforcing() ?? []).map((a) => a.name));
+      const baselines = (await this.agent.convergence()).filter((b) => names.has(b.name));
+      if (this.conn === conn && conn.isOpen()) conn.send({ convergence: { baselines } });
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'convergence report failed');
+    }
+  }
+
+  /** Answers a plan request from observation only; the unsigned document is never activated. */
+  private async plan(conn: Connection, req: PlanRequest): Promise<void> {
+    let result: PlanResult;
+    try {
+      const p = await this.agent.plan(materialize(decodeBaselineDoc(req.baseline)));
+      result = { planId: req.planId, ok: true, error: '', ...p };
+    } catch (err) {
+      const message = err instanceof HsError ? `${err.code}: ${err.message}` : errorMessage(err);
+      result = { planId: req.planId, ok: false, error: message, currentVersion: 0, resources: 0, changes: [] };
+    }
+    if (this.conn === conn && conn.isOpen()) conn.send({ planResult: result });
   }
 
   private async decide(conn: Connection, d: Decision): Promise<void> {

@@ -12,6 +12,7 @@ import { enrollmentTokenRoutes } from './routes/enrollment-tokens.js';
 import { escalationRoutes } from './routes/escalations.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
+import { planRoutes } from './routes/plans.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 
 export const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -52,6 +53,7 @@ export function createApp(ctx: ApiContext): App {
     ...dashboardRoutes(),
     ...baselineRoutes(ctx),
     ...rolloutRoutes(ctx),
+    ...planRoutes(ctx),
     ...agentRoutes(ctx),
     ...eventRoutes(ctx),
     ...escalationRoutes(ctx),

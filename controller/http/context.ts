@@ -7,6 +7,8 @@ import type { EscalationService } from '../escalations.js';
 import type { EventIngest } from '../events.js';
 import type { AgentGateway } from '../gateway/gateway.js';
 import type { ControllerMetrics } from '../metrics.js';
+import type { PlanService } from '../plans.js';
+import type { RolloutEngine } from '../rollouts/engine.js';
 import type { ControllerStore } from '../store/types.js';
 
 export interface ApiContext {
@@ -16,6 +18,8 @@ export interface ApiContext {
   escalations: EscalationService;
   events: EventIngest;
   gateway: AgentGateway;
+  rollouts: RolloutEngine;
+  plans: PlanService;
   metrics: ControllerMetrics;
   clock: Clock;
   log: Logger;

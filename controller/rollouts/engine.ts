@@ -173,7 +173,7 @@ export class RolloutEngine {
     const l = this.live.get(id);
     const r = l?.r ?? (await this.deps.store.getRollout(id));
     if (!r) return undefined;
-    const hosts = l ? [...l.hosts.values()] : await this.deps.store.listRolloutHosts(id);
+    const hosts = (l ? [...l.hosts.values()] : await this.deps.store.listRolloutHosts(id)).sort((a, b) => a.wave - b.wave || a.agentId.localeCompare(b.agentId));
     const count = (pred: (h: RolloutHostRecord) => boolean): number => hosts.reduce((n, h) => n + (pred(h) ? 1 : 0), 0);
     const waveCount = hosts.reduce((m, h) => Math.max(m, h.wave + 1), 0);
     const waves = Array.from({ length: waveCount }, (_, i) => {

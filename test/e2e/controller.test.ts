@@ -129,10 +129,10 @@ describe('e2e: controller with three hosts', function () {
 
   it('a baseline reaches the selected hosts and not the others', async () => {
     const pushed = await api<{ version: number }>('POST', '/api/v1/baselines', { yaml: webBaseline('web v1'), file: 'web.yaml' });
-    const rollout = await api<{ id: number; targeted: number }>('POST', '/api/v1/rollouts', { baseline: 'web', version: pushed.version });
+    const rollout = await api<{ id: number; targeted: number }>('POST', '/api/v1/rollouts', { baseline: 'web', version: pushed.version, strategy: 'all-at-once' });
     assert.equal(rollout.targeted, 2);
     await waitFor(() => read(h(0), 'motd') === 'web v1\n' && read(h(1), 'motd') === 'web v1\n', 20_000, 'web hosts converged');
-    await waitFor(async () => (await api<{ state: string }>('GET', `/api/v1/rollouts/${rollout.id}`)).state === 'complete', 10_000, 'rollout acknowledged');
+    await waitFor(async () => (await api<{ state: string }>('GET', `/api/v1/rollouts/${rollout.id}`)).state === 'completed', 10_000, 'rollout acknowledged');
     assert.equal(read(h(2), 'motd'), undefined, 'the db host was not selected');
     assert.equal(existsSync(path.join(MANAGED, 'motd')), false, 'nothing written to the machine itself');
   });

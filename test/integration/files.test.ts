@@ -144,7 +144,12 @@ ${extra}`,
     await waitFor(() => modeOf(path.join(root, 'etc/app')) === 0o755, 10_000, 'directory mode');
     // deleted again and re-created empty by someone else: the file comes back too
     rmSync(path.join(root, 'etc/app'), { recursive: true });
-    mkdirSync(path.join(root, 'etc/app'), { mode: 0o700 });
+    try {
+      mkdirSync(path.join(root, 'etc/app'), { mode: 0o700 });
+    } catch {
+      // The agent was faster and re-created it already: give it the wrong mode instead.
+      chmodSync(path.join(root, 'etc/app'), 0o700);
+    }
     await waitFor(() => existsSync(app()) && modeOf(path.join(root, 'etc/app')) === 0o755, 10_000, 'file under re-created directory');
   });
 

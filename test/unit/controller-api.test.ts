@@ -73,7 +73,7 @@ describe('controller API (app factory, no socket)', () => {
     await call('POST', '/api/v1/baselines', { yaml: yaml('motd', 'one') });
     const r = await call('POST', '/api/v1/rollouts', { baseline: 'motd', version: 1 });
     assert.equal(r.status, 201);
-    assert.deepEqual((({ state, targeted }) => ({ state, targeted }))(r.json<{ state: string; targeted: number }>()), { state: 'complete', targeted: 0 });
+    assert.deepEqual((({ state, targeted }) => ({ state, targeted }))(r.json<{ state: string; targeted: number }>()), { state: 'completed', targeted: 0 });
     const t = core.baselines.target('motd');
     assert.ok(t);
     assert.ok(verifyBytes(core.signingKey.publicKey, t.payload, t.signature));
@@ -86,7 +86,7 @@ describe('controller API (app factory, no socket)', () => {
     const back = await call('POST', '/api/v1/rollouts', { baseline: 'motd', version: 1 });
     assert.equal(back.json<{ rollback: boolean }>().rollback, true);
     assert.equal(decodeBaselineDoc(core.baselines.target('motd')?.payload ?? Buffer.alloc(0)).rollback, true);
-    assert.equal((await call('GET', '/api/v1/rollouts/1')).json<{ state: string }>().state, 'superseded');
+    assert.equal((await call('GET', '/api/v1/rollouts/1')).json<{ state: string }>().state, 'completed', 'a finished rollout keeps its outcome');
   });
 
   it('keeps each event once however often it is sent, and filters them', async () => {
