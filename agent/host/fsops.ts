@@ -74,12 +74,26 @@ export async function atomicWrite(target: string, spec: WriteSpec): Promise<BigI
     await fsp.rename(tmp, target);
     renamed = true;
     const stat = await fh.stat({ bigint: true });
-    await fsyncDir(dir);
+    // The rename is atomic now; making it durable does not need to hold up the repair: a crash before the directory
+    // reaches the disk leaves the old file, which is still whole.
+    syncDirSoon(dir);
     return stat;
   } finally {
     await fh.close();
     if (!renamed) await fsp.unlink(tmp).catch(() => undefined);
   }
+}
+
+const pendingDirSyncs = new Set<string>();
+
+/** fsyncs a directory in the background, once for any number of renames into it while one sync is pending. */
+function syncDirSoon(dir: string): void {
+  if (pendingDirSyncs.has(dir)) return;
+  pendingDirSyncs.add(dir);
+  setImmediate(() => {
+    pendingDirSyncs.delete(dir);
+    fsyncDir(dir).catch(() => undefined);
+  });
 }
 
 export async function fsyncDir(dir: string): Promise<void> {

@@ -13,8 +13,11 @@ export const DEFAULT_STRATEGY: RolloutStrategy = {
   onFailure: 'rollback',
 };
 
-/** Everything at once, judged like one wave (no soak): what `"strategy": "all-at-once"` asks for. */
-export const ALL_AT_ONCE: RolloutStrategy = { ...DEFAULT_STRATEGY, waves: [100], gate: { ...DEFAULT_STRATEGY.gate, soakSeconds: 0 } };
+/**
+ * Everything at once, ungated: `"strategy": "all-at-once"`. Host failures are reported per host but never stop or roll
+ * back the rollout (there is no later wave to protect).
+ */
+export const ALL_AT_ONCE: RolloutStrategy = { ...DEFAULT_STRATEGY, waves: [100], gate: { maxFailedHosts: Number.MAX_SAFE_INTEGER, soakSeconds: 0, ackTimeoutSeconds: 300 } };
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
