@@ -81,15 +81,36 @@ export function program(): Command {
       out(json, res, () => res.diff || '(no difference)');
     });
 
-  const rollout = p.command('rollout').description('rollouts');
-  const showRollout = (r: Row): string =>
-    `rollout ${String(r.id)}: ${String(r.baseline)} v${String(r.version)}${r.rollback ? ' (rollback)' : ''} ${String(r.state)} — ${String(r.acknowledged)}/${String(r.targeted)} acknowledged, ${String(r.rejected)} rejected, ${String(r.pending)} pending`;
+  const rollout = p.command('rollout').description('staged rollouts in waves with health gates');
+  const showRollout = (r: Row): string => {
+    const head = `rollout ${String(r.id)}: ${String(r.baseline)} v${String(r.version)}${r.rollback ? ' (rollback)' : ''} ${String(r.state)}, wave ${Number(r.currentWave) + 1}/${String(r.waveCount)} — ${String(r.converged)}/${String(r.targeted)} converged, ${String(r.failed)} failed, ${String(r.offline)} offline`;
+    const hosts = Array.isArray(r.hosts) ? (r.hosts as Row[]) : [];
+    const bad = hosts.filter((h) => h.reason).map((h) => `  ${String(h.agentId)}  wave ${Number(h.wave) + 1}  ${String(h.status)}${h.rolledBack ? ' (rolled back)' : ''}: ${String(h.reason)}`);
+    return [head, ...(r.reason ? [`  ${String(r.reason)}`] : []), ...bad].join('\n');
+  };
   rollout
     .command('start <name> <version>')
-    .description('make a version the one selected agents enforce')
-    .action(async (name: string, version: string, _o: unknown, cmd: Command) => {
+    .description('roll a version out in waves (default 1 host, 10 %, 50 %, 100 %); an unhealthy wave rolls back')
+    .option('--waves <list>', 'cumulative waves, e.g. 1h,10,50,100 (N% of the hosts, or Nh for N hosts)')
+    .option('--max-failed <n>', 'failed hosts tolerated before the gate stops the rollout', '0')
+    .option('--soak <duration>', 'how long a converged wave must stay healthy, e.g. 60s')
+    .option('--ack-timeout <duration>', 'how long a host may take to acknowledge and converge')
+    .option('--canary <labels>', 'hosts with these labels go first, e.g. canary=yes')
+    .option('--on-failure <what>', 'rollback (default) or pause')
+    .option('--all-at-once', 'every host at once, ungated')
+    .option('--supersede', 'replace a rollout of this baseline that is still running or paused')
+    .action(async (name: string, version: string, o: { waves?: string; maxFailed: string; soak?: string; ackTimeout?: string; canary?: string; onFailure?: string; allAtOnce?: boolean; supersede?: boolean }, cmd: Command) => {
       const { api, json } = client(cmd);
-      const r = await api.call<Row>('POST', '/api/v1/rollouts', { baseline: name, version: Number(version) });
+      const waves = o.waves?.split(',').map((w) => (/^\d+h$/.test(w.trim()) ? { hosts: Number(w.trim().slice(0, -1)) } : Number(w.replace('%', ''))));
+      const strategy = o.allAtOnce
+        ? 'all-at-once'
+        : {
+            ...(waves ? { waves } : {}),
+            gate: { maxFailedHosts: Number(o.maxFailed), ...(o.soak ? { soakSeconds: o.soak } : {}), ...(o.ackTimeout ? { ackTimeoutSeconds: o.ackTimeout } : {}) },
+            ...(o.canary ? { canary: { matchLabels: parseLabels(o.canary) } } : {}),
+            ...(o.onFailure ? { onFailure: o.onFailure } : {}),
+          };
+      const r = await api.call<Row>('POST', '/api/v1/rollouts', { baseline: name, version: Number(version), strategy, supersede: o.supersede ?? false });
       out(json, r, () => showRollout(r));
     });
   rollout
@@ -98,6 +119,40 @@ export function program(): Command {
       const { api, json } = client(cmd);
       const r = await api.call<Row>('GET', `/api/v1/rollouts/${id}`);
       out(json, r, () => showRollout(r));
+    });
+  for (const action of ['pause', 'resume', 'abort', 'rollback'] as const) {
+    rollout
+      .command(`${action} <id>`)
+      .description(
+        { pause: 'stop starting new waves', resume: 'continue a paused rollout', abort: 'stop for good, leaving hosts on the version they have', rollback: 'send the hosts that got the version back to the previous one' }[action],
+      )
+      .action(async (id: string, _o: unknown, cmd: Command) => {
+        const { api, json } = client(cmd);
+        const r = await api.call<Row>('POST', `/api/v1/rollouts/${id}/${action}`, {});
+        out(json, r, () => showRollout(r));
+      });
+  }
+
+  p.command('plan <name> <version>')
+    .description('what a version would change on every targeted host, asked of the agents; changes nothing')
+    .option('--timeout <duration>', 'how long to wait for the agents', '15s')
+    .option('--diff', 'show the diffs')
+    .action(async (name: string, version: string, o: { timeout: string; diff?: boolean }, cmd: Command) => {
+      const { api, json } = client(cmd);
+      type PlanHost = { agentId: string; hostname: string | null; status: string; changes: { resource: string; action: string; fields: string[]; diff: string; error: string }[] };
+      const r = await api.call<Row & { summary: string; hosts: PlanHost[] }>('POST', '/api/v1/plans', { baseline: name, version: Number(version), timeout: o.timeout });
+      out(json, r, () => {
+        const lines = [`plan ${String(r.id)}: ${r.summary}`];
+        for (const h of r.hosts) {
+          if (h.changes.length === 0 && h.status === 'planned') continue;
+          lines.push(`${h.hostname ?? h.agentId} (${h.agentId}) ${h.status}`);
+          for (const c of h.changes) {
+            lines.push(`  ${c.action.padEnd(7)} ${c.resource}${c.fields.length ? `  ${c.fields.join(', ')}` : ''}${c.error ? `  ${c.error}` : ''}`);
+            if (o.diff && c.diff) lines.push(c.diff.replace(/^/gm, '    ').trimEnd());
+          }
+        }
+        return lines.join('\n');
+      });
     });
 
   const agents = p
