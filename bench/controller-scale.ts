@@ -1,8 +1,9 @@
 // bench/controller-scale: a real controller process against many simulated agents speaking the real protocol (several
 // worker processes, many agents each, from several 127.0.0.x source addresses): connected agents with heartbeats, time for
-// a new version to be acknowledged by all, and sustained event ingest with nothing lost.
+// a new version to be acknowledged by all, a staged rollout in waves with its gates (time per wave, controller CPU and
+// memory), and sustained event ingest with nothing lost.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +19,7 @@ const EVENT_AGENTS = env('EVENT_AGENTS', 500);
 const EVENT_BATCH = env('EVENT_BATCH', 200);
 const EVENT_SECONDS = env('EVENT_SECONDS', 15);
 const PORT = env('PORT', 17_400);
+const WAVE_SOAK_SECONDS = env('WAVE_SOAK_SECONDS', 2);
 const ADMIN = 'bench-admin';
 const SELF = fileURLToPath(import.meta.url);
 
@@ -68,6 +70,8 @@ async function worker(): Promise<void> {
                   return { name: d.name, version: d.version, sha256: d.sha256 };
                 });
                 ws.send(encodeAgentMessage({ assignmentAck: { enforcing, rejected: [], enforcementPaused: false } }));
+                // What a real agent sends once its engine settled: the health signal of a staged rollout.
+                ws.send(encodeAgentMessage({ convergence: { baselines: enforcing.map((e) => ({ name: e.name, version: e.version, outcome: 'kept', failed: [], detail: '' })) } }));
                 if (enforcing.length > 0) acks++;
               } else if (msg.body === 'eventAck') {
                 a.waiting?.(msg.eventAck.uptoSeq);
@@ -138,6 +142,15 @@ async function metric(base: string, name: string): Promise<number> {
   return Number(m?.[1] ?? 0);
 }
 
+/** CPU seconds (user + system) and resident memory of a process, from /proc. */
+function usage(pid: number): { cpuSeconds: number; rssMb: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(f[11] ?? 0) + Number(f[12] ?? 0);
+  const rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return { cpuSeconds: ticks / 100, rssMb: Math.round(Number(rss?.[1] ?? 0) / 1024) };
+}
+
 async function driver(): Promise<void> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'hs-bench-ctl-'));
   const base = `http://127.0.0.1:${PORT}`;
@@ -182,17 +195,59 @@ async function driver(): Promise<void> {
     const yaml = 'apiVersion: homeostat/v1\nkind: Baseline\nmetadata:\n  name: bench\nspec:\n  resources:\n    - file: /etc/bench.conf\n      content: "x\\n"\n';
     const v = await http<{ version: number }>('POST', `${base}/api/v1/baselines`, { yaml });
     t0 = performance.now();
-    const r = await http<{ id: number }>('POST', `${base}/api/v1/rollouts`, { baseline: 'bench', version: v.version });
+    const r = await http<{ id: number }>('POST', `${base}/api/v1/rollouts`, { baseline: 'bench', version: v.version, strategy: 'all-at-once' });
     let status: { acknowledged: number; targeted: number } = { acknowledged: 0, targeted: 0 };
     const deadline = Date.now() + 120_000;
     while (Date.now() < deadline) {
-      status = await http('GET', `${base}/api/v1/rollouts/${r.id}`);
+      status = await http('GET', `${base}/api/v1/rollouts/${r.id}?hosts=false`);
       if (status.acknowledged >= ok) break;
       await new Promise((res) => setTimeout(res, 100));
     }
     results.rolloutAcknowledged = status.acknowledged;
     results.rolloutSeconds = +((performance.now() - t0) / 1000).toFixed(2);
     console.error(`version acknowledged by ${status.acknowledged}/${status.targeted} in ${String(results.rolloutSeconds)} s`);
+
+    // 3b. a staged rollout in waves (1 host, 10 %, 50 %, 100 %), each gated on convergence and a soak
+    const v2 = await http<{ version: number }>('POST', `${base}/api/v1/baselines`, { yaml: yaml.replace('"x\\n"', '"y\\n"') });
+    const u0 = usage(ctl.pid ?? 0);
+    t0 = performance.now();
+    const staged = await http<{ id: number }>('POST', `${base}/api/v1/rollouts`, {
+      baseline: 'bench',
+      version: v2.version,
+      strategy: { waves: [{ hosts: 1 }, 10, 50, 100], gate: { maxFailedHosts: 0, soakSeconds: WAVE_SOAK_SECONDS, ackTimeoutSeconds: 120 } },
+    });
+    type Steps = { state: string; converged: number; targeted: number; steps: { time: number; kind: string; wave?: number; hosts?: number }[] };
+    let st: Steps = { state: 'running', converged: 0, targeted: 0, steps: [] };
+    let peakRss = 0;
+    const wavesDeadline = Date.now() + 300_000;
+    while (Date.now() < wavesDeadline) {
+      st = await http<Steps>('GET', `${base}/api/v1/rollouts/${staged.id}?hosts=false`);
+      peakRss = Math.max(peakRss, usage(ctl.pid ?? 0).rssMb);
+      if (st.state !== 'running') break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    const u1 = usage(ctl.pid ?? 0);
+    const wall = (performance.now() - t0) / 1000;
+    const started = new Map(st.steps.filter((x) => x.kind === 'wave_started').map((x) => [x.wave ?? -1, x]));
+    const waves = st.steps
+      .filter((x) => x.kind === 'wave_healthy')
+      .map((x) => {
+        const s0 = started.get(x.wave ?? -1);
+        // Time to converge, without the soak the gate waits on purpose.
+        return { wave: x.wave, hosts: s0?.hosts ?? 0, seconds: +((x.time - (s0?.time ?? x.time)) / 1000).toFixed(2), convergeSeconds: +((x.time - (s0?.time ?? x.time)) / 1000 - WAVE_SOAK_SECONDS).toFixed(2) };
+      });
+    results.wavedRollout = {
+      state: st.state,
+      converged: st.converged,
+      targeted: st.targeted,
+      soakSeconds: WAVE_SOAK_SECONDS,
+      totalSeconds: +wall.toFixed(2),
+      waves,
+      controllerCpuSeconds: +(u1.cpuSeconds - u0.cpuSeconds).toFixed(2),
+      controllerCpuPercentOfOneCore: Math.round((100 * (u1.cpuSeconds - u0.cpuSeconds)) / wall),
+      controllerRssMb: { before: u0.rssMb, peak: peakRss, after: u1.rssMb },
+    };
+    console.error(`waved rollout ${st.state}: ${st.converged}/${st.targeted} converged in ${wall.toFixed(1)} s (${waves.map((w) => `wave ${String(w.wave)}: ${w.hosts} hosts ${w.seconds} s`).join(', ')})`);
 
     // 4. sustained event ingest
     const before = await metric(base, 'homeostat_events_persisted_total');

@@ -55,7 +55,17 @@ export function wireEvent(e: AuditEntry): WireEvent {
 }
 
 export class ControllerLink {
-  state: LinkState = 'offline';
+  private linkState: LinkState = 'offline';
+
+  /** The link's state, also kept in the cache so `homeostat-agent status` (another process) can show it. */
+  get state(): LinkState {
+    return this.linkState;
+  }
+
+  set state(s: LinkState) {
+    this.linkState = s;
+    this.agent.store?.setMeta('link.state', s);
+  }
   lastError: string | null = null;
   agentId: string | null = null;
   private creds: LinkCredentials | undefined;
@@ -236,6 +246,8 @@ export class ControllerLink {
       conn.send({ error: { code: 'HS_BASELINE_SIGNATURE', message: 'the controller signing key differs from the one pinned at enrollment', retryable: false } });
     }
     this.agentId = w.agentId;
+    this.store.setMeta('agent.id', w.agentId);
+    this.store.setMeta('controller.url', this.opts.url);
     this.state = 'connected';
     this.lastError = null;
     this.backoff.reset();
