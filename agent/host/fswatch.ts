@@ -95,16 +95,14 @@ export class DirWatchHub implements FileWatchHub {
       this.watches.set(dir, w);
       return;
     }
-    for (let up = path.dirname(dir), below = dir; ; below = up, up = path.dirname(up)) {
+    for (let up = path.dirname(dir); ; up = path.dirname(up)) {
       const existing = this.anchors.get(up);
       if (existing) {
         existing.waiting.add(dir);
         return;
       }
-      const aw = this.open(up, (_event, name) => {
-        // Only a change to the next component on the way can bring a waiting directory into being.
-        if (name === null || name === path.basename(below) || !existsDir(up)) this.replan(up);
-      });
+      // Any change under an anchor may bring a waiting directory (or the next folder on its way) into being: try again.
+      const aw = this.open(up, () => this.replan(up));
       if (aw) {
         this.anchors.set(up, { watch: aw, waiting: new Set([dir]) });
         // It may have appeared between the failed watch and this one.
@@ -137,11 +135,14 @@ export class DirWatchHub implements FileWatchHub {
     } else if (name === null) {
       this.notifyChildren(dir, event);
     }
-    // The directory itself deleted or replaced: its watch is dead (or watching the old inode). Watch again.
+    // The directory itself deleted or replaced: its watch is dead (or watching the old inode). Watch again. A self event
+    // carries the directory's own name; a re-created directory may even get the old inode number back, so that name
+    // alone is reason enough to re-arm.
     if (event === 'rename') {
       const w = this.watches.get(dir);
       const ino = inoOf(dir);
-      if (w && ino !== w.ino) {
+      const self = name === path.basename(dir) && !this.children.get(dir)?.has(name);
+      if (w && (ino !== w.ino || self)) {
         w.watcher.close();
         this.watches.delete(dir);
         this.arm(dir);

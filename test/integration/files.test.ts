@@ -139,11 +139,11 @@ ${extra}`,
 
   it('repairs a file whose parent directory was deleted, and a directory re-created with the wrong mode', async () => {
     await start();
-    rmSync(path.join(root, 'etc/app'), { recursive: true });
+    rmSync(path.join(root, 'etc/app'), { recursive: true, maxRetries: 10, retryDelay: 5 }); // the agent may be re-creating it meanwhile
     await expectRepaired(`file:${app()}`, () => existsSync(app()) && read(app()) === 'listen = 8080\n');
     await waitFor(() => modeOf(path.join(root, 'etc/app')) === 0o755, 10_000, 'directory mode');
     // deleted again and re-created empty by someone else: the file comes back too
-    rmSync(path.join(root, 'etc/app'), { recursive: true });
+    rmSync(path.join(root, 'etc/app'), { recursive: true, maxRetries: 10, retryDelay: 5 }); // the agent may be re-creating it meanwhile
     try {
       mkdirSync(path.join(root, 'etc/app'), { mode: 0o700 });
     } catch {
