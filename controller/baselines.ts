@@ -227,17 +227,7 @@ export class BaselineService {
     // issuedAt strictly increases per name (targets and staged alike): the agent's replay guard compares it for rollbacks.
     const prevIssued = Math.max(this.targets.get(v.name)?.record.issuedAt ?? 0, this.staged.get(v.name)?.record.issuedAt ?? 0, after);
     const issuedAt = Math.max(this.clock.now(), prevIssued + 1);
-    const doc: BaselineDoc = {
-      name: v.name,
-      version: v.version,
-      sha256: v.sha256,
-      yaml: v.yaml,
-      sources: Object.fromEntries(Object.entries(v.sources).map(([k, b64]) => [k, Buffer.from(b64, 'base64')])),
-      file: v.file,
-      issuedAt,
-      expiresAt: issuedAt + this.validityMs,
-      rollback,
-    };
+    const doc = baselineDocOf(v, { issuedAt, expiresAt: issuedAt + this.validityMs, rollback });
     const payload = Buffer.from(encodeBaselineDoc(doc));
     const signature = signBytes(this.key, payload);
     const record: TargetRecord = { name: v.name, version: v.version, rollback, issuedAt, expiresAt: doc.expiresAt, payload, signature, keyId: this.key.keyId, rolloutId };
@@ -247,4 +237,17 @@ export class BaselineService {
   private changed(): void {
     for (const l of this.listeners) l();
   }
+}
+
+/** The document an agent receives for a stored version: the whole baseline, its sources, and the signing context. */
+export function baselineDocOf(v: BaselineVersionRecord, when: { issuedAt: number; expiresAt: number; rollback: boolean }): BaselineDoc {
+  return {
+    name: v.name,
+    version: v.version,
+    sha256: v.sha256,
+    yaml: v.yaml,
+    sources: Object.fromEntries(Object.entries(v.sources).map(([k, b64]) => [k, Buffer.from(b64, 'base64')])),
+    file: v.file,
+    ...when,
+  };
 }

@@ -5,7 +5,7 @@ import type { Clock } from '../lib/clock.js';
 import { selectorMatches } from '../lib/labels.js';
 import type { Logger } from '../lib/log.js';
 import { encodeBaselineDoc, type PlanResult, type PlannedChange } from '../proto/codec.js';
-import type { BaselineService } from './baselines.js';
+import { baselineDocOf, type BaselineService } from './baselines.js';
 import type { AgentGateway } from './gateway/gateway.js';
 import type { ControllerStore, PlanRecord } from './store/types.js';
 
@@ -61,17 +61,7 @@ export class PlanService {
     const planId = String(plan.id);
     const now = clock.now();
     // Not signed: a plan changes nothing, and a signed copy could be replayed as an assignment.
-    const doc = encodeBaselineDoc({
-      name: v.name,
-      version: v.version,
-      sha256: v.sha256,
-      yaml: v.yaml,
-      sources: Object.fromEntries(Object.entries(v.sources).map(([k, b64]) => [k, Buffer.from(b64, 'base64')])),
-      file: v.file,
-      issuedAt: now,
-      expiresAt: now,
-      rollback: false,
-    });
+    const doc = encodeBaselineDoc(baselineDocOf(v, { issuedAt: now, expiresAt: now, rollback: false }));
     const asked = new Set<string>();
     const unsupported = new Set<string>();
     for (const a of agents) {

@@ -83,3 +83,20 @@ export function writeBaseline(dir: string, name: string, yaml: string): string {
   writeFileSync(file, yaml);
   return file;
 }
+
+export interface AuditLine {
+  seq: number;
+  resource: string | null;
+  event: string;
+  trigger: string | null;
+  observed: Record<string, unknown> | null;
+  desired: Record<string, unknown> | null;
+  detail: string | null;
+}
+
+/** The audit log as `homeostat-agent audit --json` prints it, for one resource. */
+export async function auditOf(stateDir: string, resource: string, opts: { prefix?: string[] } = {}): Promise<AuditLine[]> {
+  const r = await runAgent(['audit', '--json', '--state-dir', stateDir], opts);
+  if (r.code !== 0) throw new Error(`audit exited ${r.code}: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { entries: AuditLine[] }).entries.filter((e) => e.resource === resource);
+}

@@ -10,7 +10,7 @@ import type { Change, Disposer, HostContext, Resource } from '../../agent/resour
 import { ServiceResource } from '../../agent/resources/service.js';
 import { createResource, testDecl, testHost } from '../helpers/resource-runner.js';
 import { TestUnits, ensureUserManager, systemctlUser, unitView } from '../helpers/systemd-user.js';
-import { runAgent, startAgentDaemon, tempDir, waitFor, writeBaseline, type DaemonProcess } from '../helpers/agent.js';
+import { auditOf, runAgent, startAgentDaemon, tempDir, waitFor, writeBaseline, type DaemonProcess } from '../helpers/agent.js';
 import { Netns } from '../helpers/netns.js';
 import { silentLogger } from '../../lib/log.js';
 
@@ -229,22 +229,6 @@ describe('service resource (real systemd --user)', function () {
   });
 });
 
-interface AuditLine {
-  seq: number;
-  resource: string | null;
-  event: string;
-  trigger: string | null;
-  observed: Record<string, unknown> | null;
-  desired: Record<string, unknown> | null;
-  detail: string | null;
-}
-
-/** The audit log as `homeostat-agent audit --json` prints it, for one resource. */
-async function auditOf(stateDir: string, resource: string): Promise<AuditLine[]> {
-  const r = await runAgent(['audit', '--json', '--state-dir', stateDir]);
-  assert.equal(r.code, 0, r.stderr);
-  return (JSON.parse(r.stdout) as { entries: AuditLine[] }).entries.filter((e) => e.resource === resource);
-}
 
 interface CheckDoc {
   resources: { id: string; outcome: string; observed?: Record<string, unknown>; desired?: Record<string, unknown>; error?: { code: string; message: string } }[];

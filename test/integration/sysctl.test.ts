@@ -13,7 +13,7 @@ import { DEFAULT_SETTINGS } from '../../agent/settings.js';
 import { sysctlRelativePath } from '../../agent/host/procfs.js';
 import { Netns, cleanupLeftoverNetns } from '../helpers/netns.js';
 import { createResource, testDecl, testHost, type RunnerResult, type RunnerSpec } from '../helpers/resource-runner.js';
-import { runAgent, startAgentDaemon, tempDir, waitFor, writeBaseline, type DaemonProcess } from '../helpers/agent.js';
+import { auditOf, runAgent, startAgentDaemon, tempDir, waitFor, writeBaseline, type DaemonProcess } from '../helpers/agent.js';
 
 const RUNNER = fileURLToPath(new URL('../helpers/resource-runner.js', import.meta.url));
 
@@ -225,20 +225,6 @@ describe('sysctl resource (in process)', () => {
   });
 });
 
-interface AuditLine {
-  resource: string | null;
-  event: string;
-  trigger: string | null;
-  observed: Record<string, unknown> | null;
-  desired: Record<string, unknown> | null;
-  detail: string | null;
-}
-
-async function auditOf(stateDir: string, resource: string): Promise<AuditLine[]> {
-  const r = await runAgent(['audit', '--json', '--state-dir', stateDir]);
-  assert.equal(r.code, 0, r.stderr);
-  return (JSON.parse(r.stdout) as { entries: AuditLine[] }).entries.filter((e) => e.resource === resource);
-}
 
 describe('sysctl healing through the agent (CLI and daemon in a network namespace)', function () {
   this.timeout(60_000);
