@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { HsError } from '../lib/errors.js';
 import { parseDuration } from '../lib/clock.js';
+import { parseLabels } from '../lib/labels.js';
 import type { LogLevel } from '../lib/log.js';
 import { DEFAULT_SETTINGS, type AgentSettings, type SystemdScope } from './settings.js';
 
@@ -32,14 +33,13 @@ export interface CommonFlags {
 
 const FILE_KEYS = ['stateDir', 'systemdScope', 'labels', 'logLevel', 'metricsListen', 'baselines', 'controller', 'token', 'resyncInterval', 'sysctlPollInterval'] as const;
 
-export function parseLabels(text: string, where: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
-    const m = /^([A-Za-z0-9_.\/-]+)=(.*)$/.exec(part);
-    if (!m || m[1] === undefined || m[2] === undefined) throw new HsError('HS_CONFIG', `${where}: label '${part}' is not key=value`);
-    out[m[1]] = m[2];
+/** Labels from `k=v,k2=v2` text, with the place they came from in the error. */
+function labelsFrom(text: string, where: string): Record<string, string> {
+  try {
+    return parseLabels(text);
+  } catch (err) {
+    throw new HsError('HS_CONFIG', `${where}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
-  return out;
 }
 
 export function loadConfig(flags: CommonFlags): AgentConfig {
@@ -67,9 +67,9 @@ export function loadConfig(flags: CommonFlags): AgentConfig {
   if (scope !== 'system' && scope !== 'user') throw new HsError('HS_CONFIG', `--systemd-scope must be system or user, not '${scope}'`);
   const fileLabels = doc.labels;
   let labels: Record<string, string> = {};
-  if (typeof fileLabels === 'string') labels = parseLabels(fileLabels, file);
+  if (typeof fileLabels === 'string') labels = labelsFrom(fileLabels, file);
   else if (fileLabels && typeof fileLabels === 'object') labels = Object.fromEntries(Object.entries(fileLabels).map(([k, v]) => [k, String(v)]));
-  if (flags.labels) labels = { ...labels, ...parseLabels(flags.labels, '--labels') };
+  if (flags.labels) labels = { ...labels, ...labelsFrom(flags.labels, '--labels') };
   const fileBaselines = doc.baselines;
   const baselines = flags.baseline?.length ? flags.baseline : Array.isArray(fileBaselines) ? fileBaselines.map(String) : [];
   const resync = str('resyncInterval');

@@ -188,10 +188,6 @@ export class Engine {
     for (const id of this.runtimes.keys()) this.queue.add(id, trigger);
   }
 
-  enqueue(id: string, trigger: Trigger): void {
-    if (this.runtimes.has(id)) this.queue.add(id, trigger);
-  }
-
   idle(): Promise<void> {
     return this.queue.idle();
   }
