@@ -68,7 +68,11 @@ async function main(): Promise<void> {
       baseline,
       `apiVersion: homeostat/v1\nkind: Baseline\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: { role: web }\n  resources:\n    - file: ${motd}\n      content: "Authorized use only\\n"\n    - file: ${sshd}\n      content: "PermitRootLogin no\\n"\n      mode: "0600"\n      risk: high\n`,
     );
-    say(`\n$ homeostatctl baseline push web.yaml --rollout\n${await ctl(dataDir, port, ['baseline', 'push', baseline, '--rollout'])}`);
+    // sshd_config is high risk: were it missing, creating it would be escalated too. Here it starts out right.
+    writeFileSync(sshd, 'PermitRootLogin no\n', { mode: 0o600 });
+    say(`\n$ homeostatctl baseline push web.yaml\n${await ctl(dataDir, port, ['baseline', 'push', baseline])}`);
+    // One host: no waves to stage, and no soak, so the escalation below is a decision for the operator, not a failed gate.
+    say(`$ homeostatctl rollout start web 1 --all-at-once\n${await ctl(dataDir, port, ['rollout', 'start', 'web', '1', '--all-at-once'])}`);
     await until(() => {
       try {
         return readFileSync(motd, 'utf8') === 'Authorized use only\n';
