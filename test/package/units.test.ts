@@ -1,6 +1,6 @@
 // The systemd units: they verify, their hardening holds, and the agent's unit runs the executable for real (readiness, status, repair, watchdog restart).
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ensureUserManager, systemctlUser, TestUnits } from '../helpers/systemd-user.js';
@@ -83,8 +83,12 @@ describe('package: systemd units', function () {
       // The shipped unit with only what a test needs changed. The user manager in this container cannot set up
       // ProtectKernelLogs (no /dev/kmsg access), and under ProtectControlGroups/ProtectProc its mount namespace
       // loses $XDG_RUNTIME_DIR, where the user manager's notify socket lives; the system manager's is /run/systemd.
+      // The executable too must be outside /tmp (PrivateTmp=yes): the checkout, and so packaging/out, may live there.
+      const bin = path.join(dir, 'homeostat-agent');
+      copyFileSync(AGENT_BIN, bin);
+      chmodSync(bin, 0o755);
       const body = readFileSync(AGENT_UNIT, 'utf8')
-        .replace(/^ExecStart=.*$/m, `ExecStart=${AGENT_BIN} run --systemd-scope user --baseline ${baseline} --state-dir ${dir}/state`)
+        .replace(/^ExecStart=.*$/m, `ExecStart=${bin} run --systemd-scope user --baseline ${baseline} --state-dir ${dir}/state`)
         .replace(/^WatchdogSec=.*$/m, 'WatchdogSec=2s')
         .replace(/^TimeoutStartSec=.*$/m, 'TimeoutStartSec=30s')
         .replace(/^RestartSec=.*$/m, 'RestartSec=100ms')
