@@ -331,6 +331,8 @@ export class Engine {
     if (changes.length === 0) {
       rt.failures = 0;
       rt.recordedDrift = undefined;
+      // An approval answers one drift; once compliant, the next drift is judged by the policy again.
+      rt.approved = false;
       // A compliant resource keeps no summaries: with 10,000 files they would be the largest thing in the daemon's heap.
       rt.last = { id, outcome: 'kept', changes: NO_CHANGES };
       return;
