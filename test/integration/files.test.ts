@@ -139,18 +139,25 @@ ${extra}`,
 
   it('repairs a file whose parent directory was deleted, and a directory re-created with the wrong mode', async () => {
     await start();
-    rmSync(path.join(root, 'etc/app'), { recursive: true, maxRetries: 10, retryDelay: 5 }); // the agent may be re-creating it meanwhile
+    const dir = path.join(root, 'etc/app');
+    // `rm -r` would race with the agent re-creating the file inside; moving the folder away removes it in one step.
+    const remove = (n: number): void => {
+      const trash = path.join(t.dir, `trash-${n}`);
+      renameSync(dir, trash);
+      rmSync(trash, { recursive: true });
+    };
+    remove(1);
     await expectRepaired(`file:${app()}`, () => existsSync(app()) && read(app()) === 'listen = 8080\n');
-    await waitFor(() => modeOf(path.join(root, 'etc/app')) === 0o755, 10_000, 'directory mode');
+    await waitFor(() => modeOf(dir) === 0o755, 10_000, 'directory mode');
     // deleted again and re-created empty by someone else: the file comes back too
-    rmSync(path.join(root, 'etc/app'), { recursive: true, maxRetries: 10, retryDelay: 5 }); // the agent may be re-creating it meanwhile
+    remove(2);
     try {
-      mkdirSync(path.join(root, 'etc/app'), { mode: 0o700 });
+      mkdirSync(dir, { mode: 0o700 });
     } catch {
       // The agent was faster and re-created it already: give it the wrong mode instead.
-      chmodSync(path.join(root, 'etc/app'), 0o700);
+      chmodSync(dir, 0o700);
     }
-    await waitFor(() => existsSync(app()) && modeOf(path.join(root, 'etc/app')) === 0o755, 10_000, 'file under re-created directory');
+    await waitFor(() => existsSync(app()) && modeOf(dir) === 0o755, 10_000, 'file under re-created directory');
   });
 
   it('watches a file whose parent folders did not exist at start-up, once the agent has created them', async () => {
