@@ -25,8 +25,8 @@ export class AgentMetrics {
       },
     });
     new Gauge({
-      name: 'homeostat_agent_engine_total',
-      help: 'Engine counters since start, by counter',
+      name: 'homeostat_agent_engine_count',
+      help: 'Engine counts since start (reconciles, repairs, failures, records not written), by counter',
       labelNames: ['counter'],
       registers: [this.registry],
       collect() {

@@ -174,6 +174,18 @@ ${extra}`,
     await waitFor(() => events(stateDir, `file:${deep}`).filter((e) => e === 'repaired').length >= 3, 10_000, 'mode drift seen');
   });
 
+  it('serves Prometheus metrics with --metrics-listen', async () => {
+    const port = 19_000 + Math.floor(Math.random() * 1000);
+    daemon = startAgentDaemon(['--baseline', baseline(), '--state-dir', stateDir, '--metrics-listen', `127.0.0.1:${port}`]);
+    await daemon.ready();
+    writeFileSync(motd(), 'drift\n');
+    await expectRepaired(`file:${motd()}`, () => read(motd()) === 'Authorized use only\n', 1);
+    const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(body, /^homeostat_agent_resources 4$/m);
+    assert.match(body, /^homeostat_agent_events_total\{event="repaired"\} [1-9]/m);
+    assert.match(body, /^homeostat_agent_engine_count\{counter="repairs"\} [1-9]/m);
+  });
+
   it('removes a file that must be absent when it appears', async () => {
     await start();
     const legacy = path.join(root, 'etc/cron.d/legacy-job');
