@@ -9,7 +9,7 @@ import type { HostContext } from './resources/resource.js';
 import { registry } from './resources/registry.js';
 import { DirWatchHub } from './host/fswatch.js';
 import { Journal } from './engine/journal.js';
-import { Engine, worstOutcome, type ManagedResource, type ResourceResult } from './engine/engine.js';
+import { Engine, worstOutcome, type ManagedResource } from './engine/engine.js';
 import { planResources, type PlanOutcome } from './engine/plan.js';
 import type { BaselineOutcome } from '../proto/codec.js';
 import type { AgentStore } from './store/store.js';
@@ -44,7 +44,6 @@ export class Agent {
   private active: ActiveBaseline[] = [];
   /** Resource ids of each active baseline (declared and derived), for plans and convergence reports. */
   private managedIds = new Map<string, string[]>();
-  private pausedReason: string | undefined;
   private started = false;
 
   constructor(opts: AgentOptions) {
@@ -159,26 +158,12 @@ export class Agent {
   /** While paused (signed baselines past their expiry), drift is detected and reported but nothing is changed. */
   setEnforcementPaused(paused: boolean, reason: string): void {
     if (paused === this.engine.isPaused) return;
-    this.pausedReason = paused ? reason : undefined;
     this.engine.setPaused(paused);
     this.recordAgent('enforcement_paused', 'controller', paused ? `paused: ${reason}` : `resumed: ${reason}`);
   }
 
   onAudit(listener: (e: AuditEntry) => void): () => void {
     return this.engine.onAudit(listener);
-  }
-
-  results(): ResourceResult[] {
-    return this.engine.results();
-  }
-
-  status(): Record<string, unknown> {
-    return {
-      baselines: this.activeBaselines(),
-      resources: this.engine.resourceIds().length,
-      enforcement: this.engine.isPaused ? { paused: true, reason: this.pausedReason } : { paused: false },
-      stats: { ...this.engine.stats },
-    };
   }
 
   private declsOf(b: Baseline): ResourceDecl[] {

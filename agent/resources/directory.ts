@@ -74,10 +74,12 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
         throw new HsError('HS_HOST_IO', `a ${o.type} stands at ${p} where a directory is wanted; remove it by hand`, { resource: this.id });
       }
       if (o.kind === 'missing') await fsp.mkdir(p, { recursive: true, mode: this.mode ?? 0o755 });
+      const uid = this.uid();
+      const gid = this.gid();
       await setMetadata(p, {
         ...(this.mode !== undefined ? { mode: this.mode } : {}),
-        ...(this.uid() !== undefined ? { uid: this.uid() } : {}),
-        ...(this.gid() !== undefined ? { gid: this.gid() } : {}),
+        ...(uid !== undefined ? { uid } : {}),
+        ...(gid !== undefined ? { gid } : {}),
       });
     } catch (err) {
       throw hostError(err, this.id, `repairing ${p}`);

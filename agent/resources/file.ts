@@ -132,8 +132,10 @@ export class FileResource implements Resource<FileObserved> {
       const rewrite = changes.some((c) => c.field === 'content' || c.field === 'exists' || c.field === 'type');
       // Metadata the baseline leaves open keeps its current value (or a safe default for a new file).
       const mode = s.mode ?? (o.kind === 'file' ? o.mode : 0o644);
-      const uid = this.desiredUid() ?? (o.kind === 'file' ? o.uid : 0);
-      const gid = this.desiredGid() ?? (o.kind === 'file' ? o.gid : 0);
+      const wantUid = this.desiredUid();
+      const wantGid = this.desiredGid();
+      const uid = wantUid ?? (o.kind === 'file' ? o.uid : 0);
+      const gid = wantGid ?? (o.kind === 'file' ? o.gid : 0);
       if (rewrite) {
         const content = s.content ?? (o.kind === 'file' ? undefined : Buffer.alloc(0));
         if (content === undefined) return; // no desired content and the file exists: only metadata is managed
@@ -144,8 +146,8 @@ export class FileResource implements Resource<FileObserved> {
       }
       const stat = await setMetadata(p, {
         ...(s.mode !== undefined ? { mode: s.mode } : {}),
-        ...(this.desiredUid() !== undefined ? { uid } : {}),
-        ...(this.desiredGid() !== undefined ? { gid } : {}),
+        ...(wantUid !== undefined ? { uid } : {}),
+        ...(wantGid !== undefined ? { gid } : {}),
       });
       if (o.kind === 'file') this.host.journal.record(p, stat, o.sha256);
     } catch (err) {
