@@ -45,6 +45,8 @@ export class RolloutEngine {
   private timer: NodeJS.Timeout | undefined;
   private passing: Promise<void> | null = null;
   private again = false;
+  /** Tail of the chain every change of rollout state runs on: a pass step, an operator's action, a start. */
+  private lock: Promise<unknown> = Promise.resolve();
   private closed = false;
   private readonly unsubscribe: (() => void)[] = [];
   /** Agents on protocol 1 send no convergence reports: their acknowledgement has to do. */
@@ -60,6 +62,11 @@ export class RolloutEngine {
     const latest = new Map<string, RolloutRecord>();
     for (const r of await this.deps.store.listRollouts()) latest.set(r.baseline, r);
     for (const r of latest.values()) {
+      if (!r.signed && ACTIVE.includes(r.state)) {
+        // The controller stopped inside start(), before the version was signed: nothing was handed out.
+        await this.abandon(r, 'the controller stopped while starting this rollout; start it again');
+        continue;
+      }
       if (!r.signed || !(ACTIVE.includes(r.state) || r.state === 'aborted')) continue;
       const hosts = await this.deps.store.listRolloutHosts(r.id);
       const v = await this.deps.baselines.version(r.baseline, r.version);
@@ -85,12 +92,23 @@ export class RolloutEngine {
   }
 
   async start(req: StartRollout): Promise<RolloutRecord> {
+    const r = await this.exclusive(() => this.begin(req));
+    await this.pass();
+    return this.live.get(r.id)?.r ?? (await this.deps.store.getRollout(r.id)) ?? r;
+  }
+
+  /**
+   * Creates a rollout. Everything that can be refused is checked before anything changes; once the record exists, a
+   * failure marks it aborted with the cause (never a `running` record with nothing behind it).
+   */
+  private async begin(req: StartRollout): Promise<RolloutRecord> {
     const { store, baselines, clock } = this.deps;
     const v = await baselines.version(req.baseline, req.version);
     const rolling = [...this.live.values()].find((l) => l.r.baseline === req.baseline);
     if (rolling && !req.supersede) {
       throw new HsError('HS_CONFLICT', `rollout ${rolling.r.id} of ${req.baseline} is ${rolling.r.state}; pass "supersede": true to replace it`);
     }
+    const agents = (await store.listAgents()).filter((a) => a.revokedAt === null && selectorMatches(v.selector ?? undefined, a.labels));
     const now = clock.now();
     if (rolling) await this.finish(rolling, 'superseded', 'superseded by a newer rollout', req.by);
     // Hosts an aborted or superseded rollout left on its version go back to the fleet's version before the new waves.
@@ -113,22 +131,42 @@ export class RolloutEngine {
       signed: null,
     };
     const r = await store.addRollout(draft);
-    const staged = await baselines.stage(req.baseline, req.version, r.id);
-    const { payload, signature, keyId, issuedAt, expiresAt } = staged.record;
-    r.signed = { payload, signature, keyId, issuedAt, expiresAt };
-    await store.updateRollout(r.id, { signed: r.signed });
-    const agents = (await store.listAgents()).filter((a) => a.revokedAt === null && selectorMatches(v.selector ?? undefined, a.labels));
-    const waves = assignWaves(agents, req.spec, `rollout-${r.id}`);
-    const hosts: RolloutHostRecord[] = agents.map((a) => ({ rolloutId: r.id, agentId: a.id, wave: waves.get(a.id) ?? 0, status: 'waiting', reason: null, rolledBack: false, updatedAt: now }));
-    await store.putRolloutHosts(hosts);
-    const live = this.toLive(r, hosts);
-    this.live.set(r.id, live);
-    await this.audit(live, 'rollout_started', { version: r.version, previousVersion: r.previousVersion, hosts: hosts.length, waves: live.waves, strategy: req.spec, by: req.by ?? null });
-    await this.pass();
-    return live.r;
+    try {
+      const staged = await baselines.stage(req.baseline, req.version, r.id);
+      const { payload, signature, keyId, issuedAt, expiresAt } = staged.record;
+      r.signed = { payload, signature, keyId, issuedAt, expiresAt };
+      await store.updateRollout(r.id, { signed: r.signed });
+      const waves = assignWaves(agents, req.spec, `rollout-${r.id}`);
+      const hosts: RolloutHostRecord[] = agents.map((a) => ({ rolloutId: r.id, agentId: a.id, wave: waves.get(a.id) ?? 0, status: 'waiting', reason: null, rolledBack: false, updatedAt: now }));
+      await store.putRolloutHosts(hosts);
+      const live = this.toLive(r, hosts);
+      this.live.set(r.id, live);
+      await this.audit(live, 'rollout_started', { version: r.version, previousVersion: r.previousVersion, hosts: hosts.length, waves: live.waves, strategy: req.spec, by: req.by ?? null });
+      return live.r;
+    } catch (err) {
+      this.live.delete(r.id);
+      if (baselines.staging(req.baseline)?.rolloutId === r.id) await baselines.unstage(req.baseline).catch(() => undefined);
+      await this.abandon(r, `could not start: ${err instanceof Error ? err.message : String(err)}`).catch((e: unknown) => this.deps.log.error({ err: e, rollout: r.id }, 'rollout not marked aborted'));
+      throw err;
+    }
   }
 
+  /** Marks a rollout that never handed anything out as aborted, with the reason. */
+  private async abandon(r: RolloutRecord, reason: string): Promise<void> {
+    const now = this.deps.clock.now();
+    await this.deps.store.updateRollout(r.id, { state: 'aborted', reason, finishedAt: now, updatedAt: now });
+    await this.deps.store.addControllerEvent({ time: now, kind: 'rollout_aborted', rolloutId: r.id, baseline: r.baseline, detail: { reason, by: null } });
+    this.deps.log.warn({ rollout: r.id, baseline: r.baseline, reason }, 'rollout aborted');
+  }
+
+  /** An operator's action, run between pass steps so it never lands in the middle of one. */
   async act(id: number, action: OperatorAction, by?: string): Promise<RolloutRecord> {
+    const r = await this.exclusive(() => this.actNow(id, action, by));
+    this.kick();
+    return r;
+  }
+
+  private async actNow(id: number, action: OperatorAction, by?: string): Promise<RolloutRecord> {
     const l = this.live.get(id);
     const r = l?.r ?? (await this.deps.store.getRollout(id));
     if (!r) throw new HsError('HS_NOT_FOUND', `no rollout ${id}`);
@@ -164,7 +202,6 @@ export class RolloutEngine {
         break;
       }
     }
-    this.kick();
     return (await this.deps.store.getRollout(id)) ?? r;
   }
 
@@ -208,6 +245,12 @@ export class RolloutEngine {
 
   // ---- the loop ----
 
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn, fn);
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
   /** Asks for a pass soon (coalesced). */
   private kick(): void {
     if (this.closed) return;
@@ -229,7 +272,8 @@ export class RolloutEngine {
         this.again = false;
         for (const l of [...this.live.values()]) {
           try {
-            await this.reconcile(l);
+            // An earlier step (or an operator between steps) may have ended this one.
+            await this.exclusive(() => (this.live.get(l.r.id) === l ? this.reconcile(l) : Promise.resolve()));
           } catch (err) {
             this.deps.log.error({ err, rollout: l.r.id }, 'rollout pass failed; retrying');
           }
