@@ -22,11 +22,11 @@ export function isText(buf: Buffer): boolean {
  * A unified diff of two texts, or undefined when either side is binary or over the size limit, or when the two differ
  * in more than `MAX_DIFF_EDITS` lines (the record then carries both hashes and no diff).
  */
-export function unifiedDiff(label: string, before: Buffer, after: Buffer, limit = DIFF_LIMIT_BYTES): string | undefined {
+export function unifiedDiff(label: string, before: Buffer, after: Buffer, limit = DIFF_LIMIT_BYTES, timeoutMs = DIFF_TIMEOUT_MS): string | undefined {
   if (before.length > limit || after.length > limit || !isText(before) || !isText(after)) return undefined;
   return createTwoFilesPatch(`${label} (observed)`, `${label} (desired)`, before.toString('utf8'), after.toString('utf8'), '', '', {
     context: 3,
     maxEditLength: MAX_DIFF_EDITS,
-    timeout: DIFF_TIMEOUT_MS,
+    timeout: timeoutMs,
   });
 }

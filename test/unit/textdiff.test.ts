@@ -21,11 +21,11 @@ describe('text diffs', () => {
 
   it(`computes a diff of up to ${MAX_DIFF_EDITS} changed lines and none beyond, whatever the size of the file`, () => {
     const base = lines(2000, (i) => `line ${i}`);
-    // Each changed line is one removal and one addition.
-    const within = unifiedDiff('f', base, lines(2000, (i) => (i < MAX_DIFF_EDITS / 2 ? `new ${i}` : `line ${i}`)));
+    // Each changed line is one removal and one addition. No wall-clock cap here: the bound on edits alone is what is tested.
+    const within = unifiedDiff('f', base, lines(2000, (i) => (i < MAX_DIFF_EDITS / 2 ? `new ${i}` : `line ${i}`)), DIFF_LIMIT_BYTES, Infinity);
     assert.ok(within, 'a diff within the bound');
     assert.equal(within.split('\n').filter((l) => l.startsWith('+new')).length, MAX_DIFF_EDITS / 2);
-    assert.equal(unifiedDiff('f', base, lines(2000, (i) => (i <= MAX_DIFF_EDITS / 2 ? `new ${i}` : `line ${i}`))), undefined);
+    assert.equal(unifiedDiff('f', base, lines(2000, (i) => (i <= MAX_DIFF_EDITS / 2 ? `new ${i}` : `line ${i}`)), DIFF_LIMIT_BYTES, Infinity), undefined);
   });
 
   it('returns at once on the inputs that made a single diff run for over a minute', () => {
