@@ -138,6 +138,11 @@ function anyGlob(globs: readonly Glob[] | undefined, value: string | undefined):
   return false;
 }
 
+/** A user pattern matches the name or the numeric id: `root` and `"0"` both name uid 0. */
+function namedOrNumbered(globs: readonly Glob[], name: string | undefined, id: number | undefined): boolean {
+  return anyGlob(globs, name) || anyGlob(globs, id === undefined ? undefined : String(id));
+}
+
 export function ruleMatches(rule: PolicyRule, doc: PolicyDocument, drift: Drift, risk: Risk): boolean {
   const m = rule.match;
   if (m.kind && !m.kind.has(drift.kind)) return false;
@@ -152,8 +157,8 @@ export function ruleMatches(rule: PolicyRule, doc: PolicyDocument, drift: Drift,
     const a = drift.actor ?? UNKNOWN_ACTOR;
     if (m.actor.source && !m.actor.source.has(a.source)) return false;
     if (m.actor.exe && !anyGlob(m.actor.exe, a.exe)) return false;
-    if (m.actor.user && !anyGlob(m.actor.user, a.user ?? (a.uid === undefined ? undefined : String(a.uid)))) return false;
-    if (m.actor.loginUser && !anyGlob(m.actor.loginUser, a.loginUser ?? (a.loginUid === undefined ? undefined : String(a.loginUid)))) return false;
+    if (m.actor.user && !namedOrNumbered(m.actor.user, a.user, a.uid)) return false;
+    if (m.actor.loginUser && !namedOrNumbered(m.actor.loginUser, a.loginUser, a.loginUid)) return false;
     if (m.actor.unit && !anyGlob(m.actor.unit, a.unit)) return false;
   }
   if (m.window) {
