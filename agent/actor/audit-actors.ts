@@ -28,8 +28,8 @@ export interface AuditAttributionOptions extends AuditdOptions {
 export interface LookupQuery {
   /** When the drift was seen (ms since the epoch). */
   time: number;
-  /** Events at or before this time are not about this drift (e.g. the agent's own last repair of the resource). */
-  after?: number;
+  /** When the resource was last seen as it should be: the change came after. Without it, any kept record may answer. */
+  since?: number;
   /** Inodes the path had (now, and before the change): calls through a file descriptor name no path, only the inode. */
   inodes?: readonly number[];
   /** How long to wait for a record still on its way to the log when none is there yet. */
@@ -45,8 +45,13 @@ interface Attributed {
   argv?: string[];
 }
 
-/** Records may be stamped a little after the agent's clock read at the drift: they count up to this much later. */
-const CLOCK_SLACK_MS = 1000;
+/**
+ * The kernel stamps records with its coarse clock, a tick or so behind the one the agent reads (1-5 ms here, measured): a
+ * stamp is never later than the change, and may be earlier than `since` for a change just after it. A record stamped
+ * within this before `since` is taken only when no later one comes while waiting.
+ */
+const COARSE_CLOCK_MS = 20;
+const AFTER_TIME_SLACK_MS = 5;
 const DEFAULT_WAIT_MS = 50;
 const POLL_WAIT_MS = 5;
 /** Inodes and program runs remembered beyond the per-path index. */
@@ -140,17 +145,19 @@ export class AuditAttribution {
   }
 
   /**
-   * The actor of the latest change of `path` before the drift was seen: from the events recorded for the path (or for one
-   * of its inodes) after `after`, waiting up to `waitMs` for a record still in flight. `unknown` with the reason otherwise.
+   * The actor of the latest recorded change of `path` (or of one of its inodes) between `since` and the drift. When there
+   * is none, or the latest is the agent's own write, it waits up to `waitMs` for a record still in flight; then it takes a
+   * record stamped just before `since` (the kernel's clock is coarse), then the agent's own write (`self`: e.g. two
+   * baselines writing one file), else it answers `unknown` with the reason.
    */
   async actorForPath(path: string, q: LookupQuery): Promise<Actor> {
     const state = this.state;
     if (state.state !== 'active') return { source: 'unknown', detail: state.state === 'unavailable' ? state.reason : 'attribution is not started' };
-    const find = (): Attributed | undefined => {
+    const latest = (from: number | undefined): Attributed | undefined => {
       let best: Attributed | undefined;
       const consider = (list: Attributed[] | undefined): void => {
         for (const a of list ?? []) {
-          if (a.time > q.time + CLOCK_SLACK_MS || (q.after !== undefined && a.time <= q.after)) continue;
+          if (a.time > q.time + AFTER_TIME_SLACK_MS || (from !== undefined && a.time <= from)) continue;
           if (!best || a.time > best.time || (a.time === best.time && a.serial > best.serial)) best = a;
         }
       };
@@ -158,10 +165,20 @@ export class AuditAttribution {
       for (const ino of q.inodes ?? []) consider(this.byInode.get(ino));
       return best;
     };
-    const found = await this.waitFor(find, q.waitMs ?? DEFAULT_WAIT_MS);
+    const found = await this.waitFor(() => {
+      const a = latest(q.since);
+      return a && a.actor.source !== 'self' ? a : undefined;
+    }, q.waitMs ?? DEFAULT_WAIT_MS);
     if (found) return found.actor;
+    const late = latest(q.since === undefined ? undefined : q.since - COARSE_CLOCK_MS);
+    if (late) return late.actor;
     if (!this.watchedPaths.has(path)) return { source: 'unknown', detail: 'the path is not watched by the audit subsystem' };
     return { source: 'unknown', detail: 'no audit record of this change' };
+  }
+
+  /** The attributed changes of `path` kept now, oldest first, the agent's own included: for explaining a resource's history. */
+  recent(path: string): { time: number; actor: Actor }[] {
+    return (this.byPath.get(path) ?? []).map((a) => ({ time: a.time, actor: a.actor }));
   }
 
   /**
@@ -173,8 +190,8 @@ export class AuditAttribution {
     const find = (): Attributed | undefined => {
       for (let i = this.execs.length - 1; i >= 0; i--) {
         const a = this.execs[i] as Attributed;
-        if (a.time > q.time + CLOCK_SLACK_MS || a.time < q.time - q.lookbackMs) continue;
-        if (q.after !== undefined && a.time <= q.after) continue;
+        if (a.time > q.time + AFTER_TIME_SLACK_MS || a.time < q.time - q.lookbackMs) continue;
+        if (q.since !== undefined && a.time <= q.since - COARSE_CLOCK_MS) continue;
         if (a.argv && matches(a.argv)) return a;
       }
       return undefined;
@@ -216,8 +233,10 @@ export class AuditAttribution {
       named = true;
       this.remember(this.byPath, p, a);
     }
+    // Calls through a descriptor (fchmod, fchown, write after open elsewhere) name no path: only their inode says what they
+    // touched. Named items are found by name, never by inode, which the filesystem reuses after a delete.
     for (const item of e.paths) {
-      if (item.inode === undefined || item.nametype === 'PARENT') continue;
+      if (item.inode === undefined || item.nametype === 'PARENT' || item.name !== undefined) continue;
       this.remember(this.byInode, item.inode, a);
       if (this.byInode.size > MAX_INODES) {
         const oldest = this.byInode.keys().next().value;
