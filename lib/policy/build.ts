@@ -8,6 +8,7 @@ import type { IssueList } from '../baseline/issues.js';
 import type { Path } from '../baseline/yaml-doc.js';
 import type { ActorSource } from './actor.js';
 import { compileGlob, globProblem, type Glob } from './glob.js';
+import { shown } from './schema.js';
 import { cronProblem, MaintenanceWindow, MAX_WINDOW_MS, timezoneProblem } from './windows.js';
 import type { ActorMatch, PolicyDocument, PolicyRule, RuleAction, RuleMatch, WindowMatch } from './types.js';
 
@@ -103,13 +104,13 @@ function checkWindows(value: unknown, issues: IssueList): Map<string, Maintenanc
     let ok = typeof name === 'string' && typeof cron === 'string' && typeof duration === 'string' && (tz === undefined || typeof tz === 'string');
     if (typeof name === 'string') {
       if (RESERVED_WINDOWS.has(name)) {
-        issues.add('HS_POLICY_INVALID', `"${name}" has a meaning of its own in match.window; give this window another name`, [...path, 'name'], 'value');
+        issues.add('HS_POLICY_INVALID', `${shown(name)} has a meaning of its own in match.window; give this window another name`, [...path, 'name'], 'value');
         ok = false;
       }
       const first = firstAt.get(name);
       if (first !== undefined) {
         const at = issues.position(['spec', 'maintenanceWindows', first, 'name'], 'value');
-        issues.add('HS_POLICY_DUPLICATE', `window name "${name}" is already used by spec.maintenanceWindows[${first}] (line ${at.line}); each window needs its own name`, [...path, 'name'], 'value');
+        issues.add('HS_POLICY_DUPLICATE', `window name ${shown(name)} is already used by spec.maintenanceWindows[${first}] (line ${at.line}); each window needs its own name`, [...path, 'name'], 'value');
         ok = false;
       } else {
         firstAt.set(name, i);
@@ -126,7 +127,7 @@ function checkWindows(value: unknown, issues: IssueList): Map<string, Maintenanc
     if (typeof duration === 'string') {
       ms = parseDuration(duration);
       if (ms !== undefined && (ms < MIN_WINDOW_MS || ms > MAX_WINDOW_MS)) {
-        issues.add('HS_POLICY_INVALID', `a window lasts from 1m to 7d; got ${duration}`, [...path, 'duration'], 'value');
+        issues.add('HS_POLICY_INVALID', `a window lasts from 1m to 7d; got ${shown(duration)}`, [...path, 'duration'], 'value');
         ok = false;
       }
     }
@@ -240,7 +241,7 @@ function checkWindowMatch(value: unknown, path: Path, windows: Map<string, Maint
     const defined = [...windows.keys()];
     const where = Array.isArray(value) ? [...path, i] : path;
     const known = defined.length > 0 ? `; defined: ${defined.join(', ')}` : '; this policy defines no spec.maintenanceWindows';
-    issues.add('HS_POLICY_INVALID', `window "${name}" is not defined in spec.maintenanceWindows${suggestion(name, defined)}${known}`, where, 'value');
+    issues.add('HS_POLICY_INVALID', `window ${shown(name)} is not defined in spec.maintenanceWindows${name.length > 80 ? '' : suggestion(name, defined)}${known}`, where, 'value');
   });
   return { kind: 'in', names };
 }
@@ -265,7 +266,7 @@ function checkAction(value: unknown, path: Path, match: RuleMatch | undefined, i
   const ms = parseDuration(defer);
   if (ms === undefined) return undefined; // the schema's pattern reported it
   if (ms <= 0 || ms > MAX_DEFER_MS) {
-    issues.add('HS_POLICY_INVALID', `a grace period lasts more than 0 and at most 30d; got ${defer}`, [...path, 'defer'], 'value');
+    issues.add('HS_POLICY_INVALID', `a grace period lasts more than 0 and at most 30d; got ${shown(defer)}`, [...path, 'defer'], 'value');
     return undefined;
   }
   return { type: 'defer', ms, text: defer };
@@ -288,12 +289,12 @@ function globs(raw: unknown, path: Path, issues: IssueList, extra?: (p: string) 
 function resourcePatternProblem(p: string): string | undefined {
   const colon = p.indexOf(':');
   if (colon <= 0) {
-    const guess = p.startsWith('/') ? `; did you mean "file:${p}"?` : '';
-    return `a resource pattern starts with the resource type, as ids do: file:/etc/ssh/*, sysctl:net.ipv4.*, service:nginx.service; got "${p}"${guess}`;
+    const guess = p.startsWith('/') ? `; did you mean ${shown(`file:${p}`)}?` : '';
+    return `a resource pattern starts with the resource type, as ids do: file:/etc/ssh/*, sysctl:net.ipv4.*, service:nginx.service; got ${shown(p)}${guess}`;
   }
   const type = p.slice(0, colon);
   if (/[*?\\]/.test(type) || RESOURCE_TYPES.includes(type)) return undefined;
-  return `"${type}" is not a resource type${suggestion(type, RESOURCE_TYPES)}; a resource pattern starts with one of ${RESOURCE_TYPES.join(', ')} and a colon`;
+  return `${shown(type)} is not a resource type${type.length > 80 ? '' : suggestion(type, RESOURCE_TYPES)}; a resource pattern starts with one of ${RESOURCE_TYPES.join(', ')} and a colon`;
 }
 
 /** The match as people write it, in flow style: `{ kind: [file, sysctl], actor: { exe: /usr/bin/vim* } }`. */

@@ -3,10 +3,10 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'node:fs';
 import { HsError } from '../errors.js';
 import { IssueList } from '../baseline/issues.js';
-import { readYaml } from '../baseline/yaml-doc.js';
 import { checkAndBuild } from './build.js';
 import { PolicyInvalidError } from './errors.js';
 import { checkPolicySchema } from './schema.js';
+import { readPolicyYaml } from './yaml.js';
 import type { PolicyDocument } from './types.js';
 
 /** A policy is a page of rules; a larger text is refused before it is parsed. */
@@ -27,8 +27,8 @@ export function parsePolicy(text: string, opts: PolicyParseOptions): PolicyDocum
       }),
     ]);
   }
-  const doc = readYaml(text, file);
-  if (!doc.readable) throw new PolicyInvalidError(file, doc.issues.map(asPolicyParseError));
+  const doc = readPolicyYaml(text, file);
+  if (!doc.readable) throw new PolicyInvalidError(file, doc.issues);
   const issues = new IssueList(file, doc);
   for (const d of doc.hasDuplicates ? doc.detail().duplicates : []) {
     issues.addAt('HS_POLICY_DUPLICATE', `key "${String(d.path[d.path.length - 1])}" is written twice in the same mapping; keep one`, d.path, d.key);
@@ -38,12 +38,6 @@ export function parsePolicy(text: string, opts: PolicyParseOptions): PolicyDocum
   const policy = checkAndBuild(doc.value, issues, { file, sha256, text });
   if (!policy || issues.items.length > 0) throw new PolicyInvalidError(file, issues.sorted());
   return policy;
-}
-
-/** The YAML reader is shared with baselines; its syntax problems are worded for policies here. */
-function asPolicyParseError(e: HsError): HsError {
-  const message = e.message.replace(/^a baseline file holds one YAML document/, 'a policy file holds one YAML document');
-  return new HsError('HS_POLICY_PARSE', message, { ...(e.location ? { location: e.location } : {}) });
 }
 
 /** Reads a policy file (at most MAX_POLICY_BYTES, never through a symlink). */

@@ -52,10 +52,10 @@ function report(e: ErrorObject, path: Path, issues: IssueList): void {
       const key = String(e.params.additionalProperty);
       const allowed = Object.keys(parent.properties ?? {});
       const where = containerName(path);
-      let hint = suggestion(key, allowed);
+      let hint = key.length > 80 ? '' : suggestion(key, allowed);
       if (isRule(path) && MATCH_KEYS.has(key)) hint = `; conditions go under match:, as in match: { ${key}: ... }`;
       if (isAction(path) && SIMPLE_ACTIONS.has(key)) hint = `; write action: ${key}`;
-      issues.add('HS_POLICY_UNKNOWN_KEY', `unknown key "${key}" in ${where}${hint}; allowed: ${allowed.join(', ')}`, [...path, key], 'key');
+      issues.add('HS_POLICY_UNKNOWN_KEY', `unknown key ${shown(key)} in ${where}${hint}; allowed: ${allowed.join(', ')}`, [...path, key], 'key');
       return;
     }
     case 'required': {
@@ -68,7 +68,7 @@ function report(e: ErrorObject, path: Path, issues: IssueList): void {
       return;
     case 'enum': {
       const allowed = (parent.enum ?? (e.params.allowedValues as unknown[] | undefined) ?? []).map(String);
-      let hint = typeof data === 'string' ? suggestion(data, allowed) : '';
+      let hint = typeof data === 'string' && data.length <= 80 ? suggestion(data, allowed) : '';
       if (isAction(path) && data === 'defer') hint = '; a grace period needs its length: action: { defer: 30m }';
       if (isAction(path) && data === 'ask') hint = '; ask is written action: { ask: opa } and is not supported yet';
       issues.add('HS_POLICY_INVALID', `${label} must be one of ${allowed.join(', ')}${got}${hint}`, path, 'value');
@@ -79,7 +79,7 @@ function report(e: ErrorObject, path: Path, issues: IssueList): void {
       return;
     case 'pattern': {
       if (e.propertyName !== undefined) {
-        issues.add('HS_POLICY_INVALID', `${parent.patternErrorMessage ?? 'invalid key'}; got "${e.propertyName}"`, [...path, e.propertyName], 'key');
+        issues.add('HS_POLICY_INVALID', `${parent.patternErrorMessage ?? 'invalid key'}; got ${shown(e.propertyName)}`, [...path, e.propertyName], 'key');
         return;
       }
       issues.add('HS_POLICY_INVALID', `${parent.patternErrorMessage ?? parent.errorMessage ?? `${label} must match ${String(e.params.pattern)}`}${got}`, path, 'value');
@@ -153,7 +153,7 @@ function containerName(path: Path): string {
 function labelOf(path: Path): string {
   const last = path[path.length - 1];
   if (last === undefined) return 'the policy';
-  if (typeof last === 'string') return last;
+  if (typeof last === 'string') return last.length > 80 ? shown(last) : last; // a label key can be anything
   const owner = path[path.length - 2];
   return typeof owner === 'string' ? `${owner}[${last}]` : fieldPath(path);
 }
@@ -172,11 +172,16 @@ function typeWords(type: unknown): string {
   return list.map((t) => words[t] ?? t).join(' or ');
 }
 
+/** Text from the document as a message quotes it: in quotes, and cut short, so a 100 KiB key makes a readable message. */
+export function shown(text: string, max = 80): string {
+  return JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
+}
+
 /** A value as a message shows it, from its source text when there is one. */
 function describe(value: unknown, raw: string | undefined): string {
   if (value === null || value === undefined) return 'nothing (an empty value)';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value);
+  if (typeof value === 'string') return shown(value);
   return raw !== undefined && raw !== '' ? raw : String(value);
 }

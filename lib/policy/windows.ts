@@ -24,21 +24,26 @@ const CACHED_DAYS = 512;
 /** Why `expr` is not a cron expression a window can use, or undefined. */
 export function cronProblem(expr: string): string | undefined {
   const fields = expr.trim().split(/\s+/);
-  if (fields.length === 6) return `cron "${expr}" has six fields; a window starts on a minute, so write five: minute hour day-of-month month day-of-week`;
+  if (fields.length === 6) return `cron ${quote(expr)} has six fields; a window starts on a minute, so write five: minute hour day-of-month month day-of-week`;
   const checked = validateDetailed(expr);
   if (!checked.valid) {
     const e = checked.errors[0];
-    if (e === undefined) return `cron "${expr}" is not a valid expression`;
-    if (e.field === 'expression') return `cron "${expr}": ${e.message}; write five fields: minute hour day-of-month month day-of-week`;
-    return `cron "${expr}": ${JSON.stringify(e.value ?? '')} is not a valid ${FIELD_WORDS[e.field] ?? e.field}`;
+    if (e === undefined) return `cron ${quote(expr)} is not a valid expression`;
+    if (e.field === 'expression') return `cron ${quote(expr)}: ${e.message}; write five fields: minute hour day-of-month month day-of-week`;
+    return `cron ${quote(expr)}: ${quote(e.value ?? '')} is not a valid ${FIELD_WORDS[e.field] ?? e.field}`;
   }
   const resolved = expr.trim().startsWith('@') ? undefined : fields;
   // node-cron needs both day fields to match where classic cron takes either; an expression restricting both would be read
   // differently by people who know cron, so it is refused rather than silently narrowed.
   if (resolved && resolved[2] !== '*' && resolved[2] !== '?' && resolved[4] !== '*' && resolved[4] !== '?') {
-    return `cron "${expr}" restricts both day-of-month and day-of-week, which cron implementations read differently; restrict one of them and use another window for the other`;
+    return `cron ${quote(expr)} restricts both day-of-month and day-of-week, which cron implementations read differently; restrict one of them and use another window for the other`;
   }
   return undefined;
+}
+
+/** Text from the document in a message: quoted, cut short. */
+function quote(text: string): string {
+  return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}...` : text);
 }
 
 const FIELD_WORDS: Record<string, string> = {
@@ -55,7 +60,7 @@ export function timezoneProblem(tz: string): string | undefined {
     new Intl.DateTimeFormat('en-US', { timeZone: tz });
     return undefined;
   } catch {
-    return `"${tz}" is not a time zone name; use UTC or an IANA name such as Europe/Paris`;
+    return `${quote(tz)} is not a time zone name; use UTC or an IANA name such as Europe/Paris`;
   }
 }
 
