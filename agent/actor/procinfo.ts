@@ -58,15 +58,16 @@ export class ProcReader {
   }
 
   /** Parent and start time from /proc/PID/stat; the command name in it may hold spaces and parentheses, so fields are counted after the last ')'. */
-  stat(pid: number): { ppid: number; startTicks: number } | undefined {
+  stat(pid: number): { ppid: number; startTicks: number; comm: string; state: string } | undefined {
     const raw = this.read(`${pid}/stat`);
     if (raw === undefined) return undefined;
-    const fields = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
+    const close = raw.lastIndexOf(')');
+    const fields = raw.slice(close + 2).split(' ');
     // after the name: state(0) ppid(1) ... starttime is field 22 of the whole line, index 19 here
     const ppid = Number(fields[1]);
     const startTicks = Number(fields[19]);
     if (!Number.isInteger(ppid) || !Number.isFinite(startTicks)) return undefined;
-    return { ppid, startTicks };
+    return { ppid, startTicks, comm: raw.slice(raw.indexOf('(') + 1, close), state: fields[0] ?? '' };
   }
 
   /** The unit from the process's cgroup: the innermost path segment naming a service or scope (`run-u12.service`, `session-3.scope`). */
@@ -90,7 +91,8 @@ export class ProcReader {
       if (startedBy !== undefined && stat && boot !== undefined && boot + (stat.startTicks * 1000) / TICKS_PER_SECOND > startedBy) break;
       const exe = this.exe(pid);
       if (exe === undefined && stat === undefined) break; // gone
-      out.push(exe ?? `pid ${pid}`);
+      // An exited parent not yet reaped (a zombie) has no executable left, only its command name.
+      out.push(exe ?? (stat ? `${stat.comm} (pid ${pid}${stat.state === 'Z' ? ', exited' : ''})` : `pid ${pid}`));
       if (pid === 1) break;
       pid = stat?.ppid;
     }
