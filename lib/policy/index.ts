@@ -21,3 +21,4 @@ export { MaintenanceWindow, type WindowSpec } from './windows.js';
 export { findFight, predictDrift, type DriftEvent, type Fight, type Prediction } from './patterns.js';
 export { actorLabel, actorIdentity, ACTOR_SOURCES, UNKNOWN_ACTOR, type Actor, type ActorSource } from './actor.js';
 export * from './types.js';
+export { describeRule, explanationLines, type Explanation } from './explain.js';

@@ -10,6 +10,8 @@ import {
   PolicySet,
   RepairLedger,
   ruleKey,
+  describeRule,
+  explanationLines,
   type ActivePolicy,
   type Actor,
   type Drift,
@@ -289,6 +291,26 @@ describe('policy decision', () => {
       const d = decide(p, drift({ kind: 'sysctl', resource: 'sysctl:net.ipv4.ip_forward', time: T0 }), state());
       assert.deepEqual([d.action, d.reconsiderAt], ['escalate', Date.UTC(2025, 0, 12, 2, 0)]);
     });
+  });
+});
+
+describe('explaining a decision', () => {
+  it('names the resource state, the last drift with its actor, the rule with its place, and why', () => {
+    const p = set(policy('  rules:\n    - match: { kind: file, actor: { loginUser: "*" } }\n      action: { defer: 30m }\n      description: hotfixes stand\n', { name: 'fleet', version: 3 }));
+    const actor: Actor = { source: 'audit', pid: 77, exe: '/usr/bin/vim.basic', user: 'root', uid: 0, loginUser: 'alice', loginUid: 1000 };
+    const d = decide(p, drift({ actor }), state());
+    const rule = describeRule(p, d.rule);
+    assert.deepEqual(rule, { label: 'fleet v3 spec.rules[0]', file: 'p.yaml', line: 7, match: '{ kind: file, actor: { loginUser: * } }', action: 'defer 30m', description: 'hotfixes stand' });
+    const lines = explanationLines({ resource: 'file:/etc/motd', state: 'deferred', lastDrift: { time: T0, changes: ['content'], actor }, decision: d, ...(rule ? { rule } : {}) });
+    assert.deepEqual(lines.slice(0, 3), [
+      'file:/etc/motd: deferred',
+      'last drift: 2025-01-06T12:00:00.000Z, content, by /usr/bin/vim.basic, pid 77, user root, logged in as alice [audit]',
+      'decided: defer (rule) by fleet v3 spec.rules[0]',
+    ]);
+    assert.equal(lines[3], '  rule at p.yaml:7: match { kind: file, actor: { loginUser: * } }, action defer 30m (hotfixes stand)');
+    assert.match(lines[4] ?? '', /^ {2}why: fleet v3 spec.rules\[0\] \(hotfixes stand\) matched/);
+    assert.equal(lines[5], '  until: 2025-01-06T12:30:00.000Z');
+    assert.equal(describeRule(p, { baseline: 'web' }), undefined);
   });
 });
 

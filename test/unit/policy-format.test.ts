@@ -288,6 +288,13 @@ describe('policy format', () => {
       assert.deepEqual([f.code, f.at], ['HS_POLICY_PARSE', '4:9']);
     });
 
+    it('quotes document text cut short: a huge key or name makes a readable message', () => {
+      const long = 'a'.repeat(5000);
+      const found = issuesOf(`${HEAD}  selector: { matchLabels: { ${long}: ${long} } }\n  rules:\n    - { match: { window: ${long}, ${long}: 1 }, action: ${long} }\n`);
+      assert.ok(found.length >= 4);
+      for (const f of found) assert.ok(f.message.length < 400, `${f.message.length}: ${f.message.slice(0, 120)}`);
+    });
+
     it('refuses a text larger than MAX_POLICY_BYTES before parsing it', () => {
       const f = oneIssue(rules(`    - action: repair\n${'#'.repeat(MAX_POLICY_BYTES)}\n`));
       assert.match(f.message, /larger than 1024 KiB/);
