@@ -62,6 +62,8 @@ const PID_START_SLACK_MS = 20;
 
 export class AuditAttribution {
   private status: AttributionState = { state: 'stopped' };
+  /** Between start() and stop(): watch() may (re)start following auditd when it comes back. */
+  private wanted = false;
   private readonly rules: AuditWatchRules;
   private tail: AuditLogTail | undefined;
   private readonly assembler: EventAssembler;
@@ -92,6 +94,7 @@ export class AuditAttribution {
 
   /** Finds auditd and its log; removes rules a crashed earlier run left; starts following the log. Never throws. */
   async start(): Promise<AttributionState> {
+    this.wanted = true;
     try {
       const s = await auditdState(this.opts);
       const logFile = this.opts.logFile ?? s.logFile;
@@ -101,11 +104,14 @@ export class AuditAttribution {
         return this.status;
       }
       await this.rules.removeStale();
+      this.tail?.stop();
       this.tail = new AuditLogTail({ file: logFile, log: this.opts.log, onLine: (l) => this.onLine(l) });
       this.tail.start();
       this.status = { state: 'active', logFile };
-      this.expireTimer = setInterval(() => this.assembler.expire(Date.now()), 1000);
-      this.expireTimer.unref();
+      if (!this.expireTimer) {
+        this.expireTimer = setInterval(() => this.assembler.expire(Date.now()), 1000);
+        this.expireTimer.unref();
+      }
       return this.state;
     } catch (err) {
       this.status = { state: 'unavailable', reason: errorMessage(err) };
@@ -116,12 +122,22 @@ export class AuditAttribution {
   /**
    * Watches exactly these paths for writes and attribute changes, and these programs for runs (systemctl, sysctl: how
    * services and kernel settings are usually changed). Paths whose directory does not exist yet are reported and retried
-   * on the next call.
+   * on the next call. Called again as the managed set changes and now and then (the resync): it also notices auditd
+   * stopping (every actor is then unknown) and coming back (the rules are put back).
    */
   async watch(paths: readonly string[], programs: readonly string[] = []): Promise<WatchReport | undefined> {
-    if (this.status.state !== 'active') return undefined;
     this.watchedPaths = new Set(paths);
     for (const p of this.byPath.keys()) if (!this.watchedPaths.has(p)) this.byPath.delete(p);
+    if (!this.wanted) return undefined;
+    const s = await auditdState(this.opts);
+    if (!s.running) {
+      if (this.status.state === 'active') this.opts.log.warn({ reason: s.reason }, 'auditd stopped: actors of file changes unknown');
+      this.tail?.stop();
+      this.tail = undefined;
+      this.status = { state: 'unavailable', reason: s.reason ?? 'auditd is not running' };
+      return undefined;
+    }
+    if (this.status.state !== 'active' && (await this.start()).state !== 'active') return undefined;
     const targets: WatchTarget[] = [...paths.map((p) => ({ path: p, perms: 'wa' as const })), ...programs.map((p) => ({ path: p, perms: 'x' as const }))];
     try {
       return await this.rules.set(targets);
@@ -133,7 +149,9 @@ export class AuditAttribution {
 
   /** Removes exactly the rules added and stops following the log. */
   async stop(): Promise<void> {
+    this.wanted = false;
     if (this.expireTimer) clearInterval(this.expireTimer);
+    this.expireTimer = undefined;
     this.tail?.stop();
     this.tail = undefined;
     try {

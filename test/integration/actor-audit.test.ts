@@ -237,6 +237,36 @@ describe('actors without auditd', () => {
     await unreadable.stop();
   });
 
+  it('auditd stopping and coming back: unknown meanwhile, then rules and attribution back', async () => {
+    await ensureAuditd();
+    // auditctl as it answers while auditd is stopped (flag file present), the real one otherwise
+    const flag = path.join(dir, 'stopped');
+    const wrapper = path.join(dir, 'auditctl-wrapper');
+    writeFileSync(wrapper, `#!/bin/sh\nif [ "$1" = -s ] && [ -e ${flag} ]; then printf 'enabled 1\\npid 0\\n'; exit 0; fi\nexec /usr/sbin/auditctl "$@"\n`, { mode: 0o755 });
+    const key = `hs-r${process.pid}`;
+    const a = new AuditAttribution({ key, log: silentLogger, auditctl: wrapper });
+    const target = path.join(dir, 'restarted');
+    try {
+      assert.equal((await a.start()).state, 'active');
+      assert.deepEqual((await a.watch([target]))?.watched, [target]);
+      writeFileSync(flag, '');
+      assert.equal(await a.watch([target]), undefined);
+      assert.deepEqual(a.state, { state: 'unavailable', reason: 'auditd is not running (auditctl -s: pid 0)' });
+      assert.equal((await a.actorForPath(target, { time: Date.now(), waitMs: 10 })).source, 'unknown');
+      rmSync(flag);
+      await run('auditctl', ['-D', '-k', key]); // what auditd's start does to every rule
+      assert.deepEqual((await a.watch([target]))?.watched, [target]);
+      assert.equal((await rulesWithKey(key)).length, 1, 'the rule is back');
+      const since = Date.now();
+      const pid = await exec('touch', [target]);
+      assert.equal((await a.actorForPath(target, { time: Date.now(), since, waitMs: 1500 })).pid, pid);
+    } finally {
+      await a.stop();
+      await run('auditctl', ['-D', '-k', key], { allowFail: true });
+    }
+    assert.deepEqual(await rulesWithKey(key), []);
+  });
+
   it('the log follower hands on every line across a rotation, a truncation and a line split between writes', () => {
     const file = path.join(dir, 'audit.log');
     writeFileSync(file, 'old line before start\n');
