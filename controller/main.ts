@@ -2,6 +2,7 @@
 // Entry point of `homeostat-controller`: `run` starts the controller until SIGTERM.
 import { Command, Option } from 'commander';
 import { errorMessage } from '../lib/errors.js';
+import { exitAfterOutput, guardOutput } from '../lib/exit.js';
 import type { LogLevel } from '../lib/log.js';
 import { createLogger } from '../lib/logger.js';
 import { parseDuration } from '../lib/clock.js';
@@ -79,10 +80,13 @@ export function program(): Command {
   return p;
 }
 
+guardOutput();
 program()
   .parseAsync(process.argv)
-  .then(() => process.exit(process.exitCode ?? 0))
-  .catch((err: unknown) => {
-    process.stderr.write(`homeostat-controller: ${errorMessage(err)}\n`);
-    process.exit(1);
-  });
+  .then(
+    () => exitAfterOutput(Number(process.exitCode ?? 0)),
+    (err: unknown) => {
+      process.stderr.write(`homeostat-controller: ${errorMessage(err)}\n`);
+      exitAfterOutput(1);
+    },
+  );

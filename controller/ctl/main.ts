@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { loadBaselineFile } from '../../lib/baseline/index.js';
 import { BaselineInvalidError, errorMessage } from '../../lib/errors.js';
+import { exitAfterOutput, guardOutput } from '../../lib/exit.js';
 import { parseLabels } from '../../lib/labels.js';
 import { VERSION } from '../../lib/version.js';
 import { ApiClient } from './client.js';
@@ -238,9 +239,13 @@ export function program(): Command {
   return p;
 }
 
+guardOutput();
 program()
   .parseAsync(process.argv)
-  .catch((err: unknown) => {
-    process.stderr.write(`homeostatctl: ${err instanceof BaselineInvalidError ? err.describe() : errorMessage(err)}\n`);
-    process.exitCode = 1;
-  });
+  .then(
+    () => exitAfterOutput(Number(process.exitCode ?? 0)),
+    (err: unknown) => {
+      process.stderr.write(`homeostatctl: ${err instanceof BaselineInvalidError ? err.describe() : errorMessage(err)}\n`);
+      exitAfterOutput(1);
+    },
+  );
