@@ -6,7 +6,7 @@ import { exitAfterOutput, guardOutput } from '../lib/exit.js';
 import type { LogLevel } from '../lib/log.js';
 import { createLogger } from '../lib/logger.js';
 import { parseDuration } from '../lib/clock.js';
-import { VERSION } from '../lib/version.js';
+import { versionLine } from '../lib/version.js';
 import { startController } from './server.js';
 
 interface RunFlags {
@@ -60,7 +60,7 @@ async function run(flags: RunFlags): Promise<number> {
 }
 
 export function program(): Command {
-  const p = new Command('homeostat-controller').version(VERSION).description('Homeostat fleet controller');
+  const p = new Command('homeostat-controller').version(versionLine()).description('Homeostat fleet controller');
   p.command('run')
     .description('serve the API, the dashboard and the agent gateway')
     .requiredOption('--data-dir <dir>', 'where the database, keys and certificate live')
