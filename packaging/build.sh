@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the release artifacts: Node single executables for the agent and the controller, and the agent's Debian package.
 #
-#   packaging/build.sh [--addon-root bullseye|host] [--no-deb] [--no-controller]
+#   packaging/build.sh [--addon-root bullseye|host] [--no-deb] [--no-controller] [--out DIR]
 #
 # Steps, each cached under packaging/build/ and redone only when its inputs change:
 #   1. runtime  the Node.js that `npm ci` put in node_modules (the `node` package, pinned in package.json):
@@ -30,6 +30,7 @@ while [ $# -gt 0 ]; do
     --addon-root) addon_root=${2:?--addon-root needs bullseye or host}; shift 2 ;;
     --no-deb) want_deb=0; shift ;;
     --no-controller) want_controller=0; shift ;;
+    --out) out=${2:?--out needs a directory}; shift 2 ;;
     -h | --help) sed -n '2,4p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $1" >&2; exit 64 ;;
   esac
@@ -40,6 +41,10 @@ log() { printf '[package %5ss] %s\n' "$SECONDS" "$*" >&2; }
 die() { echo "build.sh: $*" >&2; exit 1; }
 
 mkdir -p "$build" "$out"
+out=$(cd "$out" && pwd)
+# Bundles and blobs of the default build stay under packaging/build; another --out keeps its own beside it.
+stage=$build
+[ "$out" = "$here/out" ] || stage=$out/stage
 version=$(node -p "require('$repo/package.json').version")
 
 # --- 1. runtime -------------------------------------------------------------------------------
@@ -142,10 +147,10 @@ entry_for() {
     controller) echo "${HOMEOSTAT_CONTROLLER_ENTRY:-$here/entries/controller.ts}" ;;
   esac
 }
-mkdir -p "$build/bundle" "$build/sea"
+mkdir -p "$stage/bundle" "$stage/sea"
 for t in "${targets[@]}"; do
   log "bundle: $t"
-  bundle "$(entry_for "$t")" "$build/bundle/$t.cjs"
+  bundle "$(entry_for "$t")" "$stage/bundle/$t.cjs"
 done
 
 # --- 4. single executables --------------------------------------------------------------------
@@ -158,9 +163,9 @@ exec_argv=${HOMEOSTAT_EXEC_ARGV-$default_exec_argv}
 read -ra exec_args <<<"$exec_argv"
 exec_argv_json=$("$node_rt" -e 'process.stdout.write(JSON.stringify(process.argv.slice(1)))' -- "${exec_args[@]}")
 digest=$(sha256sum "$addon" | cut -d' ' -f1)
-printf '%s\n' "$digest" >"$build/sea/better_sqlite3.node.sha256"
-cp "$addon" "$build/sea/better_sqlite3.node"
-stripped=$build/sea/node-$node_version-stripped
+printf '%s\n' "$digest" >"$stage/sea/better_sqlite3.node.sha256"
+cp "$addon" "$stage/sea/better_sqlite3.node"
+stripped=$stage/sea/node-$node_version-stripped
 if [ ! -f "$stripped" ]; then
   cp "$node_rt" "$stripped.tmp" && chmod u+w "$stripped.tmp"
   strip --strip-all "$stripped.tmp" # .dynsym stays, so addons still resolve node's symbols
@@ -168,27 +173,27 @@ if [ ! -f "$stripped" ]; then
 fi
 for t in "${targets[@]}"; do
   log "sea: $t"
-  cat >"$build/sea/$t.json" <<EOF
+  cat >"$stage/sea/$t.json" <<EOF
 {
-  "main": "$build/bundle/$t.cjs",
-  "output": "$build/sea/$t.blob",
+  "main": "$stage/bundle/$t.cjs",
+  "output": "$stage/sea/$t.blob",
   "disableExperimentalSEAWarning": true,
   "useSnapshot": false,
   "useCodeCache": true,
   "execArgv": $exec_argv_json,
   "execArgvExtension": "none",
   "assets": {
-    "better_sqlite3.node": "$build/sea/better_sqlite3.node",
-    "better_sqlite3.node.sha256": "$build/sea/better_sqlite3.node.sha256"
+    "better_sqlite3.node": "$stage/sea/better_sqlite3.node",
+    "better_sqlite3.node.sha256": "$stage/sea/better_sqlite3.node.sha256"
   }
 }
 EOF
   # The blob and its code cache are tied to the exact runtime they are injected into.
-  "$node_rt" --experimental-sea-config "$build/sea/$t.json" >"$build/sea/$t.blob.log" 2>&1 || die "the SEA blob of $t failed, see $build/sea/$t.blob.log"
+  "$node_rt" --experimental-sea-config "$stage/sea/$t.json" >"$stage/sea/$t.blob.log" 2>&1 || die "the SEA blob of $t failed, see $stage/sea/$t.blob.log"
   cp "$stripped" "$out/homeostat-$t.tmp"
-  "$node_rt" "$repo/node_modules/postject/dist/cli.js" "$out/homeostat-$t.tmp" NODE_SEA_BLOB "$build/sea/$t.blob" \
-    --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 >"$build/sea/$t.postject.log" 2>&1 ||
-    die "postject failed, see $build/sea/$t.postject.log"
+  "$node_rt" "$repo/node_modules/postject/dist/cli.js" "$out/homeostat-$t.tmp" NODE_SEA_BLOB "$stage/sea/$t.blob" \
+    --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 >"$stage/sea/$t.postject.log" 2>&1 ||
+    die "postject failed, see $stage/sea/$t.postject.log"
   chmod 0755 "$out/homeostat-$t.tmp"
   mv "$out/homeostat-$t.tmp" "$out/homeostat-$t"
 done

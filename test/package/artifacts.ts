@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 
 /** The repository root (this file runs from dist/test/package/). */
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-export const OUT = path.join(REPO, 'packaging/out');
+/** The artifacts under test: packaging/out, or another build's output (`build.sh --out DIR`) in HOMEOSTAT_PACKAGE_OUT. */
+export const OUT = process.env.HOMEOSTAT_PACKAGE_OUT ?? path.join(REPO, 'packaging/out');
 export const BUILD = path.join(REPO, 'packaging/build');
 export const AGENT_BIN = path.join(OUT, 'homeostat-agent');
 export const CONTROLLER_BIN = path.join(OUT, 'homeostat-controller');
@@ -117,11 +118,11 @@ export function copyOut(file: string, dir: string, name = path.basename(file)): 
   return dest;
 }
 
-/** Builds the artifacts once per run (skipped with HOMEOSTAT_PACKAGE_PREBUILT=1, reusing packaging/out). */
+/** Builds the artifacts once per run (skipped with HOMEOSTAT_PACKAGE_PREBUILT=1, reusing packaging/out, or with HOMEOSTAT_PACKAGE_OUT). */
 export const mochaHooks = {
   async beforeAll(this: Mocha.Context): Promise<void> {
     this.timeout(30 * 60_000);
-    if (process.env.HOMEOSTAT_PACKAGE_PREBUILT === '1' && existsSync(AGENT_BIN)) return;
+    if ((process.env.HOMEOSTAT_PACKAGE_PREBUILT === '1' || process.env.HOMEOSTAT_PACKAGE_OUT) && existsSync(AGENT_BIN)) return;
     const started = Date.now();
     const r = await sh(path.join(REPO, 'packaging/build.sh'), [], { timeoutMs: 30 * 60_000 });
     process.stderr.write(r.stderr);
