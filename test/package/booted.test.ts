@@ -30,7 +30,7 @@ describe('package: installed on a booted Debian 12 host', function () {
   let server = '';
   const ctl = async <T>(args: string[]): Promise<T> => {
     const r = await sh(CONTROLLER_BIN, ['ctl', '--server', server, '--token', ADMIN, '--json', ...args], { env: cleanEnv({ HOMEOSTAT_CACHE_DIR: path.join(dir, 'cache') }) });
-    assert.equal(r.code, 0, `homeostatctl ${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.code, 0, `homeostatctl ${args.join(' ')}: ${r.stderr}${controller?.running ? '' : `\nthe controller is gone:\n${controller?.log().slice(-3000)}`}`);
     return JSON.parse(r.stdout) as T;
   };
   const journal = async (): Promise<string> => (await host?.exec(['journalctl', '--no-pager', '-o', 'cat', '-u', UNIT]))?.stdout ?? '';

@@ -28,7 +28,7 @@ describe('package: the controller executable with an agent executable', function
   const env = (): NodeJS.ProcessEnv => cleanEnv({ HOMEOSTAT_CACHE_DIR: path.join(dir, 'cache') });
   const ctl = async <T>(args: string[]): Promise<T> => {
     const r = await sh(CONTROLLER_BIN, ['ctl', '--server', server, '--token', ADMIN, '--json', ...args], { env: env() });
-    assert.equal(r.code, 0, `homeostatctl ${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.code, 0, `homeostatctl ${args.join(' ')}: ${r.stderr}${controller?.running ? '' : `\nthe controller is gone:\n${controller?.log().slice(-3000)}`}`);
     return JSON.parse(r.stdout) as T;
   };
 
