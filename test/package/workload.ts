@@ -98,14 +98,16 @@ export class Daemon {
   readonly ended: Promise<Ended>;
   private readonly startedAt = Date.now();
 
+  /** CMD is the executable, or a command that ends in one (`[node, ...flags, 'dist/agent/main.js']`); `run` and ARGS follow it. */
   constructor(
-    bin: string,
+    cmd: string | string[],
     args: string[],
     readonly logFile: string,
     env: NodeJS.ProcessEnv,
   ) {
+    const [bin, ...pre] = typeof cmd === 'string' ? [cmd] : cmd;
     const fd = openSync(logFile, 'w');
-    this.proc = spawn(bin, ['run', ...args], { env, stdio: ['ignore', 'ignore', fd] });
+    this.proc = spawn(bin ?? 'false', [...pre, 'run', ...args], { env, stdio: ['ignore', 'ignore', fd] });
     closeSync(fd);
     this.ended = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
   }
