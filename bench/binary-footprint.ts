@@ -4,6 +4,7 @@
 //   knobs: IDLE_SECONDS=20 SIZES=1000,10000 CHECK_RUNS=21 BIN=packaging/out/homeostat-agent
 //          EXTRA_BINS=label=path,...   (other builds, e.g. one made with HOMEOSTAT_EXEC_ARGV= for the runtime's defaults)
 //          NODE_ARGS="--max-semi-space-size=1"   (flags for the `node dist/...` variant that mirrors the executable)
+//          NODE_VARIANTS=0   (executables only)
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -30,8 +31,12 @@ const variants: Variant[] = [
     .split(',')
     .filter(Boolean)
     .map((pair) => ({ label: pair.slice(0, pair.indexOf('=')), cmd: [path.resolve(pair.slice(pair.indexOf('=') + 1))] })),
-  { label: `node dist ${NODE_ARGS.join(' ')}`.trim(), cmd: [process.execPath, ...NODE_ARGS, AGENT_MAIN] },
-  { label: 'node dist', cmd: [process.execPath, AGENT_MAIN] },
+  ...(process.env.NODE_VARIANTS === '0'
+    ? []
+    : [
+        { label: `node dist ${NODE_ARGS.join(' ')}`.trim(), cmd: [process.execPath, ...NODE_ARGS, AGENT_MAIN] },
+        { label: 'node dist', cmd: [process.execPath, AGENT_MAIN] },
+      ]),
 ];
 
 function proc(pid: number): { rss: number; anon: number; file: number; cpuTicks: number } {

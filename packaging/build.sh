@@ -217,4 +217,4 @@ node_glibc=$node_glibc
 glibc_floor=$glibc
 EOF
 (cd "$out" && sha256sum homeostat-* >SHA256SUMS)
-log "done: packaging/out/{$(printf 'homeostat-%s,' "${targets[@]}")BUILDINFO,SHA256SUMS}$([ "$want_deb" = 1 ] && echo " homeostat-agent_${version}_amd64.deb")"
+log "done: $out/{$(printf 'homeostat-%s,' "${targets[@]}")BUILDINFO,SHA256SUMS}$([ "$want_deb" = 1 ] && echo " homeostat-agent_${version}_amd64.deb")"

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { throughPipe } from '../helpers/pipe.js';
 import { AGENT_BIN, cleanEnv, sh } from './artifacts.js';
 import { Daemon, TAMPERS, aborted, compliant, driftContinuously, memoryOf, tamper, writeFileSet, type FileSet } from './workload.js';
 
@@ -88,6 +89,17 @@ describe('package: the agent executable under real work (10,000 files)', functio
       assert.ok(count('baseline_activated', 'manual') >= report.reloads, `${count('baseline_activated', 'manual')} reloads recorded of ${report.reloads}`);
       assert.equal(count('repair_failed'), 0);
       assert.equal(count('suppressed_flapping'), 0);
+
+      // The same multi-megabyte document through a reader that starts 2 s late, and through one that stops after a line.
+      assert.ok(audit.stdout.length > 2_000_000, `${audit.stdout.length} bytes`);
+      const slow = await throughPipe('slow', [AGENT_BIN, 'audit', '--json', '--state-dir', stateDir], dir, env);
+      assert.equal(slow.code, 0, slow.stderr);
+      assert.equal(slow.out.length, audit.stdout.length);
+      assert.equal((JSON.parse(slow.out) as { entries: unknown[] }).entries.length, entries.length);
+      const head = await throughPipe('head', [AGENT_BIN, 'audit', '--json', '--state-dir', stateDir], dir, env);
+      assert.equal(head.code, 0, head.stderr);
+      assert.equal(head.out, '{\n');
+      assert.equal(head.stderr, '', 'a reader that closes early is no error');
     } finally {
       await daemon.stop();
     }
