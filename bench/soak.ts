@@ -1,6 +1,7 @@
 // Soak of the agent executable: the package tests' work (the daemon on 10,000 files under continuous drift and SIGHUP reloads, one-shot apply and check on fresh state beside it) for as long as asked; prints repairs/s, RSS over time and aborts.
 //
-//   node dist/bench/soak.js [--minutes 10] [--files 10000] [--interval 30] [--rate 40] [--bin packaging/out/homeostat-agent]
+//   node_modules/.bin/node dist/bench/soak.js [--minutes 10] [--files 10000] [--interval 30] [--rate 40] [--reload-seconds 5]
+//                                             [--bin packaging/out/homeostat-agent]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,6 +15,7 @@ const { values } = parseArgs({
     files: { type: 'string', default: '10000' },
     interval: { type: 'string', default: '30' },
     rate: { type: 'string', default: '40' },
+    'reload-seconds': { type: 'string', default: '5' },
     bin: { type: 'string', default: AGENT_BIN },
   },
 });
@@ -21,6 +23,8 @@ const MINUTES = Number(values.minutes);
 const FILES = Number(values.files);
 const INTERVAL_S = Number(values.interval);
 const RATE = Number(values.rate);
+/** 0: no reloads, to tell their cost from the repairs'. */
+const RELOAD_S = Number(values['reload-seconds']);
 const BIN = path.resolve(values.bin);
 const ONE_SHOT_FILES = 1000;
 
@@ -30,7 +34,7 @@ async function main(): Promise<number> {
   const dir = mkdtempSync(path.join(tmpdir(), 'hs-soak-'));
   const env = cleanEnv({ HOMEOSTAT_CACHE_DIR: path.join(dir, 'cache') });
   const version = (await sh(BIN, ['--version'], { env })).stdout.trim();
-  console.log(`soak: ${BIN} (${version}), ${MINUTES} min, daemon on ${FILES} files at ${RATE} tampers/s with a SIGHUP reload every 5 s; apply + check of ${ONE_SHOT_FILES} files on fresh state beside it`);
+  console.log(`soak: ${BIN} (${version}), ${MINUTES} min, daemon on ${FILES} files at ${RATE} tampers/s ${RELOAD_S > 0 ? `with a SIGHUP reload every ${RELOAD_S} s` : 'without reloads'}; apply + check of ${ONE_SHOT_FILES} files on fresh state beside it`);
   const set = writeFileSet(path.join(dir, 'daemon'), FILES, { create: true });
   const oneShotSet = writeFileSet(path.join(dir, 'oneshot'), ONE_SHOT_FILES, { create: true });
   const end = Date.now() + MINUTES * 60_000;
@@ -80,7 +84,7 @@ async function main(): Promise<number> {
     const base = { tampers: totals.tampers, repaired: totals.latenciesMs.length };
     const report = await driftContinuously(daemon, set, {
       ratePerSecond: RATE,
-      reloadEveryMs: 5_000,
+      reloadEveryMs: RELOAD_S > 0 ? RELOAD_S * 1000 : Number.POSITIVE_INFINITY,
       repairDeadlineMs: 10_000,
       until: () => Date.now() < end,
       onSecond: (r) => {
