@@ -1,6 +1,6 @@
 // Complete output: homeostat-agent, homeostat-controller and homeostatctl write all of their output and keep their exit code through a pipe, a slow reader and a reader that closes early.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,6 +75,13 @@ describe('complete output through pipes', function () {
       for (let i = 0; i < 300; i += 3) writeFileSync(path.join(t.dir, 'root', `f${i}.conf`), 'drifted again\n'.repeat(2000));
       const out = await assertCompleteEverywhere(agent(['check', '--json', '--baseline', baseline]), t.dir, 2);
       assert.equal((JSON.parse(out) as { compliant: boolean }).compliant, false);
+    });
+
+    it('output that cannot be written (a full disk behind a redirect) is an error: exit 1 and a line on stderr', () => {
+      const r = spawnSync('bash', ['-c', '"$@" >/dev/full', 'hs-full', ...agent(['audit', '--json', '--state-dir', stateDir])], { encoding: 'utf8' });
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /^output failed: ENOSPC/m);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     });
 
     it('--help and an unknown command keep their codes', async () => {
