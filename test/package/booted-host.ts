@@ -1,8 +1,9 @@
 // A whole booted Debian 12 host for install, start and reboot tests: systemd as PID 1 in a systemd-nspawn container made from a pristine debootstrap root (cached under packaging/build/), commands run inside with nsenter, a veth to reach it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { processStartTime } from '../helpers/netns.js';
 import { BUILD, sh, type Ran } from './artifacts.js';
 
 /** The pristine root: `debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm`, made once and never booted. */
@@ -21,6 +22,48 @@ export async function ensurePristineRoot(): Promise<string> {
 }
 
 let serial = 0;
+
+/** One file per running host: who booted it, its nspawn process, its root; a run that died leaves them for the next to clear. */
+const OWNER_DIR = '/run/hs-test/boot';
+
+interface Owner {
+  owner: number;
+  ownerStart: string;
+  nspawn: number;
+  nspawnStart: string;
+  dir: string;
+}
+
+/** The process that was recorded, still there and not a zombie waiting to be reaped. */
+function alive(pid: number, start: string): boolean {
+  if (pid <= 0 || processStartTime(pid) !== start) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Powers off (SIGKILL) and deletes the hosts of test runs that are gone; returns their machine names. */
+export function cleanupLeftoverHosts(): string[] {
+  const removed: string[] = [];
+  for (const name of existsSync(OWNER_DIR) ? readdirSync(OWNER_DIR) : []) {
+    let o: Owner;
+    try {
+      o = JSON.parse(readFileSync(path.join(OWNER_DIR, name), 'utf8')) as Owner;
+    } catch {
+      rmSync(path.join(OWNER_DIR, name), { force: true });
+      continue;
+    }
+    if (alive(o.owner, o.ownerStart)) continue;
+    if (alive(o.nspawn, o.nspawnStart)) process.kill(o.nspawn, 'SIGKILL');
+    if (o.dir.startsWith(path.join(tmpdir(), 'hs-boot-'))) rmSync(o.dir, { recursive: true, force: true });
+    rmSync(path.join(OWNER_DIR, name), { force: true });
+    removed.push(name);
+  }
+  return removed;
+}
 
 export interface BootOptions {
   /** A veth between this machine and the host, with an address on each end (default true). */
@@ -59,6 +102,7 @@ export class BootedHost {
 
   /** Copies the pristine root and boots it; resolves once its system manager is up. */
   static async boot(opts: BootOptions = {}): Promise<BootedHost> {
+    cleanupLeftoverHosts();
     const pristine = await ensurePristineRoot();
     const dir = mkdtempSync(path.join(tmpdir(), 'hs-boot-'));
     const root = path.join(dir, 'root');
@@ -93,6 +137,9 @@ export class BootedHost {
     });
     closeSync(log);
     this.nspawn = child;
+    mkdirSync(OWNER_DIR, { recursive: true });
+    const owner: Owner = { owner: process.pid, ownerStart: processStartTime(process.pid) ?? '', nspawn: child.pid ?? 0, nspawnStart: processStartTime(child.pid ?? 0) ?? '', dir: path.dirname(this.root) };
+    writeFileSync(path.join(OWNER_DIR, this.machine), JSON.stringify(owner));
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     const deadline = Date.now() + (this.opts.timeoutMs ?? 60_000);
     // The container's PID 1 is the child of nspawn that has become systemd (a helper process comes first).
@@ -166,6 +213,7 @@ export class BootedHost {
   async destroy(): Promise<void> {
     await this.stop();
     rmSync(path.dirname(this.root), { recursive: true, force: true });
+    rmSync(path.join(OWNER_DIR, this.machine), { force: true });
   }
 }
 
