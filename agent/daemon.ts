@@ -81,6 +81,13 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   let metricsServer: Server | undefined;
   if (config.metricsListen) metricsServer = await serveMetrics(config.metricsListen, new AgentMetrics(agent), log);
 
+  // Armed before readiness is announced: a SIGHUP that follows READY=1 at once must reload, not end the process.
+  const onHup = (): void => {
+    if (config.baselines.length === 0) return;
+    log.info('reloading baselines');
+    void loadFromFiles('manual');
+  };
+  process.on('SIGHUP', onHup);
   const { notifyReady, notifyStopping, startWatchdog } = await import('./host/sdnotify.js');
   const stopWatchdog = startWatchdog();
   notifyReady(`enforcing ${agent.engine.resourceIds().length} resources`);
@@ -107,12 +114,6 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
     })();
     return stopping;
   };
-  const onHup = (): void => {
-    if (config.baselines.length === 0) return;
-    log.info('reloading baselines');
-    void loadFromFiles('manual');
-  };
-  process.on('SIGHUP', onHup);
   return { agent, done, stop };
 }
 

@@ -1,11 +1,10 @@
 #!/usr/bin/env node
-// Entry point of `homeostat-agent`: hands the arguments to the CLI and exits with its code.
+// Entry point of `homeostat-agent`: hands the arguments to the CLI and exits with its code once its output is written.
+import { exitAfterOutput, guardOutput } from '../lib/exit.js';
 import { main } from './cli/program.js';
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`homeostat-agent: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+guardOutput();
+main(process.argv.slice(2)).then(exitAfterOutput, (err: unknown) => {
+  process.stderr.write(`homeostat-agent: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  exitAfterOutput(1);
+});

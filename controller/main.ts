@@ -2,10 +2,11 @@
 // Entry point of `homeostat-controller`: `run` starts the controller until SIGTERM.
 import { Command, Option } from 'commander';
 import { errorMessage } from '../lib/errors.js';
+import { exitAfterOutput, guardOutput } from '../lib/exit.js';
 import type { LogLevel } from '../lib/log.js';
 import { createLogger } from '../lib/logger.js';
 import { parseDuration } from '../lib/clock.js';
-import { VERSION } from '../lib/version.js';
+import { versionLine } from '../lib/version.js';
 import { startController } from './server.js';
 
 interface RunFlags {
@@ -59,7 +60,7 @@ async function run(flags: RunFlags): Promise<number> {
 }
 
 export function program(): Command {
-  const p = new Command('homeostat-controller').version(VERSION).description('Homeostat fleet controller');
+  const p = new Command('homeostat-controller').version(versionLine()).description('Homeostat fleet controller');
   p.command('run')
     .description('serve the API, the dashboard and the agent gateway')
     .requiredOption('--data-dir <dir>', 'where the database, keys and certificate live')
@@ -79,10 +80,13 @@ export function program(): Command {
   return p;
 }
 
+guardOutput();
 program()
   .parseAsync(process.argv)
-  .then(() => process.exit(process.exitCode ?? 0))
-  .catch((err: unknown) => {
-    process.stderr.write(`homeostat-controller: ${errorMessage(err)}\n`);
-    process.exit(1);
-  });
+  .then(
+    () => exitAfterOutput(Number(process.exitCode ?? 0)),
+    (err: unknown) => {
+      process.stderr.write(`homeostat-controller: ${errorMessage(err)}\n`);
+      exitAfterOutput(1);
+    },
+  );

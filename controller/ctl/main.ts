@@ -5,8 +5,9 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { loadBaselineFile } from '../../lib/baseline/index.js';
 import { BaselineInvalidError, errorMessage } from '../../lib/errors.js';
+import { exitAfterOutput, guardOutput } from '../../lib/exit.js';
 import { parseLabels } from '../../lib/labels.js';
-import { VERSION } from '../../lib/version.js';
+import { versionLine } from '../../lib/version.js';
 import { ApiClient } from './client.js';
 
 interface Globals {
@@ -43,7 +44,7 @@ function table(rows: string[][]): string {
 
 export function program(): Command {
   const p = new Command('homeostatctl')
-    .version(VERSION)
+    .version(versionLine())
     .description('operate a Homeostat controller')
     .option('--server <url>', 'controller base URL', process.env.HOMEOSTAT_SERVER ?? 'https://127.0.0.1:7400')
     .option('--token <token>', 'operator token (default $HOMEOSTAT_ADMIN_TOKEN)')
@@ -238,9 +239,13 @@ export function program(): Command {
   return p;
 }
 
+guardOutput();
 program()
   .parseAsync(process.argv)
-  .catch((err: unknown) => {
-    process.stderr.write(`homeostatctl: ${err instanceof BaselineInvalidError ? err.describe() : errorMessage(err)}\n`);
-    process.exitCode = 1;
-  });
+  .then(
+    () => exitAfterOutput(Number(process.exitCode ?? 0)),
+    (err: unknown) => {
+      process.stderr.write(`homeostatctl: ${err instanceof BaselineInvalidError ? err.describe() : errorMessage(err)}\n`);
+      exitAfterOutput(1);
+    },
+  );

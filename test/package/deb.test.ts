@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AGENT_BIN, DEB, VERSION, cleanEnv, sh } from './artifacts.js';
+import { AGENT_BIN, DEB, VERSION, VERSION_LINE, cleanEnv, sh } from './artifacts.js';
 
 const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 
@@ -51,7 +51,7 @@ describe('package: the Debian package', function () {
     assert.match(readFileSync(path.join(root, 'lib/systemd/system/homeostat-agent.service'), 'utf8'), /^ExecStart=\/usr\/bin\/homeostat-agent run/m);
     assert.equal(statSync(path.join(root, 'etc/homeostat/agent.yaml')).mode & 0o777, 0o600);
     const v = await sh(bin, ['--version'], { env: cleanEnv({ HOMEOSTAT_CACHE_DIR: path.join(root, 'cache') }) });
-    assert.equal(v.stdout.trim(), VERSION);
+    assert.equal(v.stdout.trim(), VERSION_LINE);
   });
 
   it('installs with dpkg --root (unit enabled), upgrades keeping a changed config and the state, and purges everything', async () => {
