@@ -74,10 +74,13 @@ describe('controller trust (agent side)', () => {
   });
 
   it('parses join tokens with and without a fingerprint, and refuses junk', () => {
-    const t = { id: 'abc123', secret: 's3cr3t', fingerprint: 'Zm9v_-' };
-    assert.deepEqual(parseJoinToken(formatJoinToken(t)), t);
-    assert.deepEqual(parseJoinToken('hsj1.abc.def'), { id: 'abc', secret: 'def', fingerprint: null });
-    for (const bad of ['', 'hsj2.a.b', 'hsj1.a', 'hsj1.a.b.c.d', 'hsj1.a b.c']) assert.throws(() => parseJoinToken(bad), bad);
+    const key = 'k'.repeat(43);
+    const tls = 't'.repeat(43);
+    const t = { id: 'abc123', secret: 's3cr3t', signingKey: key, fingerprint: tls };
+    assert.deepEqual(parseJoinToken(formatJoinToken(t)), { format: 2, ...t });
+    assert.deepEqual(parseJoinToken(formatJoinToken({ ...t, fingerprint: null })), { format: 2, ...t, fingerprint: null });
+    assert.deepEqual(parseJoinToken('hsj1.abc.def'), { format: 1, id: 'abc', secret: 'def', signingKey: null, fingerprint: null }, 'the first format still parses');
+    for (const bad of ['', 'hsj2.a.b', `hsj2.a.b.${key.slice(1)}`, 'hsj1.a', 'hsj1.a.b.c.d', 'hsj1.a b.c', `hsj2.a.b.${key}.${tls}.x`]) assert.throws(() => parseJoinToken(bad), bad);
   });
 
   it('matches selectors against labels', () => {
