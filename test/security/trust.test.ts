@@ -139,12 +139,14 @@ describe('security: trust between agents and controller', function () {
     it('an operator sets labels through the API; canary waves follow trusted labels only', async () => {
       const t = await token({ allowLabels: ['role=web'] });
       const sd = state('web-2');
-      agent(sd, c.ctl.agentUrl, ['--token', t, '--labels', 'role=web']);
+      const w2 = agent(sd, c.ctl.agentUrl, ['--token', t, '--labels', 'role=web']);
       const id2 = await enrolled(sd);
       const id1 = idOf(path.join(tmp.dir, 'web-1'));
       const set = await c.api<{ labels: Record<string, string> }>('PUT', `/api/v1/agents/${id2}/labels`, { labels: { canary: 'yes' } });
       assert.deepEqual(set.labels, { role: 'web', canary: 'yes' });
       assert.equal(await c.status('PUT', `/api/v1/agents/${id2}/labels`, { labels: { 'bad key': 'x' } }), 400);
+      // Both hosts manage the same file on this one machine: the other one sits the rollout out (offline hosts hold no wave up).
+      for (const x of agents) if (x !== w2 && x.child.exitCode === null) await x.stop();
       const version = await push(baseline('web', 'web.conf', 'web v2', { role: 'web' }), false);
       const r = await c.api<{ id: number }>('POST', '/api/v1/rollouts', { baseline: 'web', version, strategy: { waves: [{ hosts: 1 }, 100], canary: { matchLabels: { canary: 'yes' } }, gate: { soakSeconds: 0 } } });
       const hosts = (await c.api<{ hosts: { agentId: string; wave: number }[] }>('GET', `/api/v1/rollouts/${r.id}`)).hosts;
