@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from '../lib/clock.js';
 import { HsError } from '../lib/errors.js';
 import { formatJoinToken, parseJoinToken } from '../lib/join-token.js';
-import { labelProblem, type Labels } from '../lib/labels.js';
+import { labelProblem, parseLabelAllowance, type Labels } from '../lib/labels.js';
 import type { HostFacts } from '../proto/codec.js';
 import { requestedByOldAgent, trustedLabels } from './agent-labels.js';
 import { secretMatches, sha256Hex } from './identity.js';
@@ -52,7 +52,7 @@ export class Enrollment {
       maxUses: opts.maxUses ?? null,
       uses: 0,
       labels: opts.labels ?? {},
-      allowLabels: opts.allowLabels ?? [],
+      allowLabels: parseLabelAllowance(opts.allowLabels),
       description: opts.description ?? '',
     };
     await this.store.putJoinToken(rec);

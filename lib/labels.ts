@@ -77,8 +77,8 @@ export function parseLabelAllowance(input: string | string[] | undefined): strin
 export function labelAllowed(allow: readonly string[], key: string, value: string): boolean {
   for (const p of allow) {
     const eq = p.indexOf('=');
-    if (p.slice(0, eq) !== key) continue;
-    const pattern = p.slice(eq + 1);
+    if ((eq < 0 ? p : p.slice(0, eq)) !== key) continue;
+    const pattern = eq < 0 ? '*' : p.slice(eq + 1);
     if (pattern === '*' || pattern === value) return true;
     if (pattern.includes('*')) {
       // Only [A-Za-z0-9._-] and * can be in a pattern: escaping the dot is all a regex needs.

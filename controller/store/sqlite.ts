@@ -91,7 +91,7 @@ const MIGRATIONS: Record<number, string> = {
     ALTER TABLE agents ADD COLUMN allow_labels TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE agents ADD COLUMN requested_labels TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE agents ADD COLUMN operator_labels TEXT NOT NULL DEFAULT '{}';
-    CREATE INDEX agents_token ON agents (token_id);
+    CREATE INDEX agents_revoked_by_token ON agents (token_id) WHERE revoked_at IS NOT NULL;
     UPDATE agents SET operator_labels = labels,
       token_labels = COALESCE((SELECT t.labels FROM join_tokens t WHERE t.id = agents.token_id), '{}');
   `,

@@ -206,6 +206,7 @@ describe('controller trust (agent side)', () => {
     assert.ok(labelAllowed(allow, 'role', 'anything') && labelAllowed(allow, 'zone', 'eu-') && labelAllowed(allow, 'tier', 'db'));
     assert.ok(!labelAllowed(allow, 'zone', 'us-eu-1') && !labelAllowed(allow, 'tier', 'cache') && !labelAllowed(allow, 'env', 'x'));
     assert.ok(!labelAllowed(['a.b=x.y'], 'a.b', 'xzy'), 'a dot matches only a dot');
+    assert.ok(labelAllowed(['role'], 'role', 'web') && !labelAllowed(['role'], 'rol', 'web'), 'a bare key, as given in code, allows any value of that key');
     for (const bad of ['=x', 'k=v v', 'k=(a)', 'k=a|b']) assert.throws(() => parseLabelAllowance(bad), bad);
     assert.equal(labelProblem({ role: 'web' }), null);
     assert.match(labelProblem({ 'bad key': 'x' }) ?? '', /malformed/);
