@@ -5,7 +5,8 @@ import type { LinkedAgent } from './agent-port.js';
 import { ControllerLink } from './link.js';
 
 export type { LinkedAgent } from './agent-port.js';
-export { ControllerLink, type LinkOptions, type LinkProblem, type LinkState } from './link.js';
+export { ControllerLink, type LinkOptions, type LinkState } from './link.js';
+export type { LinkProblem, LinkProblemReason } from './problems.js';
 
 export async function startLink(
   agent: LinkedAgent,

@@ -9,16 +9,18 @@ import type { Labels } from '../../lib/labels.js';
 import type { Logger } from '../../lib/log.js';
 import { keyIdOf, publicKeyFingerprint } from '../../lib/signing.js';
 import { VERSION } from '../../lib/version.js';
-import { PROTOCOL_VERSION, decodeBaselineDoc, type ControllerMessage, type Decision, type HostFacts, type PlanRequest, type PlanResult, type WireEvent, type Welcome } from '../../proto/codec.js';
+import { PROTOCOL_VERSION, type ControllerMessage, type Decision, type HostFacts, type PlanRequest, type WireEvent, type Welcome } from '../../proto/codec.js';
 import type { AuditEntry } from '../store/types.js';
 import type { LinkedAgent, LinkStore } from './agent-port.js';
-import { AssignmentKeeper, materialize } from './assignments.js';
+import { AssignmentKeeper } from './assignments.js';
 import { Backoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 import { Connection, agentEndpoint, checkTransport } from './connection.js';
 import { loadCredentials, saveCredentials, type LinkCredentials } from './credentials.js';
 import { collectFacts } from './facts.js';
-import { probeController } from './probe.js';
-import { verifyDecision, verifyPlan } from './trust.js';
+import { LASTING, classifyClose, type LinkProblem, type LinkProblemReason } from './problems.js';
+import { answerPlan } from './plans.js';
+import { waitOrProbe } from './probe.js';
+import { verifyDecision } from './trust.js';
 
 export interface LinkOptions {
   url: string;
@@ -41,27 +43,6 @@ export interface LinkOptions {
 
 export type LinkState = 'connecting' | 'connected' | 'offline' | 'stopped';
 
-/** Why the link is not connected: what `homeostat-agent status` shows instead of a bare "offline". */
-export type LinkProblemReason =
-  | 'unreachable' // nothing answers at the controller's address
-  | 'disconnected' // the connection dropped (controller restarting, network, ping lost)
-  | 'busy' // the controller turned the connection away for now (too many at once)
-  | 'auth_refused' // the controller does not know this agent, revoked it, or refused the join token
-  | 'labels_refused' // the labels asked for are not allowed by the join token
-  | 'key_mismatch' // the controller's signing key is not the pinned one
-  | 'certificate_mismatch' // the TLS certificate is not the pinned one
-  | 'rate_limited'
-  | 'protocol'; // an incompatible or misbehaving peer
-
-export interface LinkProblem {
-  reason: LinkProblemReason;
-  message: string;
-  at: number;
-}
-
-/** Problems that will not go away by retrying soon: wait the longest step between attempts. */
-const LASTING: readonly LinkProblemReason[] = ['auth_refused', 'labels_refused', 'key_mismatch', 'certificate_mismatch', 'protocol'];
-const UNREACHABLE_ERRNO = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
 const DEFAULT_PROBE_INTERVAL_MS = 2_000;
 
 const DECISIONS_KEY = 'link.decisionsDone';
@@ -205,32 +186,9 @@ export class ControllerLink {
   }
 
   private classify(code: number, reason: string, err: HsError | undefined): LinkProblem {
-    const at = this.clock.now();
     const said = this.connProblem;
     this.connProblem = undefined;
-    if (said?.reason) return { reason: said.reason, message: said.message, at };
-    const detail = said?.message ?? err?.message ?? (reason || `closed with code ${code}`);
-    switch (code) {
-      case 4401:
-        return {
-          reason: 'auth_refused',
-          message: this.creds
-            ? `the controller refused this agent's credential (${detail}): it does not know agent ${this.creds.agentId} (a controller whose data was lost or replaced) or revoked it; enroll again: remove ${this.opts.stateDir}/controller.json and start with a new --token`
-            : `the controller refused the join token (${detail})`,
-          at,
-        };
-      case 4403:
-        return { reason: 'labels_refused', message: `the controller refused the labels asked for (${detail}); change --labels or use a join token that allows them`, at };
-      case 4429:
-        return { reason: 'rate_limited', message: `the controller asks to retry later (${detail})`, at };
-      case 4400:
-        return { reason: 'protocol', message: `the controller refused this agent's protocol (${detail}); upgrade the agent`, at };
-    }
-    if (err?.code === 'HS_AUTH') return { reason: 'certificate_mismatch', message: detail, at };
-    const errno = (err?.cause as NodeJS.ErrnoException | undefined)?.code;
-    if (errno && UNREACHABLE_ERRNO.has(errno)) return { reason: 'unreachable', message: `nothing answers at ${this.opts.url} (${errno})`, at };
-    if (/Unexpected server response: (429|503)/.test(detail)) return { reason: 'busy', message: `the controller turned the connection away for now (${detail})`, at };
-    return { reason: 'disconnected', message: detail, at };
+    return classifyClose({ code, reason, err, said, agentId: this.creds?.agentId ?? null, stateDir: this.opts.stateDir, url: this.opts.url, at: this.clock.now() });
   }
 
   private setProblem(p: LinkProblem | null): void {
@@ -241,34 +199,11 @@ export class ControllerLink {
   }
 
   /** Waits `ms`; when the controller was unreachable, probes it meanwhile and returns as soon as it answers. */
-  private sleep(ms: number, probe: boolean): Promise<void> {
-    return new Promise((resolve) => {
-      let done = false;
-      let probeTimer: NodeJS.Timeout | undefined;
-      const finish = (): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        if (probeTimer) clearTimeout(probeTimer);
-        this.wakeSleep = undefined;
-        resolve();
-      };
-      this.wakeSleep = finish;
-      const timer = setTimeout(finish, ms);
-      const every = this.opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
-      if (!probe || ms <= every) return;
-      const schedule = (): void => {
-        probeTimer = setTimeout(() => {
-          void probeController(this.opts.url, Math.min(every, 2000)).then((up) => {
-            if (done) return;
-            if (!up) return schedule();
-            this.log.info({ controller: this.opts.url }, 'controller answers again; reconnecting now');
-            finish();
-          });
-        }, every * (0.5 + Math.random()));
-      };
-      schedule();
-    });
+  private async sleep(ms: number, probe: boolean): Promise<void> {
+    const wait = waitOrProbe(ms, probe ? { url: this.opts.url, everyMs: this.opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS } : null);
+    this.wakeSleep = wait.wake;
+    if ((await wait.done) === 'answered') this.log.info({ controller: this.opts.url }, 'controller answers again; reconnecting now');
+    this.wakeSleep = undefined;
   }
 
   private connectOnce(): Promise<{ code: number; reason: string; err: HsError | undefined }> {
@@ -483,35 +418,10 @@ export class ControllerLink {
     }
   }
 
-  /**
-   * Answers a plan request from observation only, once its signature (pinned key, this agent, this plan, not expired) holds;
-   * the planned version is never activated. Every request, answered or refused, is in the audit log.
-   */
+  /** Answers a plan request (plans.ts); nothing is observed unless it is signed for this agent and plan. */
   private async plan(conn: Connection, req: PlanRequest): Promise<void> {
-    let result: PlanResult;
-    const refuse = (message: string): PlanResult => ({ planId: req.planId, ok: false, error: message.slice(0, 1000), currentVersion: 0, resources: 0, changes: [] });
-    const creds = this.creds;
-    if (!creds) return;
-    const v = verifyPlan(req.signed, req.planId, Buffer.from(creds.signingPublicKey, 'base64'), creds.agentId, this.clock.now());
-    if (!('doc' in v)) {
-      this.log.warn({ plan: req.planId, reason: v.message }, 'plan request refused');
-      this.agent.recordLinkEvent('plan_refused', `plan ${req.planId.slice(0, 64)}: ${v.code}: ${v.message}`, null);
-      result = refuse(`${v.code}: ${v.message}`);
-    } else {
-      const plan = v.doc;
-      try {
-        const doc = decodeBaselineDoc(plan.baseline);
-        this.agent.recordLinkEvent(
-          'plan_requested',
-          `plan ${plan.planId} of ${doc.name} v${doc.version} requested by ${plan.requestedBy || 'an operator'} (signed by ${keyIdOf(Buffer.from(creds.signingPublicKey, 'base64'))}, valid until ${new Date(plan.expiresAt).toISOString()})`,
-          { name: doc.name, version: doc.version },
-        );
-        const p = await this.agent.plan(materialize(doc));
-        result = { planId: req.planId, ok: true, error: '', ...p };
-      } catch (err) {
-        result = refuse(err instanceof HsError ? `${err.code}: ${err.message}` : errorMessage(err));
-      }
-    }
+    if (!this.creds) return;
+    const result = await answerPlan(this.agent, this.creds, req, this.clock.now(), this.log);
     if (this.conn === conn && conn.isOpen()) conn.send({ planResult: result });
   }
 
