@@ -238,6 +238,7 @@ export class AgentGateway implements GatewayContext {
     if (s.agentId === null || s.isClosed) return;
     const a = this.baselines.assignmentFor(s.labels, s.agentId);
     const baselines: SignedBaseline[] = [...a.baselines];
+    const issued = a.records.map((r) => r.issuedAt);
     const removals: SignedDoc[] = [];
     const own: string[] = [];
     if (s.protocolVersion >= 3) {
@@ -246,6 +247,7 @@ export class AgentGateway implements GatewayContext {
         if (!h?.removed || r.issuedAt > h.issuedAt) return;
         const again = this.baselines.reissue(r, h.issuedAt);
         baselines[i] = { payload: again.payload, signature: again.signature, keyId: again.keyId };
+        issued[i] = again.issuedAt;
         own.push(`${r.name}@${again.version}/${again.issuedAt}`);
       });
       const assigned = new Set(a.names);
@@ -266,6 +268,7 @@ export class AgentGateway implements GatewayContext {
       if (own.length === 0) frames?.set(key, frame);
     }
     s.assignmentKey = key;
+    s.sent = new Map(a.names.map((name, i) => [name, issued[i] ?? 0]));
     for (const name of a.names) s.mayHold.add(name);
     s.sendFrame(frame);
     this.metrics.assignmentsSent.inc();

@@ -69,6 +69,8 @@ export class AgentSession {
   connectedAt: number;
   /** Key of the last assignment sent, so unchanged agents are not sent it again. */
   assignmentKey: string | null = null;
+  /** Per name, the issue time of the document in the last assignment sent. */
+  sent = new Map<string, number>();
   /** Per baseline name, the last signed thing the agent says it accepted (protocol 3: hello and acknowledgements). */
   held = new Map<string, Held>();
   /** Names this agent may enforce from this controller: reported in its hello or acknowledgements, or sent to it. */
@@ -325,12 +327,22 @@ export class AgentSession {
       this.ctx.quiet.write('warn', `refused-baseline:${this.agentId}`, { agent: this.agentId, baseline: r.name.slice(0, 100), version: r.version, code: r.code.slice(0, 64), message: r.message.slice(0, 300) }, 'agent refused a baseline');
     }
     this.seen.enforcementPaused = ack.enforcementPaused;
-    for (const a of ack.enforcing) this.mayHold.add(a.name);
+    let stale = false;
+    for (const a of ack.enforcing) {
+      this.mayHold.add(a.name);
+      stale ||= !this.sent.has(a.name);
+    }
     this.noteHeld(ack.held);
     this.ctx.recordAcknowledgement(this.agentId, rows);
     this.ctx.report({ kind: 'acknowledged', agentId: this.agentId, ack });
-    // What the agent holds may call for a removal or a re-issued document; unchanged assignments are not sent again.
-    if (this.protocolVersion >= 3) this.ctx.sendAssignment(this);
+    // The agent holds something it was not sent (a removal is due), or removed a name it is sent with an older signature
+    // (a re-issue is due): only then is its assignment computed again.
+    if (this.protocolVersion < 3) return;
+    for (const [name, h] of this.held) {
+      const sentAt = this.sent.get(name);
+      stale ||= h.removed ? sentAt !== undefined && sentAt <= h.issuedAt : sentAt === undefined;
+    }
+    if (stale) this.ctx.sendAssignment(this);
   }
 
   private onClose(): void {
