@@ -128,6 +128,11 @@ export class Agent {
     this.recordAgent('baseline_rejected', trigger, detail, name ? { name, version: 0 } : undefined);
   }
 
+  /** Records what the controller link did or refused on the controller's behalf (removals, plan requests). */
+  recordLinkEvent(event: AuditEvent, detail: string, baseline: { name: string; version: number } | null): void {
+    this.recordAgent(event, 'controller', detail, baseline ?? undefined);
+  }
+
   activeBaselines(): ActiveBaseline[] {
     return [...this.active];
   }

@@ -14,6 +14,8 @@ export interface AgentConfig {
   baselines: string[];
   controller: string | undefined;
   token: string | undefined;
+  /** Plain ws:// to the controller allowed (never with a token or enrollment that pins TLS). */
+  insecureHttp: boolean;
   logLevel: LogLevel;
   metricsListen: string | undefined;
 }
@@ -29,9 +31,10 @@ export interface CommonFlags {
   baseline?: string[];
   controller?: string;
   token?: string;
+  insecureHttp?: boolean;
 }
 
-const FILE_KEYS = ['stateDir', 'systemdScope', 'labels', 'logLevel', 'metricsListen', 'baselines', 'controller', 'token', 'resyncInterval', 'sysctlPollInterval'] as const;
+const FILE_KEYS = ['stateDir', 'systemdScope', 'labels', 'logLevel', 'metricsListen', 'baselines', 'controller', 'token', 'insecureHttp', 'resyncInterval', 'sysctlPollInterval'] as const;
 
 /** Labels from `k=v,k2=v2` text, with the place they came from in the error. */
 function labelsFrom(text: string, where: string): Record<string, string> {
@@ -63,6 +66,12 @@ export function loadConfig(flags: CommonFlags): AgentConfig {
     if (typeof v !== 'string') throw new HsError('HS_CONFIG', `${file}: '${k}' must be a string`);
     return v;
   };
+  const bool = (k: string): boolean | undefined => {
+    const v = doc[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'boolean') throw new HsError('HS_CONFIG', `${file}: '${k}' must be true or false`);
+    return v;
+  };
   const scope = flags.systemdScope ?? str('systemdScope') ?? DEFAULT_SETTINGS.systemdScope;
   if (scope !== 'system' && scope !== 'user') throw new HsError('HS_CONFIG', `--systemd-scope must be system or user, not '${scope}'`);
   const fileLabels = doc.labels;
@@ -86,6 +95,7 @@ export function loadConfig(flags: CommonFlags): AgentConfig {
     baselines,
     controller: flags.controller ?? str('controller'),
     token: flags.token ?? str('token'),
+    insecureHttp: flags.insecureHttp ?? bool('insecureHttp') ?? false,
     logLevel: (flags.logLevel ?? str('logLevel') ?? process.env.HOMEOSTAT_LOG_LEVEL ?? 'info') as LogLevel,
     metricsListen: flags.metricsListen ?? str('metricsListen'),
   };

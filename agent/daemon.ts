@@ -75,7 +75,14 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   let link: { stop(): Promise<void> } | undefined;
   if (config.controller) {
     const { startLink } = await import('./link/index.js');
-    link = await startLink(agent, { url: config.controller, ...(config.token ? { token: config.token } : {}), stateDir: config.settings.stateDir, labels: config.settings.labels, log });
+    link = await startLink(agent, {
+      url: config.controller,
+      ...(config.token ? { token: config.token } : {}),
+      stateDir: config.settings.stateDir,
+      labels: config.settings.labels,
+      insecureHttp: config.insecureHttp,
+      log,
+    });
   }
 
   let metricsServer: Server | undefined;

@@ -169,7 +169,7 @@ async function driver(): Promise<void> {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    const { token } = await http<{ token: string }>('POST', `${base}/api/v1/enrollment-tokens`, { ttl: '1h' });
+    const { token } = await http<{ token: string }>('POST', `${base}/api/v1/enrollment-tokens`, { ttl: '1h', allowLabels: ['bench'] });
     for (let i = 0; i < WORKERS; i++) workers.push(fork(SELF, ['--worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
 
     // 1. enroll and connect

@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     );
     await until(async () => (await fetch(`http://127.0.0.1:${PORT}/healthz`)).ok, 15_000, 'controller');
     const { token } = await api<{ token: string }>('POST', '/api/v1/enrollment-tokens', { ttl: '1h' });
-    children.push(spawn(process.execPath, [AGENT, 'run', '--controller', `ws://127.0.0.1:${PORT}`, '--token', token, '--state-dir', path.join(dir, 'agent'), '--log-level', 'warn'], { stdio: 'ignore' }));
+    children.push(spawn(process.execPath, [AGENT, 'run', '--controller', `ws://127.0.0.1:${PORT}`, '--insecure-http', '--token', token, '--state-dir', path.join(dir, 'agent'), '--log-level', 'warn'], { stdio: 'ignore' }));
     const file = path.join(dir, 'motd');
     const yaml = `apiVersion: homeostat/v1\nkind: Baseline\nmetadata:\n  name: latency\nspec:\n  policy:\n    flap: { maxRepairs: 100000, window: 1m }\n  resources:\n    - file: ${file}\n      content: "managed\\n"\n`;
     const { version } = await api<{ version: number }>('POST', '/api/v1/baselines', { yaml, file: 'latency.yaml' });

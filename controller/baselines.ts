@@ -1,13 +1,14 @@
 // Baseline versions and what each agent is assigned: validates and stores immutable versions, signs the version a rollout
-// targets (renewing signatures before they expire), stages versions for rollouts in waves, and computes each agent's signed
-// assignment from selectors, labels and the waves it was admitted to.
+// targets and the versions rollouts stage (renewing both before they expire), computes each agent's signed assignment from
+// selectors, trusted labels and the waves it was admitted to, and signs removals and re-issues for single agents. Every
+// signature of one baseline name gets a strictly later issue time than the one before: the agents' replay guard relies on it.
 import { HsError } from '../lib/errors.js';
 import type { Clock } from '../lib/clock.js';
 import { selectorMatches, type Labels } from '../lib/labels.js';
 import type { Logger } from '../lib/log.js';
-import { signBytes, type SigningKey } from '../lib/signing.js';
+import { signBytes, signInDomain, type SigningKey } from '../lib/signing.js';
 import { unifiedDiff } from '../lib/textdiff.js';
-import { encodeBaselineDoc, type BaselineDoc, type SignedBaseline } from '../proto/codec.js';
+import { decodeBaselineDoc, encodeBaselineDoc, encodeRemovalDoc, type BaselineDoc, type SignedBaseline, type SignedDoc } from '../proto/codec.js';
 import type { BaselineVersionRecord, ControllerStore, TargetRecord } from './store/types.js';
 import { validateBaseline } from './validate.js';
 
@@ -42,6 +43,10 @@ export class BaselineService {
   private targets = new Map<string, ActiveTarget>();
   private readonly staged = new Map<string, StagedVersion>();
   private readonly listeners = new Set<() => void>();
+  /** The latest issue time signed per name (targets, staged, re-issues, removals). */
+  private readonly lastIssued = new Map<string, number>();
+  /** Documents issued again for agents that removed the name after the original was signed, by source document. */
+  private readonly reissued = new Map<string, TargetRecord>();
 
   constructor(
     private readonly store: ControllerStore,
@@ -179,14 +184,27 @@ export class BaselineService {
     this.changed();
   }
 
-  /** Re-signs targets past half their validity, so connected agents never reach the expiry while the controller runs. */
+  /**
+   * Re-signs targets and staged versions past half their validity, so connected agents never reach the expiry while the
+   * controller runs — also agents left on the version of a paused or aborted rollout.
+   */
   async renewDue(): Promise<number> {
     const now = this.clock.now();
+    const due = (r: TargetRecord): boolean => now >= r.issuedAt + (r.expiresAt - r.issuedAt) / 2;
     let renewed = 0;
     for (const t of [...this.targets.values()]) {
       const r = t.record;
-      if (now < r.issuedAt + (r.expiresAt - r.issuedAt) / 2) continue;
+      if (!due(r)) continue;
       await this.sign(await this.version(r.name, r.version), r.rollback, r.rolloutId);
+      renewed++;
+    }
+    for (const [name, st] of [...this.staged]) {
+      if (!due(st.record)) continue;
+      const { record } = this.signDoc(await this.version(name, st.record.version), st.record.rollback, st.rolloutId);
+      // Persisted with the rollout, so a restarted controller hands out the renewed signature.
+      const { payload, signature, keyId, issuedAt, expiresAt } = record;
+      await this.store.updateRollout(st.rolloutId, { signed: { payload, signature, keyId, issuedAt, expiresAt } });
+      if (this.staged.get(name) === st) st.record = record;
       renewed++;
     }
     if (renewed > 0) this.changed();
@@ -194,13 +212,38 @@ export class BaselineService {
   }
 
   /**
+   * `r` issued again (same version, content and rollback flag) after `after`: for an agent that accepted a removal of the
+   * name later than `r` was signed, and so refuses `r` itself. Kept while no later issue is needed.
+   */
+  reissue(r: TargetRecord, after: number): TargetRecord {
+    const cacheKey = `${r.name}@${r.version}/${r.issuedAt}`;
+    const have = this.reissued.get(cacheKey);
+    if (have && have.issuedAt > after) return have;
+    const issuedAt = this.nextIssuedAt(r.name, after);
+    const doc: BaselineDoc = { ...decodeBaselineDoc(r.payload), issuedAt, expiresAt: issuedAt + this.validityMs };
+    const payload = Buffer.from(encodeBaselineDoc(doc));
+    const record: TargetRecord = { ...r, issuedAt, expiresAt: doc.expiresAt, payload, signature: signBytes(this.key, payload), keyId: this.key.keyId };
+    if (this.reissued.size >= 10_000) this.reissued.clear();
+    this.reissued.set(cacheKey, record);
+    return record;
+  }
+
+  /** A removal of `name` for one agent, issued after every document of that name signed so far. */
+  signRemoval(agentId: string, name: string, version: number): { signed: SignedDoc; issuedAt: number } {
+    const issuedAt = this.nextIssuedAt(name);
+    const payload = Buffer.from(encodeRemovalDoc({ agentId, name, version, issuedAt }));
+    return { signed: { payload, signature: signInDomain(this.key, 'removal', payload), keyId: this.key.keyId }, issuedAt };
+  }
+
+  /**
    * The signed baselines for an agent, in name order: per name the staged version of a rollout when the agent was admitted
    * to it, else the target when its selector matches. `key` changes whenever the assignment does (so unchanged agents are
    * not sent it again, and agents with the same assignment share one encoded frame).
    */
-  assignmentFor(labels: Labels, agentId: string | null = null): { names: string[]; baselines: SignedBaseline[]; key: string } {
+  assignmentFor(labels: Labels, agentId: string | null = null): { names: string[]; baselines: SignedBaseline[]; records: TargetRecord[]; key: string } {
     const names: string[] = [];
     const baselines: SignedBaseline[] = [];
+    const records: TargetRecord[] = [];
     const keys: string[] = [];
     const all = [...new Set([...this.targets.keys(), ...this.staged.keys()])].sort((a, b) => a.localeCompare(b));
     for (const name of all) {
@@ -212,9 +255,10 @@ export class BaselineService {
       if (!chosen || !selectorMatches(chosen.selector ?? undefined, labels)) continue;
       names.push(name);
       baselines.push(chosen.signed);
+      records.push(chosen.record);
       keys.push(`${name}@${chosen.record.version}/${chosen.record.issuedAt}`);
     }
-    return { names, baselines, key: keys.join(',') };
+    return { names, baselines, records, key: keys.join(',') };
   }
 
   private async sign(v: BaselineVersionRecord, rollback: boolean, rolloutId: number): Promise<void> {
@@ -223,10 +267,17 @@ export class BaselineService {
     this.targets.set(v.name, { record, selector: v.selector, signed: signedOf(record) });
   }
 
+  /** A new issue time for `name`: now, or just after anything signed for it before (and after `after`). */
+  private nextIssuedAt(name: string, after = 0): number {
+    const prev = Math.max(this.targets.get(name)?.record.issuedAt ?? 0, this.staged.get(name)?.record.issuedAt ?? 0, this.lastIssued.get(name) ?? 0, after);
+    const issuedAt = Math.max(this.clock.now(), prev + 1);
+    this.lastIssued.set(name, issuedAt);
+    return issuedAt;
+  }
+
   private signDoc(v: BaselineVersionRecord, rollback: boolean, rolloutId: number, after = 0): { record: TargetRecord } {
-    // issuedAt strictly increases per name (targets and staged alike): the agent's replay guard compares it for rollbacks.
-    const prevIssued = Math.max(this.targets.get(v.name)?.record.issuedAt ?? 0, this.staged.get(v.name)?.record.issuedAt ?? 0, after);
-    const issuedAt = Math.max(this.clock.now(), prevIssued + 1);
+    // issuedAt strictly increases per name (targets, staged, re-issues and removals): the agent's replay guard compares it.
+    const issuedAt = this.nextIssuedAt(v.name, after);
     const doc = baselineDocOf(v, { issuedAt, expiresAt: issuedAt + this.validityMs, rollback });
     const payload = Buffer.from(encodeBaselineDoc(doc));
     const signature = signBytes(this.key, payload);

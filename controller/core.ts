@@ -1,19 +1,20 @@
 // The controller's composition root: every subsystem wired once (store, keys, services, gateway, HTTP app), no socket yet.
 import path from 'node:path';
 import { systemClock, type Clock } from '../lib/clock.js';
-import { HsError } from '../lib/errors.js';
+import { HsError, errorMessage } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/log.js';
-import type { SigningKey } from '../lib/signing.js';
+import { publicKeyFingerprint, type SigningKey } from '../lib/signing.js';
 import { BaselineService, DEFAULT_SIGNATURE_VALIDITY_MS } from './baselines.js';
 import { Enrollment } from './enrollment.js';
 import { EscalationService } from './escalations.js';
 import { EventIngest } from './events.js';
 import { AgentGateway, type GatewayOptions } from './gateway/gateway.js';
 import { createApp, type App } from './http/app.js';
-import { ensureDataDir, loadAdminToken, loadSigningKey } from './identity.js';
+import { ensureDataDir, loadAdminToken } from './identity.js';
 import { ControllerMetrics } from './metrics.js';
 import { PlanService } from './plans.js';
 import { RolloutEngine, type RolloutEngineOptions } from './rollouts/engine.js';
+import { openSigningKey } from './signing-key.js';
 import { SqliteControllerStore } from './store/sqlite.js';
 import type { ControllerStore } from './store/types.js';
 
@@ -25,6 +26,8 @@ export interface CoreOptions {
   /** The TLS certificate fingerprint put in enrollment tokens; null when serving plain HTTP. */
   fingerprint: string | null;
   signatureValidityMs?: number;
+  /** Make a new signing key even though agents pinned the current (or lost) one; they must all be enrolled again. */
+  rotateSigningKey?: boolean;
   gateway?: Partial<GatewayOptions>;
   rollouts?: Partial<RolloutEngineOptions>;
   clock?: Clock;
@@ -60,11 +63,17 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
   const clock = opts.clock ?? systemClock;
   const log = opts.log ?? silentLogger;
   ensureDataDir(opts.dataDir);
-  const signingKey = loadSigningKey(opts.dataDir);
   const admin = loadAdminToken(opts.dataDir, opts.adminToken);
   const store = openStore(opts.dataDir, opts.database);
+  let signingKey: SigningKey;
+  try {
+    signingKey = await openSigningKey(opts.dataDir, store, { rotate: opts.rotateSigningKey ?? false, clock, log });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const metrics = new ControllerMetrics();
-  const enrollment = new Enrollment(store, clock, opts.fingerprint);
+  const enrollment = new Enrollment(store, clock, opts.fingerprint, publicKeyFingerprint(signingKey.publicKey));
   const baselines = new BaselineService(store, signingKey, clock, log, opts.signatureValidityMs ?? DEFAULT_SIGNATURE_VALIDITY_MS);
   await baselines.load();
   const events = new EventIngest(store, clock, log);
@@ -81,10 +90,14 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
   // Before any agent connects: a restarted controller resumes its rollouts and hands out what their waves reached.
   const rollouts = new RolloutEngine({ store, baselines, gateway, events, clock, log }, { tickMs: 250, ...opts.rollouts });
   await rollouts.load();
-  const plans = new PlanService({ store, baselines, gateway, clock, log });
+  const plans = new PlanService({ store, baselines, gateway, clock, log, signingKey });
   const app = createApp({ store, baselines, enrollment, escalations, events, gateway, rollouts, plans, metrics, clock, log, adminToken: admin.token });
   // Renewal keeps signatures fresh for connected agents; checking hourly is plenty against a validity of days.
-  const renewal = setInterval(() => void baselines.renewDue().catch((err: unknown) => log.error({ err }, 'signature renewal failed')), 3_600_000).unref();
+  const validity = opts.signatureValidityMs ?? DEFAULT_SIGNATURE_VALIDITY_MS;
+  const renewal = setInterval(
+    () => void baselines.renewDue().catch((err: unknown) => log.error({ err: errorMessage(err) }, 'signature renewal failed')),
+    Math.min(3_600_000, Math.max(1000, validity / 4)),
+  ).unref();
   await baselines.renewDue();
   return {
     store,

@@ -20,6 +20,7 @@ interface RunFlags {
   signatureValidity: string;
   heartbeatInterval: string;
   maxMessageBytes: string;
+  rotateSigningKey?: boolean;
   logLevel: LogLevel;
 }
 
@@ -41,6 +42,7 @@ async function run(flags: RunFlags): Promise<number> {
     tlsKey: flags.tlsKey,
     database: flags.database,
     signatureValidityMs: validity,
+    rotateSigningKey: flags.rotateSigningKey ?? false,
     gateway: { heartbeatIntervalMs: heartbeat, maxMessageBytes: maxBytes },
     log,
   });
@@ -73,6 +75,7 @@ export function program(): Command {
     .option('--signature-validity <duration>', 'how long a signed baseline stays enforceable without word from the controller', '30d')
     .option('--heartbeat-interval <duration>', 'how often agents send heartbeats', '30s')
     .option('--max-message-bytes <n>', 'largest WebSocket frame accepted from an agent', String(8 * 1024 * 1024))
+    .option('--rotate-signing-key', 'make a new signing key although agents pinned the current (or lost) one; every agent enrolled so far must enroll again')
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
     .action(async (flags: RunFlags) => {
       process.exitCode = await run(flags);

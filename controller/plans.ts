@@ -1,15 +1,19 @@
 // Plans: ask every agent a baseline version targets what applying it would change (computed by each agent from its real
-// state, changing nothing), collect the answers within a deadline, and summarise them fleet-wide.
+// state, changing nothing), collect the answers within a deadline, and summarise them fleet-wide. Each request is signed
+// for one agent and expires with the plan, so only this controller can make an agent look, and each look is in its audit.
 import { HsError } from '../lib/errors.js';
 import type { Clock } from '../lib/clock.js';
 import { selectorMatches } from '../lib/labels.js';
 import type { Logger } from '../lib/log.js';
-import { encodeBaselineDoc, type PlanResult, type PlannedChange } from '../proto/codec.js';
+import { signInDomain, type SigningKey } from '../lib/signing.js';
+import { encodeBaselineDoc, encodePlanDoc, type PlanResult, type PlannedChange, type SignedDoc } from '../proto/codec.js';
 import { baselineDocOf, type BaselineService } from './baselines.js';
 import type { AgentGateway } from './gateway/gateway.js';
 import type { ControllerStore, PlanRecord } from './store/types.js';
 
 export const DEFAULT_PLAN_TIMEOUT_MS = 15_000;
+/** A plan request stays valid this long past the plan's deadline (clock differences between controller and hosts). */
+const PLAN_VALIDITY_SLACK_MS = 60_000;
 
 export type PlanHostStatus = 'planned' | 'offline' | 'no_answer' | 'unsupported' | 'error';
 
@@ -36,7 +40,7 @@ export class PlanService {
   private readonly unsubscribe: () => void;
 
   constructor(
-    private readonly deps: { store: ControllerStore; baselines: BaselineService; gateway: AgentGateway; clock: Clock; log: Logger },
+    private readonly deps: { store: ControllerStore; baselines: BaselineService; gateway: AgentGateway; clock: Clock; log: Logger; signingKey: SigningKey },
   ) {
     this.unsubscribe = deps.gateway.onReport((rep) => {
       if (rep.kind !== 'planned') return;
@@ -53,21 +57,26 @@ export class PlanService {
   }
 
   /** Asks the connected targeted agents, waits for every answer or the deadline, stores and returns the plan. */
-  async create(name: string, version: number, timeoutMs = DEFAULT_PLAN_TIMEOUT_MS): Promise<PlanRecord> {
+  async create(name: string, version: number, timeoutMs = DEFAULT_PLAN_TIMEOUT_MS, requestedBy = 'operator'): Promise<PlanRecord> {
     const { store, baselines, gateway, clock } = this.deps;
     const v = await baselines.version(name, version);
     const agents = (await store.listAgents()).filter((a) => a.revokedAt === null && selectorMatches(v.selector ?? undefined, a.labels));
     const plan = await store.addPlan({ baseline: name, version, createdAt: clock.now(), state: 'collecting', result: {} });
     const planId = String(plan.id);
     const now = clock.now();
-    // Not signed: a plan changes nothing, and a signed copy could be replayed as an assignment.
+    // The planned version travels inside a signed plan, never as a signed BaselineDoc: it cannot be replayed as an assignment.
     const doc = encodeBaselineDoc(baselineDocOf(v, { issuedAt: now, expiresAt: now, rollback: false }));
+    const sign = (agentId: string): SignedDoc => {
+      const payload = Buffer.from(encodePlanDoc({ planId, agentId, baseline: doc, issuedAt: now, expiresAt: now + timeoutMs + PLAN_VALIDITY_SLACK_MS, requestedBy }));
+      return { payload, signature: signInDomain(this.deps.signingKey, 'plan', payload), keyId: this.deps.signingKey.keyId };
+    };
     const asked = new Set<string>();
     const unsupported = new Set<string>();
     for (const a of agents) {
       const s = gateway.session(a.id);
       if (!s) continue;
-      if (s.protocolVersion < 2) {
+      // Agents before protocol 3 would answer an unsigned request: they are not asked (upgrade them).
+      if (s.protocolVersion < 3) {
         unsupported.add(a.id);
         continue;
       }
@@ -82,7 +91,7 @@ export class PlanService {
       };
     });
     this.waiting.set(planId, w);
-    for (const id of asked) gateway.session(id)?.send({ planRequest: { planId, baseline: doc } });
+    for (const id of asked) gateway.session(id)?.send({ planRequest: { planId, signed: sign(id) } });
     if (asked.size === 0) w.done();
     await finished;
     this.waiting.delete(planId);

@@ -49,7 +49,7 @@ async function main(): Promise<void> {
       }
     }, 10_000);
     await sleep(500);
-    const token = (await ctl(dataDir, port, ['token', 'create', '--ttl', '1h'])).split('\n')[0] ?? '';
+    const token = (await ctl(dataDir, port, ['token', 'create', '--ttl', '1h', '--allow-labels', 'role'])).split('\n')[0] ?? '';
     say(`$ homeostatctl token create\n${token}\n`);
     const stateDir = path.join(dir, 'agent');
     say(`$ homeostat-agent run --controller wss://127.0.0.1:${port} --token <token> --labels role=web`);

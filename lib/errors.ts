@@ -32,6 +32,9 @@ export const ERROR_CODES = {
   HS_CONFIG: 'bad command-line flags or configuration file',
   HS_PROTOCOL: 'a malformed or oversized message on the wire',
   HS_AUTH: 'missing, wrong, expired or revoked credentials',
+  HS_LABEL_REFUSED: 'a label an agent asked for that its join token does not allow',
+  HS_CONTROLLER_KEY: "the controller's signing key is not the one the agent pinned from its join token",
+  HS_RATE_LIMITED: 'too many attempts from one address or with one token; try again later',
   HS_NOT_FOUND: 'an API object that does not exist',
   HS_CONFLICT: 'an API request that conflicts with current state',
 } as const;

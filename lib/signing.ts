@@ -1,5 +1,6 @@
-// Ed25519 signatures shared by both sides: the controller signs baseline versions and decisions, the agent verifies them
-// against the key it pinned at enrollment. Keys travel as raw 32-byte public keys; private keys stay in PEM on the controller.
+// Ed25519 signatures shared by both sides: the controller signs baseline versions, decisions, plan requests and removals;
+// the agent verifies them against the key it pinned from its join token. Keys travel as raw 32-byte public keys; private
+// keys stay in PEM on the controller.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 
 /** The DER prefix of an Ed25519 SubjectPublicKeyInfo; the 32 raw key bytes follow it. */
@@ -9,6 +10,17 @@ export interface SigningKey {
   privateKey: KeyObject;
   publicKey: Buffer; // raw 32 bytes
   keyId: string;
+}
+
+/**
+ * Documents signed with a domain (plans, removals) are signed as `0x07 "homeostat/<domain>/v1" 0x00 payload`. Baselines and
+ * decisions are signed over their bare payload (as since protocol 1); 0x07 is a protobuf tag with the invalid wire type 7,
+ * so a domain-signed message never decodes as one of them, and each domain's signatures verify only in that domain.
+ */
+export type SigningDomain = 'plan' | 'removal';
+
+function domainMessage(domain: SigningDomain, payload: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from([0x07]), Buffer.from(`homeostat/${domain}/v1`), Buffer.from([0]), payload]);
 }
 
 export function generateSigningKey(): { pem: string; key: SigningKey } {
@@ -29,6 +41,11 @@ export function keyIdOf(publicKey: Uint8Array): string {
   return createHash('sha256').update(publicKey).digest('hex').slice(0, 16);
 }
 
+/** The full sha256 of a raw public key, base64url: what a join token carries so the agent pins the key, not first use. */
+export function publicKeyFingerprint(publicKey: Uint8Array): string {
+  return createHash('sha256').update(publicKey).digest('base64url');
+}
+
 export function signBytes(key: SigningKey, payload: Uint8Array): Buffer {
   return sign(null, payload, key.privateKey);
 }
@@ -42,4 +59,12 @@ export function verifyBytes(publicKey: Uint8Array, payload: Uint8Array, signatur
   } catch {
     return false;
   }
+}
+
+export function signInDomain(key: SigningKey, domain: SigningDomain, payload: Uint8Array): Buffer {
+  return signBytes(key, domainMessage(domain, payload));
+}
+
+export function verifyInDomain(publicKey: Uint8Array, domain: SigningDomain, payload: Uint8Array, signature: Uint8Array): boolean {
+  return verifyBytes(publicKey, domainMessage(domain, payload), signature);
 }

@@ -1,9 +1,12 @@
 #!/bin/sh
 # Installs the Homeostat agent on this host, points it at a controller and starts it; run it again to change settings, or with --uninstall.
 #
-#   install.sh --controller URL --token TOKEN [--labels k=v,...] [--package FILE|URL] [--no-start] [--root DIR]
+#   install.sh --controller URL --token TOKEN [--labels k=v,...] [--insecure-http] [--package FILE|URL] [--no-start] [--root DIR]
 #   install.sh --uninstall [--purge] [--root DIR]
 #
+# --labels    labels this host asks for; the controller grants only what the token allows (token create --allow-labels)
+#             and refuses the enrollment otherwise (homeostat-agent status says so).
+# --insecure-http  allow a plain ws:// controller (one run with --insecure-http); refused for a token that pins TLS.
 # --package   a homeostat-agent_*.deb (installed with dpkg) or the bare homeostat-agent executable
 #             (installed as /usr/local/bin/homeostat-agent with its unit in /etc/systemd/system).
 #             Default: the .deb, else the executable, beside this script or in ./out.
@@ -20,7 +23,7 @@ prog=homeostat-agent
 unit=$prog.service
 here=$(cd "$(dirname "$0")" && pwd)
 
-controller='' token='' labels='' package='' unit_file='' root='' start=1 uninstall=0 purge=0
+controller='' token='' labels='' insecure=0 package='' unit_file='' root='' start=1 uninstall=0 purge=0
 
 usage() { sed -n '4,5p' "$0" | sed 's/^# *//' >&2; exit 64; }
 say() { printf 'homeostat install: %s\n' "$*" >&2; }
@@ -31,13 +34,14 @@ while [ $# -gt 0 ]; do
     --controller) [ $# -ge 2 ] || usage; controller=$2; shift 2 ;;
     --token) [ $# -ge 2 ] || usage; token=$2; shift 2 ;;
     --labels) [ $# -ge 2 ] || usage; labels=$2; shift 2 ;;
+    --insecure-http) insecure=1; shift ;;
     --package) [ $# -ge 2 ] || usage; package=$2; shift 2 ;;
     --unit) [ $# -ge 2 ] || usage; unit_file=$2; shift 2 ;;
     --root) [ $# -ge 2 ] || usage; root=$2; start=0; shift 2 ;;
     --no-start) start=0; shift ;;
     --uninstall) uninstall=1; shift ;;
     --purge) purge=1; shift ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) say "unknown argument: $1"; usage ;;
   esac
 done
@@ -88,7 +92,14 @@ fi
 
 [ -n "$controller" ] || die "--controller URL is required (e.g. wss://controller.example:7400)"
 [ -n "$token" ] || die "--token TOKEN is required (homeostatctl token create)"
-case $controller in ws://* | wss://*) ;; *) die "--controller must be a ws:// or wss:// URL, not '$controller'" ;; esac
+case $controller in
+  wss://*) ;;
+  ws://*)
+    [ "$insecure" = 1 ] || die "--controller $controller is plain ws://: the token and the agent's credential would travel in cleartext; use wss://, or pass --insecure-http (the controller runs with it too)"
+    # A token whose fifth part pins a TLS certificate belongs to a controller serving wss://.
+    case $token in hsj2.*.*.*.*) die "the token pins the controller's TLS certificate, so its controller serves wss://; refusing ws://" ;; esac ;;
+  *) die "--controller must be a wss:// (or, with --insecure-http, ws://) URL, not '$controller'" ;;
+esac
 if [ -n "$labels" ]; then
   old_ifs=$IFS IFS=,
   for pair in $labels; do
@@ -155,6 +166,7 @@ quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/''/g")"; }
   echo "controller: $(quote "$controller")"
   echo "token: $(quote "$token")"
   if [ -n "$labels" ]; then echo "labels: $(quote "$labels")"; fi
+  if [ "$insecure" = 1 ]; then echo "insecureHttp: true"; fi
 } >"$tmp/agent.yaml"
 # 0600: the token enrolls any host that has it.
 if put "$tmp/agent.yaml" 0600 "$root/etc/homeostat/agent.yaml"; then changed=1; say "wrote /etc/homeostat/agent.yaml"; fi

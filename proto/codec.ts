@@ -7,8 +7,10 @@ import { PROTO_TEXT } from './schema.js';
  * The protocol version this build speaks. History (one line per bump; never reuse a number):
  *   1: hello/welcome with join token or credential, signed baseline assignments, event batches with acks, signed decisions.
  *   2: plan requests and results (what a version would change), convergence reports after assignments (rollout health).
+ *   3: signed plan requests (PlanDoc, per agent, expiring); signed removals (RemovalDoc) and held issue times; hello labels
+ *      are only requests (facts no longer folded in) and the welcome carries the trusted labels.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** The oldest agent protocol the controller still serves. */
 export const MIN_PROTOCOL_VERSION = 1;
 
@@ -39,6 +41,13 @@ export interface Rejected {
   message: string;
 }
 
+export interface Held {
+  name: string;
+  version: number;
+  issuedAt: number;
+  removed: boolean;
+}
+
 export interface Hello {
   protocolVersion: number;
   agentVersion: string;
@@ -48,6 +57,7 @@ export interface Hello {
   labels: Record<string, string>;
   facts: HostFacts | null;
   enforcing: Applied[];
+  held: Held[];
 }
 
 export interface Heartbeat {
@@ -61,6 +71,7 @@ export interface AssignmentAck {
   enforcing: Applied[];
   rejected: Rejected[];
   enforcementPaused: boolean;
+  held: Held[];
 }
 
 /** One audit record on the wire; empty strings and 0 stand for "none". */
@@ -104,6 +115,7 @@ export interface Welcome {
   heartbeatIntervalMs: number;
   maxMessageBytes: number;
   lastEventSeq: number;
+  labels: Record<string, string>;
 }
 
 export interface SignedBaseline {
@@ -112,8 +124,32 @@ export interface SignedBaseline {
   keyId: string;
 }
 
+/** A document signed in a domain (lib/signing.ts): plan requests and removals. */
+export interface SignedDoc {
+  payload: Uint8Array;
+  signature: Uint8Array;
+  keyId: string;
+}
+
 export interface Assignment {
   baselines: SignedBaseline[];
+  removals: SignedDoc[];
+}
+
+export interface RemovalDoc {
+  agentId: string;
+  name: string;
+  version: number;
+  issuedAt: number;
+}
+
+export interface PlanDoc {
+  planId: string;
+  agentId: string;
+  baseline: Uint8Array;
+  issuedAt: number;
+  expiresAt: number;
+  requestedBy: string;
 }
 
 export interface BaselineDoc {
@@ -184,7 +220,9 @@ export interface Convergence {
 
 export interface PlanRequest {
   planId: string;
+  /** Protocol 2 only: an unsigned BaselineDoc. */
   baseline: Uint8Array;
+  signed: SignedDoc | null;
 }
 
 export type AgentMessage =
@@ -216,6 +254,8 @@ const types = {
   controller: root.lookupType('homeostat.v1.ControllerMessage'),
   baselineDoc: root.lookupType('homeostat.v1.BaselineDoc'),
   decisionDoc: root.lookupType('homeostat.v1.DecisionDoc'),
+  planDoc: root.lookupType('homeostat.v1.PlanDoc'),
+  removalDoc: root.lookupType('homeostat.v1.RemovalDoc'),
 };
 const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, defaults: true, oneofs: true };
 
@@ -267,4 +307,20 @@ export function decodeDecisionDoc(bytes: Uint8Array): DecisionDoc {
   const doc = decodeWith(types.decisionDoc, bytes, 'decision document') as unknown as DecisionDoc;
   if (doc.action !== 'approve' && doc.action !== 'reject') throw new HsError('HS_PROTOCOL', `unknown decision action ${JSON.stringify(doc.action)}`);
   return doc;
+}
+
+export function encodePlanDoc(doc: PlanDoc): Uint8Array {
+  return types.planDoc.encode(doc).finish();
+}
+
+export function decodePlanDoc(bytes: Uint8Array): PlanDoc {
+  return decodeWith(types.planDoc, bytes, 'plan document') as unknown as PlanDoc;
+}
+
+export function encodeRemovalDoc(doc: RemovalDoc): Uint8Array {
+  return types.removalDoc.encode(doc).finish();
+}
+
+export function decodeRemovalDoc(bytes: Uint8Array): RemovalDoc {
+  return decodeWith(types.removalDoc, bytes, 'removal document') as unknown as RemovalDoc;
 }

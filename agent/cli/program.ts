@@ -59,6 +59,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--baseline <file>', 'baseline file (repeatable)', collect)
     .option('--controller <url>', 'controller base URL, e.g. wss://controller.example:7400')
     .option('--token <token>', 'enrollment token (used once; the agent keeps its own credential)')
+    .option('--insecure-http', 'allow a plain ws:// controller URL (the controller also runs with --insecure-http); never with a token or enrollment that pins TLS')
     .action(async (opts: Flags) => {
       const { runCommand } = await import('./run.js');
       code = await runCommand(opts);

@@ -12,10 +12,19 @@ export function statusCommand(flags: CommonFlags & { json?: boolean }): number {
     const active = store.getActive().map((b) => ({ name: b.name, version: b.version, origin: b.origin, sha256: b.sha256, activatedAt: b.activatedAt }));
     const last = store.queryAudit({ limit: 10, newest: true });
     const counts = store.auditCounts();
+    const problem = parseMeta<{ reason: string; message: string; at: number }>(store.getMeta('link.problem'));
+    const labels = parseMeta<Record<string, string>>(store.getMeta('link.labels'));
     const doc = {
       stateDir: config.settings.stateDir,
       baselines: active,
-      controller: { url: store.getMeta('controller.url') ?? null, agentId: store.getMeta('agent.id') ?? null, state: store.getMeta('link.state') ?? 'standalone' },
+      controller: {
+        url: store.getMeta('controller.url') ?? null,
+        agentId: store.getMeta('agent.id') ?? null,
+        state: store.getMeta('link.state') ?? 'standalone',
+        // Why it is not connected (refused credential, signing key mismatch, unreachable, ...), until it connects again.
+        problem,
+        labels,
+      },
       daemon: { pid: Number(store.getMeta('daemon.pid') ?? 0) || null, startedAt: Number(store.getMeta('daemon.startedAt') ?? 0) || null },
       counts,
       outbox: store.outboxStats(),
@@ -26,7 +35,9 @@ export function statusCommand(flags: CommonFlags & { json?: boolean }): number {
       return EXIT.ok;
     }
     println(`state dir   ${doc.stateDir}`);
-    println(`controller  ${doc.controller.url ?? 'none (standalone)'}${doc.controller.url ? ` (${doc.controller.state})` : ''}`);
+    const linkState = problem && doc.controller.state !== 'connected' ? `${doc.controller.state}: ${problem.reason}: ${problem.message}` : doc.controller.state;
+    println(`controller  ${doc.controller.url ?? 'none (standalone)'}${doc.controller.url ? ` (${linkState})` : ''}`);
+    if (labels) println(`labels      ${Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',') || 'none'} (trusted by the controller)`);
     println(`daemon      ${doc.daemon.pid ? `pid ${doc.daemon.pid}` : 'not recorded'}`);
     if (active.length === 0) println('baselines   none active');
     for (const b of active) println(`baseline    ${b.name} v${b.version} (${b.origin}, sha256 ${b.sha256.slice(0, 12)})`);
@@ -38,5 +49,14 @@ export function statusCommand(flags: CommonFlags & { json?: boolean }): number {
     return reportError(err, json);
   } finally {
     store?.close();
+  }
+}
+
+function parseMeta<T>(text: string | undefined): T | null {
+  if (!text) return null;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return null;
   }
 }

@@ -1,7 +1,10 @@
 // What the controller link needs from the agent: a narrow view of agent/agent.ts, so the link is testable on its own.
 import type { Baseline } from '../../lib/baseline/types.js';
 import type { BaselineOutcome, PlannedChange } from '../../proto/codec.js';
-import type { AuditEntry, OutboxItem, OutboxStats, Trigger } from '../store/types.js';
+import type { AuditEntry, AuditEvent, OutboxItem, OutboxStats, Trigger } from '../store/types.js';
+
+/** Audit records the link writes itself: removals carried out, plan requests answered or refused. */
+export type LinkAuditEvent = Extract<AuditEvent, 'baseline_removed' | 'plan_requested' | 'plan_refused'>;
 
 export interface LinkStore {
   outboxPending(limit: number): OutboxItem[];
@@ -14,6 +17,7 @@ export interface LinkStore {
 export interface LinkedAgent {
   activate(baselines: Baseline[], meta: { origin: 'controller'; versions: Record<string, number> }, trigger?: Trigger): Promise<unknown>;
   recordRejectedBaseline(name: string | null, detail: string, trigger: Trigger): void;
+  recordLinkEvent(event: LinkAuditEvent, detail: string, baseline: { name: string; version: number } | null): void;
   approve(resourceId: string): Promise<void>;
   reject(resourceId: string, reason: string, expiresAt: number): Promise<void>;
   setEnforcementPaused(paused: boolean, reason: string): void;

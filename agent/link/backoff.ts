@@ -1,5 +1,6 @@
 // Reconnect delays: exponential with full jitter between half and all of the step, so a fleet cut off together does not
-// come back in lockstep (a restarted controller would otherwise face every agent in the same second).
+// come back in lockstep (a restarted controller would otherwise face every agent in the same second). The step stops at
+// 30 s; while the controller is unreachable the link also probes it and cuts the wait short once it answers (link.ts).
 export interface BackoffOptions {
   baseMs: number;
   maxMs: number;
@@ -7,7 +8,7 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
-export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 500, maxMs: 60_000 };
+export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 500, maxMs: 30_000 };
 
 export class Backoff {
   private attempt = 0;

@@ -1,17 +1,20 @@
-// One WebSocket connection to the controller's /agent endpoint: TLS pinned to the enrolled certificate fingerprint,
-// binary frames with a size limit, and the agent's own ping so a dead path is noticed within two heartbeats.
+// One WebSocket connection to the controller's /agent endpoint: TLS pinned to the enrolled certificate fingerprint (plain
+// ws:// only where the transport policy below allows it), binary frames with a size limit, and the agent's own ping so a
+// dead path is noticed within two heartbeats.
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { HsError } from '../../lib/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, decodeControllerMessage, encodeAgentMessage, type ControllerMessage, type OutgoingAgentMessage } from '../../proto/codec.js';
-import { derFingerprint } from '../../lib/join-token.js';
+import { derFingerprint, type JoinToken } from '../../lib/join-token.js';
 
 export interface ConnectOptions {
   /** The controller base URL (ws://, wss://, http:// or https://); /agent is appended. */
   url: string;
   /** Pinned sha256 of the controller certificate (base64url); when set, it replaces CA validation. */
   fingerprint: string | null;
+  /** Plain ws:// allowed (checkTransport decided it); otherwise a ws:// URL is refused before any socket is opened. */
+  allowPlain: boolean;
   maxMessageBytes?: number;
   handshakeTimeoutMs?: number;
   localAddress?: string;
@@ -31,6 +34,24 @@ export function agentEndpoint(url: string): string {
   return u.toString();
 }
 
+/**
+ * Whether the agent may talk to `url` at all. Plain ws:// sends the join token or the credential in cleartext, so it needs
+ * --insecure-http, and never happens with a token that pins a TLS certificate or an enrollment made over TLS. Throws HS_CONFIG.
+ */
+export function checkTransport(p: { url: string; insecureHttp: boolean; token: JoinToken | null; creds: { tlsFingerprint: string | null; insecureHttp: boolean } | undefined }): void {
+  if (!agentEndpoint(p.url).startsWith('ws:')) return;
+  const why = p.creds?.tlsFingerprint
+    ? 'this agent enrolled with a controller that serves TLS; its credential never goes over plain ws://'
+    : p.creds && !p.creds.insecureHttp
+      ? 'this agent enrolled over wss://; its credential never goes over plain ws://'
+      : !p.creds && p.token?.fingerprint
+        ? 'the join token pins a TLS certificate, so its controller serves wss://'
+        : !p.insecureHttp
+          ? 'plain ws:// would send the join token and credential in cleartext; use wss://, or run agent and controller with --insecure-http'
+          : null;
+  if (why) throw new HsError('HS_CONFIG', `--controller ${p.url}: refused: ${why}`);
+}
+
 export class Connection {
   private readonly ws: WebSocket;
   private failure: HsError | undefined;
@@ -38,6 +59,7 @@ export class Connection {
 
   constructor(opts: ConnectOptions, private readonly handlers: ConnectionHandlers) {
     const endpoint = agentEndpoint(opts.url);
+    if (endpoint.startsWith('ws:') && !opts.allowPlain) throw new HsError('HS_CONFIG', `--controller ${opts.url}: plain ws:// needs --insecure-http`);
     const pinned = endpoint.startsWith('wss:') ? opts.fingerprint : null;
     this.ws = new WebSocket(endpoint, {
       maxPayload: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,

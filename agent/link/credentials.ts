@@ -1,5 +1,5 @@
 // The agent's enrollment with its controller, kept in STATE_DIR/controller.json (mode 0600): its id and credential,
-// the controller's pinned signing key and the pinned TLS certificate fingerprint.
+// the controller's pinned signing key, the pinned TLS certificate fingerprint, and whether it enrolled over plain ws://.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { HsError } from '../../lib/errors.js';
@@ -13,6 +13,8 @@ export interface LinkCredentials {
   signingPublicKey: string;
   /** sha256 of the controller's TLS certificate, base64url; null when enrolled over plain ws://. */
   tlsFingerprint: string | null;
+  /** Enrolled over plain ws:// with --insecure-http: only then may the credential travel over ws:// again. */
+  insecureHttp: boolean;
   controllerUrl: string;
   enrolledAt: number;
 }
@@ -28,6 +30,7 @@ export function loadCredentials(stateDir: string): LinkCredentials | undefined {
       credential: c.credential,
       signingPublicKey: c.signingPublicKey,
       tlsFingerprint: typeof c.tlsFingerprint === 'string' ? c.tlsFingerprint : null,
+      insecureHttp: c.insecureHttp === true,
       controllerUrl: typeof c.controllerUrl === 'string' ? c.controllerUrl : '',
       enrolledAt: typeof c.enrolledAt === 'number' ? c.enrolledAt : 0,
     };

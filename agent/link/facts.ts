@@ -1,7 +1,7 @@
-// Host facts sent in the hello (systeminformation, falling back to node:os), and the fact labels selectors can use.
+// Host facts sent in the hello (systeminformation, falling back to node:os). The controller derives fact labels from them
+// (lib/labels.ts labelsFromFacts) where the join token allows their keys.
 import os from 'node:os';
 import si from 'systeminformation';
-import type { Labels } from '../../lib/labels.js';
 import type { HostFacts } from '../../proto/codec.js';
 
 export async function collectFacts(timeoutMs = 5000): Promise<HostFacts> {
@@ -33,11 +33,4 @@ export async function collectFacts(timeoutMs = 5000): Promise<HostFacts> {
   } catch {
     return fallback;
   }
-}
-
-const clean = (v: string): string => v.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
-
-/** `hostname`, `os`, `kernel` and `arch` as labels, unless the operator set them. */
-export function factLabels(facts: HostFacts, labels: Labels): Labels {
-  return { hostname: clean(facts.hostname), os: clean(facts.os), kernel: clean(facts.kernel), arch: clean(facts.arch), ...labels };
 }

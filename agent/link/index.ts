@@ -6,10 +6,11 @@ import { ControllerLink } from './link.js';
 
 export type { LinkedAgent } from './agent-port.js';
 export { ControllerLink, type LinkOptions, type LinkState } from './link.js';
+export type { LinkProblem, LinkProblemReason } from './problems.js';
 
 export async function startLink(
   agent: LinkedAgent,
-  opts: { url: string; token?: string; stateDir: string; labels: Labels; log: Logger },
+  opts: { url: string; token?: string; stateDir: string; labels: Labels; insecureHttp?: boolean; log: Logger },
 ): Promise<{ stop(): Promise<void>; status(): Record<string, unknown> }> {
   const link = new ControllerLink(agent, opts);
   await link.start();

@@ -1,19 +1,25 @@
-// The agent's link to its controller: enrolls once, then keeps a connection (reconnecting with jittered backoff), applies
-// signed assignments, delivers the audit outbox in order with acknowledgements, and carries out signed decisions.
+// The agent's link to its controller: enrolls once (pinning the controller's signing key from the join token), then keeps a
+// connection (reconnecting with jittered backoff, woken early when an unreachable controller answers again), applies signed
+// assignments and removals, delivers the audit outbox in order with acknowledgements, answers signed plan requests, and
+// carries out signed decisions. When it cannot connect it says why (status), not only that it is offline.
 import { systemClock, type Clock } from '../../lib/clock.js';
 import { HsError, errorMessage } from '../../lib/errors.js';
-import { parseJoinToken } from '../../lib/join-token.js';
+import { parseJoinToken, type JoinToken } from '../../lib/join-token.js';
 import type { Labels } from '../../lib/labels.js';
 import type { Logger } from '../../lib/log.js';
+import { keyIdOf, publicKeyFingerprint } from '../../lib/signing.js';
 import { VERSION } from '../../lib/version.js';
-import { PROTOCOL_VERSION, decodeBaselineDoc, type ControllerMessage, type Decision, type HostFacts, type PlanRequest, type PlanResult, type WireEvent, type Welcome } from '../../proto/codec.js';
+import { PROTOCOL_VERSION, type ControllerMessage, type Decision, type HostFacts, type PlanRequest, type WireEvent, type Welcome } from '../../proto/codec.js';
 import type { AuditEntry } from '../store/types.js';
 import type { LinkedAgent, LinkStore } from './agent-port.js';
-import { AssignmentKeeper, materialize } from './assignments.js';
+import { AssignmentKeeper } from './assignments.js';
 import { Backoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
-import { Connection } from './connection.js';
+import { Connection, agentEndpoint, checkTransport } from './connection.js';
 import { loadCredentials, saveCredentials, type LinkCredentials } from './credentials.js';
-import { collectFacts, factLabels } from './facts.js';
+import { collectFacts } from './facts.js';
+import { LASTING, classifyClose, type LinkProblem, type LinkProblemReason } from './problems.js';
+import { answerPlan } from './plans.js';
+import { waitOrProbe } from './probe.js';
 import { verifyDecision } from './trust.js';
 
 export interface LinkOptions {
@@ -29,9 +35,15 @@ export interface LinkOptions {
   /** Most events per batch (also bounded by bytes). */
   batchSize?: number;
   ackTimeoutMs?: number;
+  /** Allows plain ws:// (both sides run with --insecure-http); see checkTransport for when it is still refused. */
+  insecureHttp?: boolean;
+  /** While the controller is unreachable, how often (on average) to probe it during a backoff step. */
+  probeIntervalMs?: number;
 }
 
 export type LinkState = 'connecting' | 'connected' | 'offline' | 'stopped';
+
+const DEFAULT_PROBE_INTERVAL_MS = 2_000;
 
 const DECISIONS_KEY = 'link.decisionsDone';
 const DEFAULT_BATCH = 1000;
@@ -67,16 +79,21 @@ export class ControllerLink {
     this.agent.store?.setMeta('link.state', s);
   }
   lastError: string | null = null;
+  problem: LinkProblem | null = null;
   agentId: string | null = null;
   private creds: LinkCredentials | undefined;
+  private token: JoinToken | null = null;
   private keeper: AssignmentKeeper | undefined;
   private conn: Connection | undefined;
+  /** The connection that completed the hello; frames of any other (or before the welcome) are ignored. */
+  private welcomedConn: Connection | undefined;
+  /** Set when this side drops a connection on purpose (key mismatch), or from the controller's Error frame before a close. */
+  private connProblem: { reason?: LinkProblemReason; message: string } | undefined;
   private facts: HostFacts | undefined;
   private stopped = false;
   private readonly backoff: Backoff;
   private readonly clock: Clock;
   private readonly log: Logger;
-  private sleepTimer: NodeJS.Timeout | undefined;
   private wakeSleep: (() => void) | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private ackWaiter: { resolve: (upto: number) => void; reject: (err: Error) => void } | undefined;
@@ -101,14 +118,23 @@ export class ControllerLink {
     return s;
   }
 
-  /** Loads the enrollment (or checks a token is there to enroll with), arms the cached signed baselines, starts connecting. */
+  /**
+   * Loads the enrollment (or checks the token to enroll with: it must name the controller's signing key), checks the
+   * transport is allowed, arms the cached signed baselines, starts connecting.
+   */
   async start(): Promise<void> {
     this.creds = loadCredentials(this.opts.stateDir);
-    if (!this.creds && !this.opts.token) throw new HsError('HS_CONFIG', 'not enrolled with a controller yet: pass --token from `homeostatctl token create`');
-    if (!this.creds && this.opts.token) parseJoinToken(this.opts.token); // fail fast on a mistyped token
+    if (!this.creds) {
+      if (!this.opts.token) throw new HsError('HS_CONFIG', 'not enrolled with a controller yet: pass --token from `homeostatctl token create`');
+      this.token = parseJoinToken(this.opts.token); // fail fast on a mistyped token
+      if (this.token.format === 1) {
+        throw new HsError('HS_CONFIG', 'this join token (hsj1) does not name the controller signing key to trust; create a new one with `homeostatctl token create`');
+      }
+    }
+    checkTransport({ url: this.opts.url, insecureHttp: this.opts.insecureHttp ?? false, token: this.token, creds: this.creds });
     this.agentId = this.creds?.agentId ?? null;
     if (this.creds) {
-      this.keeper = new AssignmentKeeper(this.agent, Buffer.from(this.creds.signingPublicKey, 'base64'), this.clock, this.log);
+      this.keeper = new AssignmentKeeper(this.agent, Buffer.from(this.creds.signingPublicKey, 'base64'), this.creds.agentId, this.clock, this.log);
       this.keeper.loadCache();
     }
     this.facts = this.opts.facts ?? (await collectFacts());
@@ -121,7 +147,6 @@ export class ControllerLink {
     this.state = 'stopped';
     this.unsubscribeAudit?.();
     this.keeper?.stop();
-    if (this.sleepTimer) clearTimeout(this.sleepTimer);
     this.wakeSleep?.();
     this.conn?.close();
     this.wakeOutbox?.();
@@ -135,53 +160,80 @@ export class ControllerLink {
       agentId: this.agentId,
       enrolled: this.creds !== undefined,
       lastError: this.lastError,
+      problem: this.problem,
       enforcementPaused: this.keeper?.isPaused() ?? false,
       baselines: this.keeper?.enforcing() ?? [],
     };
   }
 
   private async run(): Promise<void> {
+    let lastMessage = '';
     while (!this.stopped) {
       this.state = 'connecting';
       const { code, reason, err } = await this.connectOnce();
       if (this.stopped) break;
       this.state = 'offline';
-      this.lastError = err?.message ?? (reason || `closed with code ${code}`);
-      if (code === 4401 || code === 4400) this.backoff.saturate();
+      const problem = this.classify(code, reason, err);
+      this.setProblem(problem);
+      if (LASTING.includes(problem.reason)) this.backoff.saturate();
       const delay = this.backoff.next();
-      this.log.warn({ code, reason: this.lastError, retryInMs: delay }, 'controller connection lost');
-      await this.sleep(delay);
+      // The same failure over and over is one warning, then debug lines: status says it for as long as it lasts.
+      const level = problem.message === lastMessage ? 'debug' : 'warn';
+      lastMessage = problem.message;
+      this.log[level]({ code, reason: problem.reason, detail: problem.message, retryInMs: delay }, 'controller connection lost');
+      await this.sleep(delay, problem.reason === 'unreachable');
     }
   }
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.wakeSleep = resolve;
-      this.sleepTimer = setTimeout(resolve, ms);
-    });
+  private classify(code: number, reason: string, err: HsError | undefined): LinkProblem {
+    const said = this.connProblem;
+    this.connProblem = undefined;
+    return classifyClose({ code, reason, err, said, agentId: this.creds?.agentId ?? null, stateDir: this.opts.stateDir, url: this.opts.url, at: this.clock.now() });
+  }
+
+  private setProblem(p: LinkProblem | null): void {
+    this.problem = p;
+    this.lastError = p?.message ?? null;
+    if (p) this.store.setMeta('link.problem', JSON.stringify(p));
+    else this.store.setMeta('link.problem', '');
+  }
+
+  /** Waits `ms`; when the controller was unreachable, probes it meanwhile and returns as soon as it answers. */
+  private async sleep(ms: number, probe: boolean): Promise<void> {
+    const wait = waitOrProbe(ms, probe ? { url: this.opts.url, everyMs: this.opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS } : null);
+    this.wakeSleep = wait.wake;
+    if ((await wait.done) === 'answered') this.log.info({ controller: this.opts.url }, 'controller answers again; reconnecting now');
+    this.wakeSleep = undefined;
   }
 
   private connectOnce(): Promise<{ code: number; reason: string; err: HsError | undefined }> {
     return new Promise((resolve) => {
-      const fingerprint = this.creds ? this.creds.tlsFingerprint : this.opts.token ? parseJoinToken(this.opts.token).fingerprint : null;
-      const conn = new Connection(
-        { url: this.opts.url, fingerprint },
-        {
-          onMessage: (msg) => {
-            this.chain = this.chain.then(() => this.handle(conn, msg)).catch((e: unknown) => {
-              this.log.error({ err: errorMessage(e) }, 'controller message failed');
-            });
+      const fingerprint = this.creds ? this.creds.tlsFingerprint : (this.token?.fingerprint ?? null);
+      let conn: Connection;
+      try {
+        conn = new Connection(
+          { url: this.opts.url, fingerprint, allowPlain: this.opts.insecureHttp ?? false },
+          {
+            onMessage: (msg) => {
+              this.chain = this.chain.then(() => this.handle(conn, msg)).catch((e: unknown) => {
+                this.log.error({ err: errorMessage(e) }, 'controller message failed');
+              });
+            },
+            onClose: (code, reason, err) => {
+              if (this.heartbeat) clearInterval(this.heartbeat);
+              this.ackWaiter?.reject(new Error('connection closed'));
+              this.ackWaiter = undefined;
+              this.wakeOutbox?.();
+              if (this.conn === conn) this.conn = undefined;
+              if (this.welcomedConn === conn) this.welcomedConn = undefined;
+              resolve({ code, reason, err });
+            },
           },
-          onClose: (code, reason, err) => {
-            if (this.heartbeat) clearInterval(this.heartbeat);
-            this.ackWaiter?.reject(new Error('connection closed'));
-            this.ackWaiter = undefined;
-            this.wakeOutbox?.();
-            if (this.conn === conn) this.conn = undefined;
-            resolve({ code, reason, err });
-          },
-        },
-      );
+        );
+      } catch (err) {
+        resolve({ code: 0, reason: '', err: err instanceof HsError ? err : new HsError('HS_CONFIG', errorMessage(err)) });
+        return;
+      }
       this.conn = conn;
       conn.onOpen(() => this.hello(conn));
     });
@@ -194,18 +246,28 @@ export class ControllerLink {
         protocolVersion: PROTOCOL_VERSION,
         agentVersion: VERSION,
         ...(this.creds ? { agentId: this.creds.agentId, credential: this.creds.credential } : { joinToken: this.opts.token ?? '' }),
-        labels: facts ? factLabels(facts, this.opts.labels) : this.opts.labels,
+        // Only what this host asks for; the controller grants what the join token allows (facts travel apart).
+        labels: this.opts.labels,
         ...(facts ? { facts } : {}),
         enforcing: this.keeper?.enforcing() ?? [],
+        held: this.keeper?.held() ?? [],
       },
     });
   }
 
   private async handle(conn: Connection, msg: ControllerMessage): Promise<void> {
     if (conn !== this.conn) return;
+    if (msg.body === 'welcome') return this.welcomed(conn, msg.welcome);
+    if (msg.body === 'error') {
+      this.lastError = `${msg.error.code}: ${msg.error.message}`;
+      // Kept for the close that usually follows, so status says what the controller said.
+      this.connProblem ??= { message: `${msg.error.code}: ${msg.error.message}`.slice(0, 500) };
+      this.log.warn({ code: msg.error.code, message: msg.error.message, retryable: msg.error.retryable }, 'controller reported an error');
+      return;
+    }
+    // Nothing is taken from a controller before it proved to be the pinned one (welcome checked).
+    if (conn !== this.welcomedConn) return;
     switch (msg.body) {
-      case 'welcome':
-        return this.welcomed(conn, msg.welcome);
       case 'assignment': {
         if (!this.keeper) return;
         const ack = await this.keeper.apply(msg.assignment);
@@ -223,33 +285,59 @@ export class ControllerLink {
         return;
       case 'decision':
         return this.decide(conn, msg.decision);
-      case 'error':
-        this.lastError = `${msg.error.code}: ${msg.error.message}`;
-        this.log.warn({ code: msg.error.code, message: msg.error.message, retryable: msg.error.retryable }, 'controller reported an error');
-        return;
     }
   }
 
+  /** Drops this connection because the controller is not the one to trust; nothing it sent is used. */
+  private refuseController(conn: Connection, reason: LinkProblemReason, message: string): void {
+    this.connProblem = { reason, message };
+    this.log.error({ reason, detail: message }, 'controller refused');
+    conn.send({ error: { code: 'HS_CONTROLLER_KEY', message, retryable: false } });
+    conn.fail(new HsError('HS_CONTROLLER_KEY', message));
+  }
+
   private async welcomed(conn: Connection, w: Welcome): Promise<void> {
-    const key = Buffer.from(w.signingPublicKey).toString('base64');
+    if (this.welcomedConn === conn) return;
+    const key = Buffer.from(w.signingPublicKey);
+    const presented = key.length === 32 ? keyIdOf(key) : '(none)';
     if (!this.creds) {
-      if (w.credential === '') throw new HsError('HS_PROTOCOL', 'enrollment answered without a credential');
-      const fingerprint = this.opts.token ? parseJoinToken(this.opts.token).fingerprint : null;
-      this.creds = { agentId: w.agentId, credential: w.credential, signingPublicKey: key, tlsFingerprint: fingerprint, controllerUrl: this.opts.url, enrolledAt: this.clock.now() };
+      const token = this.token;
+      if (!token) return;
+      // The token names the key: a controller that does not hold it gets nothing saved, whatever else it says.
+      if (key.length !== 32 || publicKeyFingerprint(key) !== token.signingKey) {
+        return this.refuseController(conn, 'key_mismatch', `the controller's signing key ${presented} is not the one the join token names: not the controller that made this token; nothing saved`);
+      }
+      if (w.credential === '' || w.agentId === '') return this.refuseController(conn, 'protocol', 'enrollment answered without an agent id and credential');
+      this.creds = {
+        agentId: w.agentId,
+        credential: w.credential,
+        signingPublicKey: key.toString('base64'),
+        tlsFingerprint: token.fingerprint,
+        insecureHttp: agentEndpoint(this.opts.url).startsWith('ws:'),
+        controllerUrl: this.opts.url,
+        enrolledAt: this.clock.now(),
+      };
       saveCredentials(this.opts.stateDir, this.creds);
-      this.keeper = new AssignmentKeeper(this.agent, Buffer.from(key, 'base64'), this.clock, this.log);
+      this.keeper = new AssignmentKeeper(this.agent, key, w.agentId, this.clock, this.log);
       this.keeper.loadCache();
-      this.log.info({ agent: w.agentId }, 'enrolled with the controller');
-    } else if (key !== this.creds.signingPublicKey) {
-      // The pinned key stays the only trust anchor; say so, so an operator sees why nothing is applied.
-      this.log.error({ presented: key }, 'controller presents a signing key other than the pinned one');
-      conn.send({ error: { code: 'HS_BASELINE_SIGNATURE', message: 'the controller signing key differs from the one pinned at enrollment', retryable: false } });
+      this.log.info({ agent: w.agentId, key: presented }, 'enrolled with the controller');
+    } else if (key.toString('base64') !== this.creds.signingPublicKey) {
+      const pinned = keyIdOf(Buffer.from(this.creds.signingPublicKey, 'base64'));
+      return this.refuseController(
+        conn,
+        'key_mismatch',
+        `the controller presents signing key ${presented}, not ${pinned} pinned at enrollment: restore the controller's signing.key from backup, or enroll this agent again (remove ${this.opts.stateDir}/controller.json, start with a new --token)`,
+      );
+    } else if (w.agentId !== this.creds.agentId) {
+      return this.refuseController(conn, 'protocol', `the controller welcomed agent ${w.agentId}, not ${this.creds.agentId}`);
     }
+    this.welcomedConn = conn;
     this.agentId = w.agentId;
     this.store.setMeta('agent.id', w.agentId);
     this.store.setMeta('controller.url', this.opts.url);
+    this.store.setMeta('link.labels', JSON.stringify(w.labels ?? {}));
     this.state = 'connected';
-    this.lastError = null;
+    this.setProblem(null);
     this.backoff.reset();
     if (w.maxMessageBytes > 0) this.maxMessageBytes = w.maxMessageBytes;
     // Events the controller already holds (sent before a crash, acknowledged too late) need not be sent again.
@@ -259,7 +347,7 @@ export class ControllerLink {
     this.heartbeat = setInterval(() => this.sendHeartbeat(conn), interval);
     this.heartbeat.unref();
     this.sendHeartbeat(conn);
-    this.log.info({ agent: w.agentId, controllerProtocol: w.protocolVersion }, 'connected to the controller');
+    this.log.info({ agent: w.agentId, controllerProtocol: w.protocolVersion, labels: w.labels }, 'connected to the controller');
     void this.pump(conn);
   }
 
@@ -330,16 +418,10 @@ export class ControllerLink {
     }
   }
 
-  /** Answers a plan request from observation only; the unsigned document is never activated. */
+  /** Answers a plan request (plans.ts); nothing is observed unless it is signed for this agent and plan. */
   private async plan(conn: Connection, req: PlanRequest): Promise<void> {
-    let result: PlanResult;
-    try {
-      const p = await this.agent.plan(materialize(decodeBaselineDoc(req.baseline)));
-      result = { planId: req.planId, ok: true, error: '', ...p };
-    } catch (err) {
-      const message = err instanceof HsError ? `${err.code}: ${err.message}` : errorMessage(err);
-      result = { planId: req.planId, ok: false, error: message, currentVersion: 0, resources: 0, changes: [] };
-    }
+    if (!this.creds) return;
+    const result = await answerPlan(this.agent, this.creds, req, this.clock.now(), this.log);
     if (this.conn === conn && conn.isOpen()) conn.send({ planResult: result });
   }
 

@@ -12,6 +12,9 @@ export type AuditEvent =
   | 'exception_expired'
   | 'baseline_activated'
   | 'baseline_rejected'
+  | 'baseline_removed'
+  | 'plan_requested'
+  | 'plan_refused'
   | 'enforcement_paused'
   | 'agent_started'
   | 'agent_stopped';

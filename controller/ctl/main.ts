@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { loadBaselineFile } from '../../lib/baseline/index.js';
 import { BaselineInvalidError, errorMessage } from '../../lib/errors.js';
 import { exitAfterOutput, guardOutput } from '../../lib/exit.js';
-import { parseLabels } from '../../lib/labels.js';
+import { parseLabelAllowance, parseLabels } from '../../lib/labels.js';
 import { versionLine } from '../../lib/version.js';
 import { ApiClient } from './client.js';
 
@@ -161,13 +161,21 @@ export function program(): Command {
     .description('the fleet')
     .action(async (_o: unknown, cmd: Command) => {
       const { api, json } = client(cmd);
-      const rows = await api.call<{ id: string; connected: boolean; labels: Record<string, string>; lastSeen: number; baselines: { name: string; version: number }[]; outboxPending: number; revokedAt: number | null }[]>('GET', '/api/v1/agents');
+      const rows = await api.call<{ id: string; connected: boolean; labels: Record<string, string>; facts: { hostname?: string } | null; lastSeen: number; baselines: { name: string; version: number }[]; outboxPending: number; revokedAt: number | null }[]>('GET', '/api/v1/agents');
       out(json, rows, () =>
         table([
           ['ID', 'HOST', 'STATE', 'LAST SEEN', 'BASELINES', 'OUTBOX'],
-          ...rows.map((a) => [a.id, a.labels.hostname ?? '-', a.revokedAt ? 'revoked' : a.connected ? 'connected' : 'offline', time(a.lastSeen), a.baselines.map((b) => `${b.name}@${b.version}`).join(',') || '-', String(a.outboxPending)]),
+          ...rows.map((a) => [a.id, a.facts?.hostname ?? '-', a.revokedAt ? 'revoked' : a.connected ? 'connected' : 'offline', time(a.lastSeen), a.baselines.map((b) => `${b.name}@${b.version}`).join(',') || '-', String(a.outboxPending)]),
         ]),
       );
+    });
+  agents
+    .command('label <id> <labels>')
+    .description("set an agent's operator labels (k=v,...; '' clears them): they win over the token's and the agent's own")
+    .action(async (id: string, labels: string, _o: unknown, cmd: Command) => {
+      const { api, json } = client(cmd);
+      const r = await api.call<{ labels: Record<string, string> }>('PUT', `/api/v1/agents/${encodeURIComponent(id)}/labels`, { labels: parseLabels(labels) });
+      out(json, r, () => `${id} labels: ${Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(',') || 'none'}`);
     });
   agents
     .command('revoke <id>')
@@ -225,13 +233,15 @@ export function program(): Command {
     .option('--ttl <duration>', 'valid for', '24h')
     .option('--max-uses <n>', 'how many agents may enroll with it')
     .option('--labels <k=v,...>', 'labels every agent enrolled with it gets')
+    .option('--allow-labels <patterns>', 'labels agents may ask for with --labels: key, key=value or key=pattern with * (e.g. role,zone=eu-*)')
     .option('--description <text>')
-    .action(async (o: { ttl: string; maxUses?: string; labels?: string; description?: string }, cmd: Command) => {
+    .action(async (o: { ttl: string; maxUses?: string; labels?: string; allowLabels?: string; description?: string }, cmd: Command) => {
       const { api, json } = client(cmd);
       const r = await api.call<{ token: string; expiresAt: number }>('POST', '/api/v1/enrollment-tokens', {
         ttl: o.ttl,
         ...(o.maxUses ? { maxUses: Number(o.maxUses) } : {}),
         ...(o.labels ? { labels: parseLabels(o.labels) } : {}),
+        ...(o.allowLabels ? { allowLabels: parseLabelAllowance(o.allowLabels) } : {}),
         ...(o.description ? { description: o.description } : {}),
       });
       out(json, r, () => `${r.token}\n(expires ${time(r.expiresAt)}; agents: homeostat-agent run --controller URL --token TOKEN)`);

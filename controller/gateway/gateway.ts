@@ -1,35 +1,57 @@
-// The agent gateway: the WebSocket endpoint at /agent, the registry of connected agents, ping/pong liveness, batched
-// liveness and acknowledgement writes, and pushing assignments and decisions to connected agents as soon as they change.
+// The agent gateway: the WebSocket endpoint at /agent with its limits on connections that have not said hello yet, the
+// registry of connected agents, ping/pong liveness, batched liveness and acknowledgement writes, and pushing assignments
+// (with signed removals), decisions and label changes to connected agents as soon as they change.
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock } from '../../lib/clock.js';
+import { errorMessage } from '../../lib/errors.js';
+import type { Labels } from '../../lib/labels.js';
 import type { Logger } from '../../lib/log.js';
-import { encodeControllerMessage, type AssignmentAck, type Convergence, type PlanResult } from '../../proto/codec.js';
+import { encodeControllerMessage, type AssignmentAck, type Convergence, type PlanResult, type SignedBaseline, type SignedDoc } from '../../proto/codec.js';
 import type { BaselineService } from '../baselines.js';
 import type { Enrollment } from '../enrollment.js';
 import type { EscalationService } from '../escalations.js';
 import type { EventIngest } from '../events.js';
 import type { ControllerMetrics } from '../metrics.js';
 import type { AgentBaselineRecord, ControllerStore } from '../store/types.js';
+import { PreAuthSlots, RateLimiter, type BucketOptions } from './limits.js';
+import { QuietLog } from './quiet-log.js';
 import { AgentSession, CLOSE } from './session.js';
 
 export interface GatewayOptions {
+  /** The largest frame of an agent whose hello was accepted. */
   maxMessageBytes: number;
   heartbeatIntervalMs: number;
   /** How often the controller pings; a connection that missed the previous pong is dropped. */
   pingIntervalMs: number;
+  /** How long a new connection has to send its hello. */
   helloTimeoutMs: number;
   /** How often heartbeats and acknowledgements are written, batched. */
   flushIntervalMs: number;
+  /** Bytes a connection may send before its hello is accepted (the hello included). */
+  preAuthBytes: number;
+  /** Connections before their hello, per source address and in total; more are turned away (HTTP 503). */
+  preAuthPerAddress: number;
+  preAuthTotal: number;
+  /** Enrollments and failed authentications per source address. */
+  attemptsPerAddress: BucketOptions;
+  /** Failed enrollments per join token (also stops guessing at one token's secret). */
+  failuresPerToken: BucketOptions;
 }
 
 export const DEFAULT_GATEWAY_OPTIONS: GatewayOptions = {
   maxMessageBytes: 8 * 1024 * 1024,
   heartbeatIntervalMs: 30_000,
   pingIntervalMs: 30_000,
-  helloTimeoutMs: 10_000,
+  helloTimeoutMs: 5_000,
   flushIntervalMs: 2_000,
+  preAuthBytes: 32 * 1024,
+  preAuthPerAddress: 32,
+  preAuthTotal: 2048,
+  attemptsPerAddress: { burst: 30, perSecond: 5 },
+  failuresPerToken: { burst: 20, perSecond: 1 },
 };
 
 /** What agents tell the controller that the rollout engine and plans follow (delivered in each agent's frame order). */
@@ -56,6 +78,9 @@ export interface GatewayDeps {
 /** What a session may use of the gateway. */
 export interface GatewayContext extends GatewayDeps {
   opts: GatewayOptions;
+  limits: { attempts: RateLimiter; tokenFailures: RateLimiter };
+  quiet: QuietLog;
+  recordLabelRefusal(who: string, remote: string, detail: string): void;
   register(s: AgentSession): void;
   unregister(s: AgentSession): void;
   sendAssignment(s: AgentSession): void;
@@ -84,6 +109,11 @@ export class AgentGateway implements GatewayContext {
   /** Connections that answered the last ping (or have not been pinged yet). */
   private readonly alive = new WeakMap<WebSocket, boolean>();
   private readonly reportListeners = new Set<(r: AgentReport) => void>();
+  readonly preAuth: PreAuthSlots;
+  readonly limits: { attempts: RateLimiter; tokenFailures: RateLimiter };
+  readonly quiet: QuietLog;
+  /** The last label refusal recorded per agent or token, so a retrying agent is recorded once per change. */
+  private readonly refusalsRecorded = new Map<string, string>();
 
   constructor(deps: GatewayDeps, opts: Partial<GatewayOptions> = {}) {
     this.opts = { ...DEFAULT_GATEWAY_OPTIONS, ...opts };
@@ -97,25 +127,67 @@ export class AgentGateway implements GatewayContext {
     this.clock = deps.clock;
     this.signingPublicKey = deps.signingPublicKey;
     this.signingKeyId = deps.signingKeyId;
+    this.preAuth = new PreAuthSlots({ perAddress: this.opts.preAuthPerAddress, total: this.opts.preAuthTotal });
+    this.limits = { attempts: new RateLimiter(this.opts.attemptsPerAddress, this.clock), tokenFailures: new RateLimiter(this.opts.failuresPerToken, this.clock) };
+    this.quiet = new QuietLog(this.log, this.clock);
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.opts.maxMessageBytes, perMessageDeflate: false, clientTracking: true });
-    this.wss.on('connection', (ws, req: IncomingMessage) => {
-      this.alive.set(ws, true);
-      ws.on('pong', () => this.alive.set(ws, true));
-      new AgentSession(this, ws, `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`);
-    });
     this.timers.push(setInterval(() => this.pingAll(), this.opts.pingIntervalMs).unref());
     this.timers.push(setInterval(() => void this.flushSeen(), this.opts.flushIntervalMs).unref());
     this.unsubscribe.push(this.baselines.onChange(() => this.pushAssignments()));
-    this.unsubscribe.push(this.escalations.onDecision((id) => void this.pushDecisions(id)));
+    this.unsubscribe.push(
+      this.escalations.onDecision((id) => {
+        this.pushDecisions(id).catch((err: unknown) => this.log.error({ agent: id, err: errorMessage(err) }, 'decision not pushed; the agent gets it at its next connection'));
+      }),
+    );
   }
 
-  /** Hands an HTTP upgrade on /agent to the WebSocket server. */
+  /**
+   * Hands an HTTP upgrade on /agent to the WebSocket server, unless too many connections from that address (or in all) have
+   * not said hello yet: those are turned away before the WebSocket handshake, with nothing buffered.
+   */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit('connection', ws, req));
+    const address = req.socket.remoteAddress ?? '?';
+    const slot = this.preAuth.acquire(address);
+    if (!slot) {
+      this.metrics.connections.inc({ result: 'busy' });
+      this.quiet.write('warn', 'busy', { remote: address, ...this.preAuth.counts() }, 'agent connection turned away: too many connections before hello');
+      socket.once('finish', () => socket.destroy());
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 10\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    socket.once('close', () => slot.release());
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.alive.set(ws, true);
+      ws.on('pong', () => this.alive.set(ws, true));
+      new AgentSession(this, ws, req.socket as Socket, slot, `${address}:${req.socket.remotePort ?? 0}`, head.length);
+    });
+  }
+
+  /** Connections that have not completed a hello: in total and from how many addresses. */
+  preAuthCounts(): { total: number; addresses: number } {
+    return this.preAuth.counts();
+  }
+
+  /** Records a refused label request in the controller's audit (once per agent or token while it stays the same). */
+  recordLabelRefusal(who: string, remote: string, detail: string): void {
+    if (this.refusalsRecorded.get(who) === detail) return;
+    if (this.refusalsRecorded.size >= 10_000) this.refusalsRecorded.clear();
+    this.refusalsRecorded.set(who, detail);
+    void this.store
+      .addControllerEvent({ time: this.clock.now(), kind: 'agent_labels_refused', rolloutId: null, baseline: null, detail: { agent: who, remote, refused: detail } })
+      .catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'label refusal not recorded'));
+  }
+
+  /** After an operator changed an agent's labels: a connected agent is selected by the new ones at once. */
+  relabel(agentId: string, labels: Labels): void {
+    const s = this.sessions.get(agentId);
+    if (!s) return;
+    s.labels = labels;
+    this.sendAssignment(s);
   }
 
   register(s: AgentSession): void {
-    if (s.agentId === null) return;
+    if (s.agentId === null || s.isClosed) return;
     const old = this.sessions.get(s.agentId);
     // One connection per agent: the newest wins (the old one is likely half-dead after a network change).
     if (old && old !== s) old.ws.close(CLOSE.replaced, 'replaced by a newer connection');
@@ -157,15 +229,47 @@ export class AgentGateway implements GatewayContext {
     return this.sessions.get(agentId);
   }
 
+  /**
+   * Sends an agent its assignment when it changed. From protocol 3 on, a baseline it may hold and is no longer assigned
+   * gets a removal signed for it, and a document issued before the agent's removal of that name is issued again (the agent
+   * accepts nothing older than a removal). Frames without such per-agent parts are shared between agents.
+   */
   sendAssignment(s: AgentSession, frames?: Map<string, Uint8Array>): void {
-    const { baselines, key } = this.baselines.assignmentFor(s.labels, s.agentId);
+    if (s.agentId === null || s.isClosed) return;
+    const a = this.baselines.assignmentFor(s.labels, s.agentId);
+    const baselines: SignedBaseline[] = [...a.baselines];
+    const issued = a.records.map((r) => r.issuedAt);
+    const removals: SignedDoc[] = [];
+    const own: string[] = [];
+    if (s.protocolVersion >= 3) {
+      a.records.forEach((r, i) => {
+        const h = s.held.get(r.name);
+        if (!h?.removed || r.issuedAt > h.issuedAt) return;
+        const again = this.baselines.reissue(r, h.issuedAt);
+        baselines[i] = { payload: again.payload, signature: again.signature, keyId: again.keyId };
+        issued[i] = again.issuedAt;
+        own.push(`${r.name}@${again.version}/${again.issuedAt}`);
+      });
+      const assigned = new Set(a.names);
+      for (const name of assigned) s.removals.delete(name);
+      for (const name of s.mayHold) {
+        if (assigned.has(name)) continue;
+        const r = s.removals.get(name) ?? this.baselines.signRemoval(s.agentId, name, s.held.get(name)?.version ?? 0);
+        s.removals.set(name, r);
+        removals.push(r.signed);
+        own.push(`-${name}/${r.issuedAt}`);
+      }
+    }
+    const key = own.length > 0 ? `${a.key}|${own.join(',')}` : a.key;
     if (key === s.assignmentKey) return;
-    let frame = frames?.get(key);
+    let frame = own.length === 0 ? frames?.get(key) : undefined;
     if (!frame) {
-      frame = encodeControllerMessage({ assignment: { baselines } });
-      frames?.set(key, frame);
+      frame = encodeControllerMessage({ assignment: { baselines, removals } });
+      if (own.length === 0) frames?.set(key, frame);
     }
     s.assignmentKey = key;
+    s.sent = new Map(a.names.map((name, i) => [name, issued[i] ?? 0]));
+    for (const name of a.names) s.mayHold.add(name);
     s.sendFrame(frame);
     this.metrics.assignmentsSent.inc();
   }
@@ -179,7 +283,9 @@ export class AgentGateway implements GatewayContext {
   async pushDecisions(agentId: string): Promise<void> {
     const s = this.sessions.get(agentId);
     if (!s) return;
-    for (const d of await this.escalations.pending(agentId)) {
+    const pending = await this.escalations.pending(agentId);
+    if (s.isClosed) return;
+    for (const d of pending) {
       if (d.decisionPayload && d.decisionSignature) s.send({ decision: { payload: d.decisionPayload, signature: d.decisionSignature, keyId: this.signingKeyId } });
     }
   }

@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { HsError, errorMessage } from '../../lib/errors.js';
 import type { ApiContext } from './context.js';
 import { Router, statusOf, type ApiRequest, type ApiResponse } from './router.js';
+import { agentLabelRoutes } from './routes/agent-labels.js';
 import { agentRoutes } from './routes/agents.js';
 import { baselineRoutes } from './routes/baselines.js';
 import { dashboardRoutes } from './routes/dashboard.js';
@@ -55,6 +56,7 @@ export function createApp(ctx: ApiContext): App {
     ...rolloutRoutes(ctx),
     ...planRoutes(ctx),
     ...agentRoutes(ctx),
+    ...agentLabelRoutes(ctx),
     ...eventRoutes(ctx),
     ...escalationRoutes(ctx),
     ...enrollmentTokenRoutes(ctx),

@@ -22,7 +22,7 @@ import type {
   TargetRecord,
 } from './types.js';
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -83,6 +83,18 @@ const MIGRATIONS: Record<number, string> = {
       id INTEGER PRIMARY KEY AUTOINCREMENT, baseline TEXT NOT NULL, version INTEGER NOT NULL, created_at INTEGER NOT NULL,
       state TEXT NOT NULL, result TEXT NOT NULL);
   `,
+  // Trusted labels: what a token lets agents ask for, and each agent's labels by source. Agents enrolled before keep the
+  // labels they had, as operator labels (review them with GET /api/v1/agents).
+  3: `
+    ALTER TABLE join_tokens ADD COLUMN allow_labels TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE agents ADD COLUMN token_labels TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE agents ADD COLUMN allow_labels TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE agents ADD COLUMN requested_labels TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE agents ADD COLUMN operator_labels TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX agents_revoked_by_token ON agents (token_id) WHERE revoked_at IS NOT NULL;
+    UPDATE agents SET operator_labels = labels,
+      token_labels = COALESCE((SELECT t.labels FROM join_tokens t WHERE t.id = agents.token_id), '{}');
+  `,
 };
 
 type Row = Record<string, unknown>;
@@ -103,6 +115,7 @@ function tokenFromRow(r: Row): JoinTokenRecord {
     maxUses: optNum(r.max_uses),
     uses: num(r.uses),
     labels: json(r.labels, {}),
+    allowLabels: json(r.allow_labels, []),
     description: str(r.description),
   };
 }
@@ -114,6 +127,10 @@ function agentFromRow(r: Row): AgentRecord {
     enrolledAt: num(r.enrolled_at),
     tokenId: str(r.token_id),
     labels: json(r.labels, {}),
+    tokenLabels: json(r.token_labels, {}),
+    allowLabels: json(r.allow_labels, []),
+    requestedLabels: json(r.requested_labels, {}),
+    operatorLabels: json(r.operator_labels, {}),
     facts: json(r.facts, null),
     protocolVersion: num(r.protocol_version),
     agentVersion: str(r.agent_version),
@@ -255,8 +272,8 @@ export class SqliteControllerStore implements ControllerStore {
 
   async putJoinToken(t: JoinTokenRecord): Promise<void> {
     this.db
-      .prepare('INSERT INTO join_tokens (id, secret_hash, created_at, expires_at, max_uses, uses, labels, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(t.id, t.secretHash, t.createdAt, t.expiresAt, t.maxUses, t.uses, JSON.stringify(t.labels), t.description);
+      .prepare('INSERT INTO join_tokens (id, secret_hash, created_at, expires_at, max_uses, uses, labels, allow_labels, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(t.id, t.secretHash, t.createdAt, t.expiresAt, t.maxUses, t.uses, JSON.stringify(t.labels), JSON.stringify(t.allowLabels), t.description);
   }
 
   async getJoinToken(id: string): Promise<JoinTokenRecord | undefined> {
@@ -283,7 +300,8 @@ export class SqliteControllerStore implements ControllerStore {
     this.db
       .prepare(
         `INSERT INTO agents (id, credential_hash, enrolled_at, token_id, labels, facts, protocol_version, agent_version, last_seen, revoked_at,
-           outbox_pending, outbox_dropped, enforcement_paused, last_event_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           outbox_pending, outbox_dropped, enforcement_paused, last_event_seq, token_labels, allow_labels, requested_labels, operator_labels)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         a.id,
@@ -300,6 +318,10 @@ export class SqliteControllerStore implements ControllerStore {
         a.outboxDropped,
         a.enforcementPaused ? 1 : 0,
         a.lastEventSeq,
+        JSON.stringify(a.tokenLabels),
+        JSON.stringify(a.allowLabels),
+        JSON.stringify(a.requestedLabels),
+        JSON.stringify(a.operatorLabels),
       );
   }
 
@@ -314,8 +336,12 @@ export class SqliteControllerStore implements ControllerStore {
 
   async updateAgentHello(id: string, h: Parameters<ControllerStore['updateAgentHello']>[1]): Promise<void> {
     this.db
-      .prepare('UPDATE agents SET labels = ?, facts = ?, protocol_version = ?, agent_version = ?, last_seen = ? WHERE id = ?')
-      .run(JSON.stringify(h.labels), h.facts === null ? null : JSON.stringify(h.facts), h.protocolVersion, h.agentVersion, h.lastSeen, id);
+      .prepare('UPDATE agents SET labels = ?, requested_labels = ?, facts = ?, protocol_version = ?, agent_version = ?, last_seen = ? WHERE id = ?')
+      .run(JSON.stringify(h.labels), JSON.stringify(h.requestedLabels), h.facts === null ? null : JSON.stringify(h.facts), h.protocolVersion, h.agentVersion, h.lastSeen, id);
+  }
+
+  async setAgentOperatorLabels(id: string, operatorLabels: Parameters<ControllerStore['setAgentOperatorLabels']>[1], labels: Parameters<ControllerStore['setAgentOperatorLabels']>[2]): Promise<void> {
+    this.db.prepare('UPDATE agents SET operator_labels = ?, labels = ? WHERE id = ?').run(JSON.stringify(operatorLabels), JSON.stringify(labels), id);
   }
 
   async updateAgentsSeen(rows: Parameters<ControllerStore['updateAgentsSeen']>[0]): Promise<void> {
@@ -323,6 +349,11 @@ export class SqliteControllerStore implements ControllerStore {
     this.db.transaction(() => {
       for (const r of rows) stmt.run(r.lastSeen, r.outboxPending, r.outboxDropped, r.enforcementPaused ? 1 : 0, r.id);
     })();
+  }
+
+  async revokedAgentOfToken(tokenId: string): Promise<string | undefined> {
+    const r = this.db.prepare('SELECT id FROM agents WHERE token_id = ? AND revoked_at IS NOT NULL LIMIT 1').get(tokenId) as Row | undefined;
+    return r ? str(r.id) : undefined;
   }
 
   async revokeAgent(id: string, at: number): Promise<boolean> {

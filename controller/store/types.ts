@@ -10,8 +10,10 @@ export interface JoinTokenRecord {
   expiresAt: number;
   maxUses: number | null;
   uses: number;
-  /** Labels every agent enrolled with this token gets (its own labels win on conflict). */
+  /** Labels every agent enrolled with this token gets; an agent cannot ask for another value of these keys. */
   labels: Labels;
+  /** What an agent enrolled with it may ask for: `key=*`, `key=value` or `key=pattern` (lib/labels.ts). */
+  allowLabels: string[];
   description: string;
 }
 
@@ -20,7 +22,15 @@ export interface AgentRecord {
   credentialHash: string;
   enrolledAt: number;
   tokenId: string;
+  /** The labels selectors, canaries and plans match: trusted ones only (token, granted requests and facts, operator). */
   labels: Labels;
+  /** The join token's labels and allowance, as they were at enrollment (deleting the token changes neither). */
+  tokenLabels: Labels;
+  allowLabels: string[];
+  /** What the agent last asked for in its hello (granted or not). */
+  requestedLabels: Labels;
+  /** Set by an operator through the API; they win over every other source. */
+  operatorLabels: Labels;
   facts: HostFacts | null;
   protocolVersion: number;
   agentVersion: string;
@@ -224,10 +234,14 @@ export interface ControllerStore {
   putAgent(a: AgentRecord): Promise<void>;
   getAgent(id: string): Promise<AgentRecord | undefined>;
   listAgents(): Promise<AgentRecord[]>;
-  updateAgentHello(id: string, h: { labels: Labels; facts: HostFacts | null; protocolVersion: number; agentVersion: string; lastSeen: number }): Promise<void>;
+  updateAgentHello(id: string, h: { labels: Labels; requestedLabels: Labels; facts: HostFacts | null; protocolVersion: number; agentVersion: string; lastSeen: number }): Promise<void>;
+  /** An operator's labels for one agent, with the trusted labels they result in. */
+  setAgentOperatorLabels(id: string, operatorLabels: Labels, labels: Labels): Promise<void>;
   /** Batched liveness updates (heartbeats of many agents in one write). */
   updateAgentsSeen(rows: { id: string; lastSeen: number; outboxPending: number; outboxDropped: number; enforcementPaused: boolean }[]): Promise<void>;
   revokeAgent(id: string, at: number): Promise<boolean>;
+  /** An agent enrolled with this join token and since revoked, if any. */
+  revokedAgentOfToken(tokenId: string): Promise<string | undefined>;
   /** Replaces each listed agent's acknowledged set (many agents in one write). */
   setAgentBaselines(updates: { agentId: string; rows: AgentBaselineRecord[] }[]): Promise<void>;
   listAgentBaselines(agentId?: string): Promise<AgentBaselineRecord[]>;

@@ -86,7 +86,7 @@ describe('e2e: controller with three hosts', function () {
     mkdirSync(MANAGED, { recursive: true });
     ctl = await start();
     port = ctl.port;
-    token = (await api<{ token: string }>('POST', '/api/v1/enrollment-tokens', { ttl: '1h' })).token;
+    token = (await api<{ token: string }>('POST', '/api/v1/enrollment-tokens', { ttl: '1h', allowLabels: ['role'] })).token;
     const roles = ['web', 'web', 'db'];
     for (let i = 0; i < roles.length; i++) {
       const ns = await Netns.create(`c${i + 1}`, { veth: { hostAddress: `${SUBNET}.${4 * i + 1}/30`, nsAddress: `${SUBNET}.${4 * i + 2}/30` } });
@@ -199,8 +199,10 @@ describe('e2e: controller with three hosts', function () {
   it('a tampered signature and a baseline from an unknown key are refused and reported', async () => {
     const realTarget = ctl.core.baselines.target('web');
     assert.ok(realTarget);
+    const publicKey = ctl.core.signingKey.publicKey;
     await ctl.stop();
-    // A rogue endpoint on the controller's address, even holding its TLS key: all it lacks is the signing key.
+    // A rogue endpoint on the controller's address, even holding its TLS key and presenting the controller's public signing
+    // key in its welcome: all it lacks is the private signing key.
     const dataDir = path.join(tmp.dir, 'controller');
     const server: Server = createHttpsServer({ cert: readFileSync(path.join(dataDir, 'tls.crt')), key: readFileSync(path.join(dataDir, 'tls.key')) });
     const wss = new WebSocketServer({ server, path: '/agent' });
@@ -215,7 +217,7 @@ describe('e2e: controller with three hosts', function () {
         if (!m) return;
         received.push(m);
         if (m.body !== 'hello') return;
-        ws.send(encodeControllerMessage({ welcome: { protocolVersion: 1, agentId: m.hello.agentId, signingPublicKey: rogue.publicKey, heartbeatIntervalMs: 1000 } }));
+        ws.send(encodeControllerMessage({ welcome: { protocolVersion: 1, agentId: m.hello.agentId, signingPublicKey: publicKey, heartbeatIntervalMs: 1000 } }));
         ws.send(
           encodeControllerMessage({
             assignment: {

@@ -116,7 +116,7 @@ describe('e2e: staged rollouts on five hosts', function () {
       adminToken: ADMIN,
       gateway: { heartbeatIntervalMs: 1000, pingIntervalMs: 1000, maxMessageBytes: 1024 * 1024 },
     });
-    const token = (await api<{ token: string }>('POST', '/api/v1/enrollment-tokens', { ttl: '1h' })).token;
+    const token = (await api<{ token: string }>('POST', '/api/v1/enrollment-tokens', { ttl: '1h', allowLabels: ['role=app', 'canary=yes'] })).token;
     for (let i = 0; i < HOSTS; i++) {
       const ns = await Netns.create(`r${i + 1}`, { veth: { hostAddress: `${SUBNET}.${4 * i + 1}/30`, nsAddress: `${SUBNET}.${4 * i + 2}/30` } });
       const root = path.join(tmp.dir, `h${i + 1}`, 'root');

@@ -132,10 +132,10 @@ describe('controller API (app factory, no socket)', () => {
   });
 
   it('issues expiring, bounded enrollment tokens carrying the certificate fingerprint, stored hashed', async () => {
-    const res = await call('POST', '/api/v1/enrollment-tokens', { ttl: '1h', maxUses: 1, labels: { zone: 'a' } });
+    const res = await call('POST', '/api/v1/enrollment-tokens', { ttl: '1h', maxUses: 1, labels: { zone: 'a' }, allowLabels: ['role'] });
     assert.equal(res.status, 201);
     const { token } = res.json<{ token: string }>();
-    assert.match(token, /^hsj1\.[0-9a-f]+\.[A-Za-z0-9_-]+\.FP$/);
+    assert.match(token, /^hsj2\.[0-9a-f]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}\.FP$/);
     const listed = (await call('GET', '/api/v1/enrollment-tokens')).text();
     assert.ok(!listed.includes(token.split('.')[2] ?? '-'), 'the secret is never listed');
     const { agent } = await core.enrollment.enroll(token, { labels: { role: 'web' }, protocolVersion: 1, agentVersion: 't' });

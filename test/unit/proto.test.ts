@@ -12,10 +12,14 @@ import {
   decodeBaselineDoc,
   decodeControllerMessage,
   decodeDecisionDoc,
+  decodePlanDoc,
+  decodeRemovalDoc,
   encodeAgentMessage,
   encodeBaselineDoc,
   encodeControllerMessage,
   encodeDecisionDoc,
+  encodePlanDoc,
+  encodeRemovalDoc,
 } from '../../proto/codec.js';
 import { protoSourceDir, schemaModule } from '../../proto/generate.js';
 import { PROTO_TEXT } from '../../proto/schema.js';
@@ -72,6 +76,28 @@ describe('proto: wire contract', () => {
     const m = decodeControllerMessage(encodeControllerMessage({ eventAck: { uptoSeq: 42 } }));
     assert.ok(m && m.body === 'eventAck');
     assert.equal(m.eventAck.uptoSeq, 42);
+  });
+
+  it('round-trips what protocol 3 added: held issue times, signed removals and plans, trusted labels', () => {
+    const hello = decodeAgentMessage(encodeAgentMessage({ hello: { protocolVersion: 3, held: [{ name: 'web', version: 4, issuedAt: 2 ** 41, removed: true }] } }));
+    assert.ok(hello && hello.body === 'hello');
+    assert.deepEqual(hello.hello.held, [{ name: 'web', version: 4, issuedAt: 2 ** 41, removed: true }]);
+    const ack = decodeAgentMessage(encodeAgentMessage({ assignmentAck: { enforcing: [], rejected: [], held: [{ name: 'x', version: 1, issuedAt: 5, removed: false }] } }));
+    assert.ok(ack && ack.body === 'assignmentAck' && ack.assignmentAck.held[0]?.issuedAt === 5);
+    const removal = { agentId: 'ag-1', name: 'web', version: 3, issuedAt: 2 ** 42 };
+    assert.deepEqual(decodeRemovalDoc(encodeRemovalDoc(removal)), removal);
+    const plan = { planId: '9', agentId: 'ag-1', baseline: Buffer.from([1, 2, 3]), issuedAt: 10, expiresAt: 20, requestedBy: 'op' };
+    const back = decodePlanDoc(encodePlanDoc(plan));
+    assert.deepEqual({ ...back, baseline: Buffer.from(back.baseline) }, plan);
+    const signed = { payload: Buffer.from([9]), signature: Buffer.from([8]), keyId: 'k' };
+    const a = decodeControllerMessage(encodeControllerMessage({ assignment: { baselines: [], removals: [signed] } }));
+    assert.ok(a && a.body === 'assignment' && a.assignment.removals.length === 1 && a.assignment.removals[0]?.keyId === 'k');
+    const p = decodeControllerMessage(encodeControllerMessage({ planRequest: { planId: '9', signed } }));
+    assert.ok(p && p.body === 'planRequest' && p.planRequest.signed?.keyId === 'k' && p.planRequest.baseline.length === 0);
+    const unsigned = decodeControllerMessage(encodeControllerMessage({ planRequest: { planId: '9', baseline: Buffer.from([1]) } }));
+    assert.ok(unsigned && unsigned.body === 'planRequest' && unsigned.planRequest.signed === null, 'an unsigned request decodes with signed = null');
+    const w = decodeControllerMessage(encodeControllerMessage({ welcome: { agentId: 'ag-1', labels: { role: 'web' } } }));
+    assert.ok(w && w.body === 'welcome' && w.welcome.labels.role === 'web');
   });
 
   it('refuses a malformed frame with HS_PROTOCOL', () => {
