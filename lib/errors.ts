@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   HS_AUTH: 'missing, wrong, expired or revoked credentials',
   HS_NOT_FOUND: 'an API object that does not exist',
   HS_CONFLICT: 'an API request that conflicts with current state',
+  HS_TOO_LARGE: 'a request body or field over its size limit',
+  HS_RATE_LIMITED: 'too many requests or connections from one client',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

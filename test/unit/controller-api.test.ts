@@ -107,6 +107,7 @@ describe('controller API (app factory, no socket)', () => {
   });
 
   it('opens one escalation per agent and resource, and signs the operator decision', async () => {
+    await call('POST', '/api/v1/baselines', { yaml: yaml('b', 'x').replace('/srv/app/motd', '/etc/ssh') });
     const t = await core.enrollment.createToken();
     const { agent } = await core.enrollment.enroll(t.token, { labels: {}, protocolVersion: 1, agentVersion: 't' });
     const ev = (seq: number, event: string) => ({ seq, time: seq, resource: 'file:/etc/ssh', event, trigger: 'watch', baseline: 'b', version: 1, observed: null, desired: null, diff: null, detail: 'd', prevHash: '', hash: '' });
