@@ -100,6 +100,11 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     const socket = ws ? wsSockets.get(ws) : undefined;
     if (socket) guard.authenticated(socket);
   });
+  // CONNECT is no method of this API (node would drop the connection without a word).
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => socket.destroy());
+    socket.end('HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // Once upgraded, the socket is no longer the HTTP server's: its errors are ours until the gateway takes it.
     socket.on('error', () => socket.destroy());

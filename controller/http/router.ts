@@ -65,10 +65,12 @@ export function json(status: number, body: unknown): ApiResponse {
 }
 
 /**
- * The request body as JSON (an empty body is `{}`); HS_CONFIG when it is not JSON or carries `__proto__` or
- * `constructor.prototype` keys, which could otherwise reach inherited properties of the objects built from it.
+ * The request body as a JSON object (an empty body is `{}`); HS_CONFIG when it is not JSON, not an object, or carries
+ * `__proto__` or `constructor.prototype` keys, which could otherwise reach inherited properties of objects built from it.
  */
 export function jsonBody<T>(req: ApiRequest): T {
   if (req.body.length === 0) return {} as T;
-  return parseJsonBody(req.body) as T;
+  const v = parseJsonBody(req.body);
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new HsError('HS_CONFIG', 'the request body must be a JSON object');
+  return v as T;
 }
