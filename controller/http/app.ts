@@ -77,11 +77,11 @@ function hasBody(req: FastifyRequest): boolean {
 }
 
 /**
- * Answers with an error. A request whose body was not read is answered with `Connection: close`, so nobody can keep
- * a socket streaming a body the controller will never look at.
+ * Answers with an error. A request whose body was not (completely) read is answered with `Connection: close`: after an
+ * answer no timeout covers the rest of a body, so the socket would otherwise stay with whoever keeps it streaming.
  */
 function refuse(reply: FastifyReply, e: HsError, close: boolean, status = statusOf(e)): FastifyReply {
-  if (close) reply.header('connection', 'close');
+  if (close || !reply.request.raw.complete) reply.header('connection', 'close');
   return reply.code(status).type('application/json; charset=utf-8').send(errorBody(e));
 }
 

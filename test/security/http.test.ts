@@ -280,6 +280,13 @@ describe('HTTP edge against hostile clients (real sockets)', function () {
       assert.equal(limited.status, 429);
       assert.equal(((await limited.json()) as ErrorBody).error.code, 'HS_RATE_LIMITED');
       assert.ok(Number(limited.headers.get('retry-after')) > 0);
+      // Refused before its body was read: the connection goes too, or nothing would ever time out the rest of the body.
+      const stalled = await connect();
+      stalled.socket.write('POST /api/v1/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"tok');
+      const r = await stalled.response();
+      assert.equal(r.status, 429);
+      assert.match(r.head, /\r\nconnection: close/i);
+      await stalled.closed();
     });
 
     it('sets a Secure session cookie over TLS', async () => {
