@@ -20,6 +20,8 @@ export interface HttpLimits extends ConnectionLimits {
   requestTimeoutMs: number;
   /** An idle keep-alive connection between requests. */
   keepAliveTimeoutMs: number;
+  /** An agent connection (upgraded to a websocket) that has not completed its hello by then is closed. */
+  upgradeAuthTimeoutMs: number;
   maxHeaderBytes: number;
 }
 
@@ -29,6 +31,7 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
   keepAliveTimeoutMs: 10_000,
+  upgradeAuthTimeoutMs: 15_000,
   maxHeaderBytes: 8192,
 };
 
@@ -114,6 +117,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
         return;
       }
+      // The gateway's own hello timeout closes politely (and may wait for the peer's close frame); this one does not wait.
+      guard.deadline(req.socket, limits.upgradeAuthTimeoutMs);
       core.gateway.handleUpgrade(req, socket, head);
     } catch (err) {
       core.metrics.httpClientErrors.inc({ status: '400' });

@@ -12,7 +12,7 @@ export interface ConnectionLimits {
 
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { perAddress: 64, unauthenticated: 1024 };
 
-export type RefusedReason = 'per_address' | 'total';
+export type RefusedReason = 'per_address' | 'total' | 'timeout';
 
 /** The source a limit is counted against: an IPv4 address (also when IPv4-mapped), or the /64 of an IPv6 one. */
 export function sourceOf(address: string): string {
@@ -59,6 +59,19 @@ export class ConnectionGuard {
     this.bySource.set(source, n + 1);
     this.onCount(this.pending.size);
     socket.once('close', () => this.release(key));
+  }
+
+  /** Closes the connection if it has not shown a credential within `ms` (an upgraded socket no HTTP timeout covers). */
+  deadline(socket: Socket, ms: number): void {
+    const key = keyOf(socket);
+    if (key === undefined || !this.pending.has(key)) return;
+    const timer = setTimeout(() => {
+      if (this.pending.has(key)) {
+        this.onRefused('timeout');
+        socket.destroy();
+      }
+    }, ms).unref();
+    socket.once('close', () => clearTimeout(timer));
   }
 
   /** The connection showed a credential: it no longer counts against the limits. */

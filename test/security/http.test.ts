@@ -194,6 +194,14 @@ describe('HTTP edge against hostile clients (real sockets)', function () {
       ws.close();
     });
 
+    it('closes an agent connection that upgraded but never completes its hello', async () => {
+      const c = await start({ gateway: { helloTimeoutMs: 60_000 }, limits: { upgradeAuthTimeoutMs: 300 } });
+      const ws = await connect();
+      ws.socket.write('GET /agent HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+      assert.match(await ws.closed(5000), /^HTTP\/1\.1 101 /);
+      await waitFor(() => c.unauthenticatedConnections() === 0, 5000, 'released');
+    });
+
     it('closes a TCP connection that never starts its TLS handshake', async () => {
       await start({ insecureHttp: false, limits: { handshakeTimeoutMs: 300 } });
       const c = await connect();
