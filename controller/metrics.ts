@@ -20,7 +20,7 @@ export class ControllerMetrics {
   readonly baselineRejections = new Counter({ name: 'homeostat_baseline_rejections_total', help: 'Baselines agents refused, by code', labelNames: ['code'], registers: [this.registry] });
   readonly httpRequests = new Counter({ name: 'homeostat_http_requests_total', help: 'API requests by route pattern and status', labelNames: ['route', 'status'], registers: [this.registry] });
   readonly httpClientErrors = new Counter({ name: 'homeostat_http_client_errors_total', help: 'Connections closed before routing: malformed requests (400), timeouts (408), oversized headers (431)', labelNames: ['status'], registers: [this.registry] });
-  readonly connectionsRefused = new Counter({ name: 'homeostat_connections_refused_total', help: 'Connections closed by the pre-authentication limits: per address, in total, or an agent connection without a hello in time (timeout)', labelNames: ['reason'], registers: [this.registry] });
+  readonly connectionsRefused = new Counter({ name: 'homeostat_connections_refused_total', help: 'Connections closed by the pre-authentication limits: per address, in total, the oldest stalled one making room for a new one (evicted), or an agent connection without a hello in time (timeout)', labelNames: ['reason'], registers: [this.registry] });
   readonly connectionsUnauthenticated = new Gauge({ name: 'homeostat_connections_unauthenticated', help: 'Open connections that have not yet shown an operator or agent credential', registers: [this.registry] });
 
   constructor() {

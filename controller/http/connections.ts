@@ -1,18 +1,22 @@
 // Pre-authentication connection limits: how many connections one address (an IPv6 /64) and all addresses together may
-// hold before showing a credential. A connection past a limit is closed as it is accepted, before TLS or HTTP parsing;
-// one that presents the operator token or completes an agent hello is no longer counted.
+// hold before showing a credential. A connection past its address's limit is closed as it is accepted, before TLS or HTTP
+// parsing. When all addresses together are at the limit, a new connection takes the place of the oldest one if that one
+// has waited long enough to be a stalled one (a real client shows its credential within milliseconds); otherwise it is
+// closed. A connection that presents the operator token or completes an agent hello is no longer counted.
 import { isIPv6, type Socket } from 'node:net';
 
 export interface ConnectionLimits {
   /** Unauthenticated connections one source address (IPv4 address, or IPv6 /64) may hold. */
   perAddress: number;
-  /** Unauthenticated connections all sources together may hold. */
+  /** Unauthenticated connections all sources together may hold (each TLS one costs the process 40-90 KB). */
   unauthenticated: number;
+  /** At the total limit, the oldest unauthenticated connection gives way to a new one once it has waited this long. */
+  evictAfterMs: number;
 }
 
-export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { perAddress: 64, unauthenticated: 1024 };
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { perAddress: 64, unauthenticated: 512, evictAfterMs: 1000 };
 
-export type RefusedReason = 'per_address' | 'total' | 'timeout';
+export type RefusedReason = 'per_address' | 'total' | 'evicted' | 'timeout';
 
 /** The source a limit is counted against: an IPv4 address (also when IPv4-mapped), or the /64 of an IPv6 one. */
 export function sourceOf(address: string): string {
@@ -33,7 +37,7 @@ const keyOf = (s: Socket): string | undefined => (s.remoteAddress === undefined 
 
 export class ConnectionGuard {
   /** Open unauthenticated connections by address|port (the same for a TLS socket and the TCP socket under it). */
-  private readonly pending = new Map<string, { source: string; socket: Socket }>();
+  private readonly pending = new Map<string, { source: string; socket: Socket; at: number }>();
   private readonly bySource = new Map<string, number>();
   onRefused: (reason: RefusedReason) => void = () => undefined;
   onCount: (unauthenticated: number) => void = () => undefined;
@@ -49,16 +53,24 @@ export class ConnectionGuard {
     }
     const source = sourceOf(socket.remoteAddress);
     const n = this.bySource.get(source) ?? 0;
-    const refused: RefusedReason | undefined = n >= this.limits.perAddress ? 'per_address' : this.pending.size >= this.limits.unauthenticated ? 'total' : undefined;
-    if (refused) {
-      this.onRefused(refused);
-      socket.destroy();
-      return;
+    const now = performance.now();
+    if (n >= this.limits.perAddress) return this.refuse(socket, 'per_address');
+    if (this.pending.size >= this.limits.unauthenticated) {
+      // Insertion order: the first entry is the oldest.
+      const oldest = this.pending.entries().next().value;
+      if (!oldest || now - oldest[1].at < this.limits.evictAfterMs) return this.refuse(socket, 'total');
+      this.release(oldest[0]);
+      this.refuse(oldest[1].socket, 'evicted');
     }
-    this.pending.set(key, { source, socket });
+    this.pending.set(key, { source, socket, at: now });
     this.bySource.set(source, n + 1);
     this.onCount(this.pending.size);
     socket.once('close', () => this.release(key));
+  }
+
+  private refuse(socket: Socket, reason: RefusedReason): void {
+    this.onRefused(reason);
+    socket.destroy();
   }
 
   /** Closes the connection if it has not shown a credential within `ms` (an upgraded socket no HTTP timeout covers). */

@@ -148,12 +148,24 @@ describe('HTTP edge against hostile clients (real sockets)', function () {
     });
 
     it('caps unauthenticated connections from all addresses together', async () => {
-      const c = await start({ limits: { perAddress: 10, unauthenticated: 4 } });
+      const c = await start({ limits: { perAddress: 10, unauthenticated: 4, evictAfterMs: 60_000 } });
       for (let i = 2; i <= 5; i++) await connect(`127.0.0.${i}`);
       await waitFor(() => c.unauthenticatedConnections() === 4, 5000, 'four counted');
       const fifth = await connect('127.0.0.6');
       assert.equal(await fifth.closed(), '');
       assert.match(await metrics(), /homeostat_connections_refused_total\{reason="total"\} [1-9]/);
+    });
+
+    it('at the total cap, lets a new connection take the place of the oldest stalled one', async () => {
+      const c = await start({ limits: { perAddress: 10, unauthenticated: 2, evictAfterMs: 0 } });
+      const stalled = await connect('127.0.0.2');
+      await connect('127.0.0.3');
+      await waitFor(() => c.unauthenticatedConnections() === 2, 5000, 'two counted');
+      const operator = await connect('127.0.0.4');
+      assert.equal(await stalled.closed(), '', 'the oldest gave way');
+      operator.socket.write(`GET /api/v1/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN}\r\n\r\n`);
+      assert.equal((await operator.response()).status, 200, 'the newcomer is served');
+      assert.match(await metrics(), /homeostat_connections_refused_total\{reason="evicted"\} 1/);
     });
 
     it('stops counting a connection once it made an authenticated request', async () => {
