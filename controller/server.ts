@@ -74,7 +74,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   const guard = new ConnectionGuard(limits);
   const serverOptions: ServerOptions = {
     maxHeaderSize: limits.maxHeaderBytes,
-    headersTimeout: limits.headersTimeoutMs,
+    // node refuses a header timeout longer than the request timeout.
+    headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     // Timeouts are checked this often; Node's default (30 s) would let a silent connection live three times its timeout.

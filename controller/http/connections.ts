@@ -12,9 +12,11 @@ export interface ConnectionLimits {
   unauthenticated: number;
   /** At the total limit, the oldest unauthenticated connection gives way to a new one once it has waited this long. */
   evictAfterMs: number;
+  /** No connection stays unauthenticated longer, whatever it is doing (a backstop behind every HTTP and TLS timeout). */
+  maxAgeMs: number;
 }
 
-export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { perAddress: 64, unauthenticated: 512, evictAfterMs: 1000 };
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { perAddress: 64, unauthenticated: 512, evictAfterMs: 1000, maxAgeMs: 40_000 };
 
 export type RefusedReason = 'per_address' | 'total' | 'evicted' | 'timeout';
 
@@ -42,7 +44,21 @@ export class ConnectionGuard {
   onRefused: (reason: RefusedReason) => void = () => undefined;
   onCount: (unauthenticated: number) => void = () => undefined;
 
-  constructor(private readonly limits: ConnectionLimits) {}
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(private readonly limits: ConnectionLimits) {
+    this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, Math.floor(limits.maxAgeMs / 4)))).unref();
+  }
+
+  /** Closes the connections past their maximum age (oldest first: insertion order is age order). */
+  private sweep(): void {
+    const limit = performance.now() - this.limits.maxAgeMs;
+    for (const [key, p] of this.pending) {
+      if (p.at > limit) break;
+      this.release(key);
+      this.refuse(p.socket, 'timeout');
+    }
+  }
 
   /** Counts a new TCP connection, or closes it at once when a limit is reached. */
   admit(socket: Socket): void {
@@ -98,6 +114,7 @@ export class ConnectionGuard {
 
   /** Closes every connection still unauthenticated (shutdown: a stalled handshake must not hold it up). */
   destroyAll(): void {
+    clearInterval(this.sweeper);
     for (const { socket } of this.pending.values()) socket.destroy();
   }
 

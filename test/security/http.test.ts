@@ -214,6 +214,19 @@ describe('HTTP edge against hostile clients (real sockets)', function () {
       await waitFor(() => c.unauthenticatedConnections() === 0, 5000, 'released');
     });
 
+    it('closes any connection still unauthenticated past the maximum age, whatever it is doing', async () => {
+      const c = await start({ limits: { maxAgeMs: 300, requestTimeoutMs: 60_000, headersTimeoutMs: 60_000 } });
+      const slow = await connect();
+      slow.socket.write('POST /api/v1/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{');
+      const drip = setInterval(() => slow.socket.write(' '), 50);
+      try {
+        assert.equal(await slow.closed(5000), '');
+      } finally {
+        clearInterval(drip);
+      }
+      await waitFor(() => c.unauthenticatedConnections() === 0, 5000, 'released');
+    });
+
     it('closes a TCP connection that never starts its TLS handshake', async () => {
       await start({ insecureHttp: false, limits: { handshakeTimeoutMs: 300 } });
       const c = await connect();
