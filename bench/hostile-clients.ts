@@ -109,6 +109,8 @@ function track(socket: Socket, openedAt: number): Held {
   return h;
 }
 
+const BIG_PAYLOAD = Buffer.alloc(8 * 1024 * 1024);
+
 function openers(hello: Buffer): Record<string, Opener> {
   const tcp = (port: number, localAddress: string): Promise<Held> =>
     new Promise((resolve) => {
@@ -119,7 +121,9 @@ function openers(hello: Buffer): Record<string, Opener> {
     });
   const tls = (port: number, localAddress: string): Promise<{ h: Held; ok: boolean }> =>
     new Promise((resolve) => {
-      const s = tlsConnect({ socket: netConnect({ port, host: '127.0.0.1', localAddress }), rejectUnauthorized: false });
+      const raw = netConnect({ port, host: '127.0.0.1', localAddress });
+      raw.on('error', () => undefined);
+      const s = tlsConnect({ socket: raw, rejectUnauthorized: false });
       const h = track(s, Date.now());
       s.once('secureConnect', () => resolve({ h, ok: true }));
       s.once('close', () => resolve({ h, ok: false }));
@@ -168,6 +172,30 @@ function openers(hello: Buffer): Record<string, Opener> {
         });
         h.socket.once('close', () => resolve());
       });
+      return h;
+    },
+    // Opt-in (KINDS=ws-big-frame): after the upgrade, before any hello, most of one frame of just under 8 MiB (the
+    // gateway's --max-message-bytes), never finished. What it costs is the gateway's pre-hello frame limit.
+    'ws-big-frame': async (port, addr) => {
+      const { h, ok } = await tls(port, addr);
+      if (!ok) return h;
+      h.socket.write('GET /agent HTTP/1.1\r\nHost: controller\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+      await new Promise<void>((resolve) => {
+        h.socket.once('data', (d: Buffer) => {
+          h.ready = d.toString('latin1').startsWith('HTTP/1.1 101');
+          resolve();
+        });
+        h.socket.once('close', () => resolve());
+      });
+      if (!h.ready) return h;
+      const size = 8 * 1024 * 1024 - 1024;
+      const header = Buffer.alloc(14);
+      header[0] = 0x82; // FIN, binary
+      header[1] = 0x80 | 127; // masked, 64-bit length
+      header.writeBigUInt64BE(BigInt(size), 2);
+      // mask key: bytes 10..13 stay zero, so the payload goes as is
+      h.socket.write(header);
+      h.socket.write(BIG_PAYLOAD.subarray(0, size - 1));
       return h;
     },
     // All from one address: the per-address cap.
@@ -302,6 +330,10 @@ async function main(): Promise<void> {
           process.stderr.write(`${kind} hold probe ready=${h.ready} closed=${String(h.closedAt)}\n`);
         }
         await until(() => h.closedAt !== undefined, 60_000, `${kind} closed`).catch(() => undefined);
+        if (process.env.DEBUG && h.closedAt === undefined) {
+          const m = (await https(base, 'GET', '/metrics')).text;
+          process.stderr.write(`${kind} probe still open: destroyed=${String(h.socket.destroyed)} readyState=${h.socket.readyState} ${/^homeostat_connections_unauthenticated \S+$/m.exec(m)?.[0] ?? ''} ${JSON.stringify([...m.matchAll(/^homeostat_connections_refused_total.*$/gm)].map((x) => x[0]))}\n`);
+        }
         holds[kind] = h.closedAt === undefined ? null : +((h.closedAt - t) / 1000).toFixed(1);
         h.socket.destroy();
       }
