@@ -16,7 +16,7 @@ export interface ConnectionLimits {
   maxAgeMs: number;
 }
 
-export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { perAddress: 64, unauthenticated: 512, evictAfterMs: 1000, maxAgeMs: 40_000 };
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { perAddress: 64, unauthenticated: 384, evictAfterMs: 1000, maxAgeMs: 40_000 };
 
 export type RefusedReason = 'per_address' | 'total' | 'evicted' | 'timeout';
 
