@@ -102,6 +102,8 @@ type Opener = (port: number, localAddress: string) => Promise<Held>;
 function track(socket: Socket, openedAt: number): Held {
   const h: Held = { socket, openedAt, refused: false, ready: false };
   socket.on('error', () => undefined);
+  // Read (and drop) whatever the server answers: an unread answer would keep 'close' from ever being seen.
+  socket.resume();
   socket.on('close', () => {
     h.closedAt = Date.now();
     if (!h.ready) h.refused = true;
@@ -223,7 +225,8 @@ async function startStack(admin: string): Promise<Stack> {
   const dir = mkdtempSync(path.join(tmpdir(), 'hs-bench-hostile-'));
   const tokenFile = path.join(dir, 'admin.token');
   writeFileSync(tokenFile, `${admin}\n`, { mode: 0o600 });
-  const ctl: ChildProcess = spawn(process.execPath, [CONTROLLER, 'run', '--data-dir', path.join(dir, 'controller'), '--listen', '127.0.0.1:0', '--admin-token-file', tokenFile, '--log-level', 'info'], {
+  const extra = (process.env.CONTROLLER_ARGS ?? '').split(' ').filter(Boolean);
+  const ctl: ChildProcess = spawn(process.execPath, [CONTROLLER, 'run', '--data-dir', path.join(dir, 'controller'), '--listen', '127.0.0.1:0', '--admin-token-file', tokenFile, '--log-level', 'info', ...extra], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let ctlLog = '';
