@@ -222,8 +222,7 @@ export function createApp(ctx: ApiContext, opts: AppOptions = {}): App {
       const e = fromFramework(err, req);
       const status = statusOf(e);
       if (status >= 500) ctx.log.error({ err: errorMessage(err), method: req.method, route: req.routeOptions.url }, 'api request failed');
-      // A body that failed its limit or its parse may still be arriving.
-      return refuse(reply, e, status === 413 || status === 400);
+      return refuse(reply, e, false);
     });
     app.setNotFoundHandler((req, reply) => refuse(reply, new HsError('HS_NOT_FOUND', `no route ${req.method} ${apiRequest(req).path}`), false));
 
@@ -237,7 +236,7 @@ export function createApp(ctx: ApiContext, opts: AppOptions = {}): App {
     }
     // The other methods of a known path answer 405 with the allowed ones, before any body is read.
     for (const [pattern, methods] of byPattern) {
-      const others = METHODS.filter((m) => !methods.has(m) && !(m === 'GET' && methods.has('HEAD')));
+      const others = METHODS.filter((m) => !methods.has(m));
       const allow = [...methods, ...(methods.has('GET') ? ['HEAD'] : [])].join(', ');
       if (others.length > 0) app.route({ method: others, url: pattern, bodyLimit: 1, config: { allow }, handler: async (_req, reply) => reply.code(405).send() });
     }
