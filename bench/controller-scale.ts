@@ -98,17 +98,21 @@ async function worker(): Promise<void> {
         const until = Date.now() + m.seconds * 1000;
         await Promise.all(
           agents.slice(0, m.agents).map(async (a) => {
+            // Like a real agent's outbox: what the controller did not acknowledge (its per-agent rate) is sent again first.
+            let unacked: WireEvent[] = [];
             while (Date.now() < until && a.open) {
-              const events: WireEvent[] = [];
-              for (let k = 0; k < m.batch; k++) {
+              const events: WireEvent[] = [...unacked];
+              const resent = unacked.length;
+              for (let k = resent; k < m.batch; k++) {
                 a.seq++;
                 events.push({ seq: a.seq, time: Date.now(), resource: `file:/etc/app/${k}.conf`, event: k % 2 ? 'repaired' : 'drift_detected', trigger: 'watch', baseline: 'bench', version: 1, observedJson: '{"sha256":"ab"}', desiredJson: '{"sha256":"cd"}', diff: '', detail: '', prevHash: 'p', hash: `h${a.seq}` });
               }
               const upto = new Promise<number>((r) => (a.waiting = r));
               a.ws.send(encodeAgentMessage({ events: { events } }));
-              sent += events.length;
+              sent += events.length - resent;
               const got = await upto;
-              if (got === a.seq) acked += events.length;
+              unacked = events.filter((e) => e.seq > got);
+              acked += events.length - unacked.length;
             }
           }),
         );

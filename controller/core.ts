@@ -6,15 +6,17 @@ import { silentLogger, type Logger } from '../lib/log.js';
 import { publicKeyFingerprint, type SigningKey } from '../lib/signing.js';
 import { BaselineService, DEFAULT_SIGNATURE_VALIDITY_MS } from './baselines.js';
 import { Enrollment } from './enrollment.js';
-import { EscalationService } from './escalations.js';
+import { EscalationService, type EscalationLimits } from './escalations.js';
+import type { EventLimits } from './event-limits.js';
 import { EventIngest } from './events.js';
 import { AgentGateway, type GatewayOptions } from './gateway/gateway.js';
-import { createApp, type App } from './http/app.js';
+import { createApp, type App, type AppOptions } from './http/app.js';
 import { ensureDataDir, loadAdminToken } from './identity.js';
 import { ControllerMetrics } from './metrics.js';
 import { PlanService } from './plans.js';
 import { RolloutEngine, type RolloutEngineOptions } from './rollouts/engine.js';
 import { openSigningKey } from './signing-key.js';
+import { Retention, DEFAULT_RETENTION, type RetentionOptions } from './store/retention.js';
 import { SqliteControllerStore } from './store/sqlite.js';
 import type { ControllerStore } from './store/types.js';
 
@@ -30,6 +32,12 @@ export interface CoreOptions {
   rotateSigningKey?: boolean;
   gateway?: Partial<GatewayOptions>;
   rollouts?: Partial<RolloutEngineOptions>;
+  /** How the HTTP app is served (server.ts); absent for an app used only through inject(). */
+  http?: AppOptions;
+  /** Per-agent ingest rate. */
+  events?: Partial<EventLimits>;
+  escalations?: Partial<EscalationLimits>;
+  retention?: Partial<RetentionOptions>;
   clock?: Clock;
   log?: Logger;
 }
@@ -47,6 +55,7 @@ export interface ControllerCore {
   rollouts: RolloutEngine;
   plans: PlanService;
   metrics: ControllerMetrics;
+  retention: Retention;
   app: App;
   close(): Promise<void>;
 }
@@ -76,8 +85,14 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
   const enrollment = new Enrollment(store, clock, opts.fingerprint, publicKeyFingerprint(signingKey.publicKey));
   const baselines = new BaselineService(store, signingKey, clock, log, opts.signatureValidityMs ?? DEFAULT_SIGNATURE_VALIDITY_MS);
   await baselines.load();
-  const events = new EventIngest(store, clock, log);
-  const escalations = new EscalationService(store, signingKey, clock, log);
+  const events = new EventIngest(store, clock, log, opts.events);
+  events.observer = {
+    fieldCut: (field) => metrics.eventFieldsCut.inc({ field }),
+    deferred: (n) => metrics.eventsDeferred.inc(n),
+    duplicates: (n) => metrics.eventsDuplicate.inc(n),
+  };
+  const escalations = new EscalationService(store, signingKey, clock, log, opts.escalations);
+  escalations.onRefused = (reason) => metrics.escalationsRefused.inc({ reason });
   await escalations.load();
   events.onInserted((inserted) => {
     metrics.eventsPersisted.inc(inserted.length);
@@ -91,7 +106,7 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
   const rollouts = new RolloutEngine({ store, baselines, gateway, events, clock, log }, { tickMs: 250, ...opts.rollouts });
   await rollouts.load();
   const plans = new PlanService({ store, baselines, gateway, clock, log, signingKey });
-  const app = createApp({ store, baselines, enrollment, escalations, events, gateway, rollouts, plans, metrics, clock, log, adminToken: admin.token });
+  const app = createApp({ store, baselines, enrollment, escalations, events, gateway, rollouts, plans, metrics, clock, log, adminToken: admin.token }, opts.http);
   // Renewal keeps signatures fresh for connected agents; checking hourly is plenty against a validity of days.
   const validity = opts.signatureValidityMs ?? DEFAULT_SIGNATURE_VALIDITY_MS;
   const renewal = setInterval(
@@ -99,6 +114,13 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
     Math.min(3_600_000, Math.max(1000, validity / 4)),
   ).unref();
   await baselines.renewDue();
+  const retention = new Retention(store, clock, log, { ...DEFAULT_RETENTION, ...opts.retention });
+  retention.onPass = (r) => {
+    metrics.eventsDeleted.inc({ reason: 'age' }, r.eventsAged);
+    metrics.eventsDeleted.inc({ reason: 'quota' }, r.eventsOverQuota);
+    metrics.escalationsDeleted.inc(r.escalations);
+  };
+  retention.start();
   return {
     store,
     signingKey,
@@ -112,14 +134,17 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
     rollouts,
     plans,
     metrics,
+    retention,
     app,
     async close() {
       clearInterval(renewal);
+      await retention.close();
       plans.close();
       await rollouts.close();
       await gateway.close();
       await events.flush();
       await store.close();
+      await app.close();
     },
   };
 }

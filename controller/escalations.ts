@@ -1,15 +1,31 @@
 // Escalations: opened from the agents' own events (escalated, suppressed_flapping, repair_failed), one open per agent and
-// resource; decided by operators; delivered to the agent as signed decisions until it acknowledges them.
+// resource; decided by operators; delivered to the agent as signed decisions until it acknowledges them. An agent can
+// open them only for resources of a baseline version this controller assigns it, and only so many at once.
 import type { Clock } from '../lib/clock.js';
-import { HsError } from '../lib/errors.js';
+import { HsError, errorMessage } from '../lib/errors.js';
+import { selectorMatches } from '../lib/labels.js';
 import type { Logger } from '../lib/log.js';
 import { signBytes, type SigningKey } from '../lib/signing.js';
 import { encodeDecisionDoc, type DecisionAck, type DecisionAction, type DecisionDoc } from '../proto/codec.js';
 import type { ControllerStore, EscalationRecord, EventRecord } from './store/types.js';
+import { validateBaseline } from './validate.js';
 
 /** The agent events that ask for a human. */
 export const ESCALATING_EVENTS: ReadonlySet<string> = new Set(['escalated', 'suppressed_flapping', 'repair_failed']);
 export const DEFAULT_EXCEPTION_MS = 7 * 86_400_000;
+
+export interface EscalationLimits {
+  /** Open escalations one agent may have; past it, its escalating events are kept as events only. */
+  maxOpenPerAgent: number;
+}
+
+export const DEFAULT_ESCALATION_LIMITS: EscalationLimits = { maxOpenPerAgent: 1000 };
+
+/** Why an escalating event did not open an escalation. */
+export type RefusedEscalation = 'not_assigned' | 'cap';
+
+/** Parsed versions kept for the resource check (versions are immutable, so an entry never goes stale). */
+const RESOURCE_CACHE = 32;
 
 export interface DecisionInput {
   action: DecisionAction;
@@ -23,17 +39,82 @@ export class EscalationService {
   private readonly listeners = new Set<(agentId: string) => void>();
   /** agent + resource of every open escalation, so the common case (a routine repair) costs no query. */
   private readonly openKeys = new Set<string>();
+  private readonly openPerAgent = new Map<string, number>();
+  /** Resource ids by `name@version`, most recently used last. */
+  private readonly resources = new Map<string, Set<string>>();
+  private readonly lastRefusalLog = new Map<string, number>();
+  private readonly limits: EscalationLimits;
+  /** Hears of each escalating event that opened nothing (metrics). */
+  onRefused: (reason: RefusedEscalation) => void = () => undefined;
 
   constructor(
     private readonly store: ControllerStore,
     private readonly key: SigningKey,
     private readonly clock: Clock,
     private readonly log: Logger,
-  ) {}
+    limits: Partial<EscalationLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_ESCALATION_LIMITS, ...limits };
+  }
 
   /** Loads the open escalations' keys; call once before events flow. */
   async load(): Promise<void> {
-    for (const e of await this.store.listEscalations({ status: 'open', limit: Number.MAX_SAFE_INTEGER })) this.openKeys.add(key(e.agentId, e.resource));
+    for (const e of await this.store.listEscalations({ status: 'open', limit: Number.MAX_SAFE_INTEGER })) this.markOpen(e.agentId, e.resource);
+  }
+
+  private markOpen(agentId: string, resource: string): void {
+    const k = key(agentId, resource);
+    if (this.openKeys.has(k)) return;
+    this.openKeys.add(k);
+    this.openPerAgent.set(agentId, (this.openPerAgent.get(agentId) ?? 0) + 1);
+  }
+
+  private markClosed(agentId: string, resource: string): void {
+    if (!this.openKeys.delete(key(agentId, resource))) return;
+    const n = (this.openPerAgent.get(agentId) ?? 1) - 1;
+    if (n <= 0) this.openPerAgent.delete(agentId);
+    else this.openPerAgent.set(agentId, n);
+  }
+
+  /** The resource ids of a stored version, parsed once. */
+  private async resourcesOf(name: string, version: number): Promise<{ ids: Set<string>; selector: { matchLabels: Record<string, string> } | null } | undefined> {
+    const v = await this.store.getBaselineVersion(name, version);
+    if (!v) return undefined;
+    const k = `${name}@${version}`;
+    let ids = this.resources.get(k);
+    if (ids) this.resources.delete(k);
+    else {
+      const sources = Object.fromEntries(Object.entries(v.sources).map(([rel, b64]) => [rel, Buffer.from(b64, 'base64')]));
+      ids = new Set(validateBaseline(v.yaml, v.file, sources).resources.map((r) => r.id));
+    }
+    this.resources.set(k, ids);
+    while (this.resources.size > RESOURCE_CACHE) this.resources.delete(this.resources.keys().next().value ?? '');
+    return { ids, selector: v.selector };
+  }
+
+  /** Whether this event may open an escalation: a resource of the version it names, assigned to this agent, under its cap. */
+  private async refusal(e: EventRecord & { resource: string }): Promise<RefusedEscalation | undefined> {
+    if ((this.openPerAgent.get(e.agentId) ?? 0) >= this.limits.maxOpenPerAgent) return 'cap';
+    if (e.baseline === null || e.version === null) return 'not_assigned';
+    try {
+      const v = await this.resourcesOf(e.baseline, e.version);
+      if (!v?.ids.has(e.resource)) return 'not_assigned';
+      const agent = await this.store.getAgent(e.agentId);
+      return agent && selectorMatches(v.selector ?? undefined, agent.labels) ? undefined : 'not_assigned';
+    } catch (err) {
+      this.log.error({ err: errorMessage(err), baseline: e.baseline, version: e.version }, 'stored baseline version unreadable');
+      return 'not_assigned';
+    }
+  }
+
+  private refused(e: EventRecord, reason: RefusedEscalation): void {
+    this.onRefused(reason);
+    // One line per agent and minute: a flood of refused events must not become a flood of logs.
+    const now = this.clock.now();
+    if ((this.lastRefusalLog.get(e.agentId) ?? -Infinity) > now - 60_000) return;
+    this.lastRefusalLog.set(e.agentId, now);
+    if (this.lastRefusalLog.size > 10_000) this.lastRefusalLog.clear();
+    this.log.warn({ agent: e.agentId, resource: e.resource, baseline: e.baseline, version: e.version, reason }, 'escalation not opened');
   }
 
   /** Called when a decision is ready for an agent, so a connected one gets it at once. */
@@ -47,12 +128,17 @@ export class EscalationService {
     for (const e of events) {
       if (e.resource === null) continue;
       if (ESCALATING_EVENTS.has(e.event)) {
-        this.openKeys.add(key(e.agentId, e.resource));
-        const open = await this.store.findOpenEscalation(e.agentId, e.resource);
+        const open = this.openKeys.has(key(e.agentId, e.resource)) ? await this.store.findOpenEscalation(e.agentId, e.resource) : undefined;
         if (open) {
           await this.store.updateEscalation(open.id, { repeats: open.repeats + 1, detail: e.detail ?? open.detail });
           continue;
         }
+        const why = await this.refusal({ ...e, resource: e.resource });
+        if (why) {
+          this.refused(e, why);
+          continue;
+        }
+        this.markOpen(e.agentId, e.resource);
         const rec = await this.store.addEscalation({
           agentId: e.agentId,
           resource: e.resource,
@@ -79,8 +165,9 @@ export class EscalationService {
       } else if (e.event === 'repaired' && e.trigger !== 'controller' && this.openKeys.has(key(e.agentId, e.resource))) {
         // The agent repaired it on its own (e.g. a flap window passed): nothing is left to decide.
         const open = await this.store.findOpenEscalation(e.agentId, e.resource);
-        if (open) await this.store.updateEscalation(open.id, { status: 'resolved', decidedAt: e.time, decidedBy: 'agent' });
-        this.openKeys.delete(key(e.agentId, e.resource));
+        // The controller's time: the agent's own clock (or a hostile agent) must not decide when retention removes it.
+        if (open) await this.store.updateEscalation(open.id, { status: 'resolved', decidedAt: e.receivedAt, decidedBy: 'agent' });
+        this.markClosed(e.agentId, e.resource);
       }
     }
   }
@@ -119,7 +206,7 @@ export class EscalationService {
       decisionSignature: signBytes(this.key, payload),
     };
     await this.store.updateEscalation(id, patch);
-    this.openKeys.delete(key(rec.agentId, rec.resource));
+    this.markClosed(rec.agentId, rec.resource);
     this.log.info({ escalation: id, agent: rec.agentId, resource: rec.resource, action: d.action }, 'escalation decided');
     for (const l of this.listeners) l(rec.agentId);
     return { ...rec, ...patch };

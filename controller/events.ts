@@ -1,8 +1,10 @@
 // Event ingest with group commit: batches from every connection that arrive while a write is running go into the next
-// single transaction, so throughput scales with load while each batch is acknowledged only once it is on disk.
+// single transaction, so throughput scales with load while each batch is acknowledged only once it is on disk. Each
+// agent's events pass its rate and field bounds first (event-limits.ts): the acknowledgement covers only what was taken.
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { WireEvent } from '../proto/codec.js';
+import { DEFAULT_EVENT_LIMITS, EventRate, boundEvent, type BoundedField, type EventLimits } from './event-limits.js';
 import type { ControllerStore, EventInput, EventRecord } from './store/types.js';
 
 interface Pending {
@@ -31,19 +33,32 @@ export function eventFromWire(e: WireEvent): EventInput {
   };
 }
 
+export interface IngestObserver {
+  fieldCut(field: BoundedField): void;
+  /** Events of a batch not taken (the agent sends them again). */
+  deferred(n: number): void;
+  duplicates(n: number): void;
+}
+
 export class EventIngest {
   private queue: Pending[] = [];
   private writing: Promise<void> | null = null;
   private readonly listeners = new Set<(inserted: EventRecord[]) => Promise<void> | void>();
-  /** Totals since start, for metrics and the benchmark. */
-  readonly stats = { received: 0, persisted: 0, duplicates: 0, transactions: 0 };
+  private readonly rate: EventRate;
+  /** Totals since start, for metrics and the benchmark. `deferred`: events left with their agent by its rate. */
+  readonly stats = { received: 0, persisted: 0, duplicates: 0, transactions: 0, deferred: 0 };
+  /** Hears what the ingest did beyond persisting (metrics). */
+  observer: IngestObserver = { fieldCut: () => undefined, deferred: () => undefined, duplicates: () => undefined };
 
   constructor(
     private readonly store: ControllerStore,
     private readonly clock: Clock,
     private readonly log: Logger,
+    limits: Partial<EventLimits> = {},
     private readonly maxPerTransaction = 20_000,
-  ) {}
+  ) {
+    this.rate = new EventRate({ ...DEFAULT_EVENT_LIMITS, ...limits }, clock);
+  }
 
   /** Runs after each transaction with the events that were new (never for duplicates). */
   onInserted(listener: (inserted: EventRecord[]) => Promise<void> | void): () => void {
@@ -51,11 +66,19 @@ export class EventIngest {
     return () => this.listeners.delete(listener);
   }
 
-  /** Resolves with the highest seq now held for this agent, once the batch is committed. */
-  submit(agentId: string, events: EventInput[]): Promise<number> {
-    this.stats.received += events.length;
+  /**
+   * Takes what the agent's rate allows of the batch (at least its first event, waiting for it if need be) and resolves
+   * with the highest seq held for this agent once that is committed. The rest stays with the agent, which sends it again
+   * after this acknowledgement.
+   */
+  async submit(agentId: string, events: EventInput[]): Promise<number> {
+    const taken = await this.rate.admit(agentId, events);
+    this.stats.deferred += events.length - taken;
+    if (taken < events.length) this.observer.deferred(events.length - taken);
+    const batch = events.slice(0, taken).map((e) => boundEvent(e, this.observer.fieldCut));
+    this.stats.received += batch.length;
     return new Promise((resolve, reject) => {
-      this.queue.push({ agentId, events, resolve, reject });
+      this.queue.push({ agentId, events: batch, resolve, reject });
       if (!this.writing) this.writing = this.drain();
     });
   }
@@ -85,6 +108,7 @@ export class EventIngest {
         this.stats.transactions++;
         this.stats.persisted += inserted.length;
         this.stats.duplicates += n - inserted.length;
+        if (n > inserted.length) this.observer.duplicates(n - inserted.length);
         // Side effects (escalations) before the acknowledgement, so an acknowledged event has had them.
         for (const l of this.listeners) {
           try {

@@ -34,9 +34,10 @@ export const ERROR_CODES = {
   HS_AUTH: 'missing, wrong, expired or revoked credentials',
   HS_LABEL_REFUSED: 'a label an agent asked for that its join token does not allow',
   HS_CONTROLLER_KEY: "the controller's signing key is not the one the agent pinned from its join token",
-  HS_RATE_LIMITED: 'too many attempts from one address or with one token; try again later',
   HS_NOT_FOUND: 'an API object that does not exist',
   HS_CONFLICT: 'an API request that conflicts with current state',
+  HS_TOO_LARGE: 'a request body or field over its size limit',
+  HS_RATE_LIMITED: 'too many requests, connections or attempts from one address or with one token; try again later',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -35,7 +35,9 @@ function out(json: boolean, data: unknown, human: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : `${human()}\n`);
 }
 
-const time = (ms: unknown): string => (typeof ms === 'number' && ms > 0 ? new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z') : '-');
+// Times come from agents: one a Date cannot hold (past 8.64e15 ms) is printed as the number it is.
+const time = (ms: unknown): string =>
+  typeof ms !== 'number' || ms <= 0 ? '-' : ms > 8.64e15 || !Number.isFinite(ms) ? String(ms) : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];

@@ -1,20 +1,24 @@
-// A small router of our own: method + path patterns with `:params`, handlers that take a plain request and return a plain
-// response, so the whole API runs the same with or without a socket (see app.ts `inject`).
+// The route contract: method + path patterns with `:params`, handlers that take a plain request and return a plain
+// response, so a route module knows nothing of the HTTP framework underneath (app.ts) and runs the same with or without
+// a socket.
 import type { IncomingHttpHeaders } from 'node:http';
 import { HsError } from '../../lib/errors.js';
+import { parseJsonBody } from './body.js';
 
 export interface ApiRequest {
   method: string;
   path: string;
   query: URLSearchParams;
   headers: IncomingHttpHeaders;
+  /** The raw body, at most the route's `bodyLimit` bytes; empty when none was sent. */
   body: Buffer;
+  /** Path parameters, decoded; a null-prototype object, so only the route's own keys are there. */
   params: Record<string, string>;
 }
 
 export interface ApiResponse {
   status: number;
-  headers?: Record<string, string>;
+  headers?: Record<string, string | string[]>;
   /** An object or array is sent as JSON; a string as text; a Buffer as is. */
   body?: unknown;
 }
@@ -24,54 +28,16 @@ export type Handler = (req: ApiRequest) => Promise<ApiResponse>;
 export interface Route {
   method: 'GET' | 'POST' | 'DELETE' | 'PUT';
   pattern: string;
-  /** `admin` routes need the operator's bearer token. */
+  /** `admin` routes need the operator: the bearer token, or a dashboard session (plus its CSRF token on changes). */
   auth: 'admin' | 'none';
+  /** Largest body accepted, in bytes. Default: 64 KiB for admin routes, none at all for open ones. */
+  bodyLimit?: number;
+  /** Attempts per minute and address (open routes that check a secret, such as the dashboard login). */
+  rateLimitPerMinute?: number;
   handler: Handler;
 }
 
-interface Compiled extends Route {
-  regex: RegExp;
-  keys: string[];
-}
-
-export class Router {
-  private readonly routes: Compiled[] = [];
-
-  add(...routes: Route[]): this {
-    for (const r of routes) {
-      const keys: string[] = [];
-      const source = r.pattern
-        .split('/')
-        .map((seg) => {
-          if (!seg.startsWith(':')) return seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-          keys.push(seg.slice(1));
-          return '([^/]+)';
-        })
-        .join('/');
-      this.routes.push({ ...r, regex: new RegExp(`^${source}/?$`), keys });
-    }
-    return this;
-  }
-
-  /** The route for a request; HS_NOT_FOUND when no path matches, HS_CONFLICT-free 405 signalled by `allowed`. */
-  match(method: string, path: string): { route: Route; params: Record<string, string> } | { allowed: string[] } {
-    const allowed: string[] = [];
-    for (const r of this.routes) {
-      const m = r.regex.exec(path);
-      if (!m) continue;
-      if (r.method !== method) {
-        allowed.push(r.method);
-        continue;
-      }
-      const params: Record<string, string> = {};
-      r.keys.forEach((k, i) => {
-        params[k] = decodeURIComponent(m[i + 1] ?? '');
-      });
-      return { route: r, params };
-    }
-    return { allowed };
-  }
-}
+export const DEFAULT_ADMIN_BODY_LIMIT = 64 * 1024;
 
 /** Status codes for the error vocabulary; anything unlisted is a server fault. */
 export function statusOf(err: HsError): number {
@@ -82,6 +48,10 @@ export function statusOf(err: HsError): number {
       return 404;
     case 'HS_CONFLICT':
       return 409;
+    case 'HS_TOO_LARGE':
+      return 413;
+    case 'HS_RATE_LIMITED':
+      return 429;
     case 'HS_CONFIG':
     case 'HS_PROTOCOL':
       return 400;
@@ -94,12 +64,13 @@ export function json(status: number, body: unknown): ApiResponse {
   return { status, body };
 }
 
-/** The request body as JSON; HS_CONFIG when it is not. */
+/**
+ * The request body as a JSON object (an empty body is `{}`); HS_CONFIG when it is not JSON, not an object, or carries
+ * `__proto__` or `constructor.prototype` keys, which could otherwise reach inherited properties of objects built from it.
+ */
 export function jsonBody<T>(req: ApiRequest): T {
   if (req.body.length === 0) return {} as T;
-  try {
-    return JSON.parse(req.body.toString('utf8')) as T;
-  } catch (err) {
-    throw new HsError('HS_CONFIG', 'the request body is not valid JSON', { cause: err });
-  }
+  const v = parseJsonBody(req.body);
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new HsError('HS_CONFIG', 'the request body must be a JSON object');
+  return v as T;
 }

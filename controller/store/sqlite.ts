@@ -1,4 +1,5 @@
 // The embedded default ControllerStore: one SQLite file in the data dir, WAL mode, events inserted in batched transactions.
+import * as fs from 'node:fs';
 import { HsError } from '../../lib/errors.js';
 import { openDatabase, type Database, type Statement } from '../../lib/sqlite.js';
 import type {
@@ -22,7 +23,7 @@ import type {
   TargetRecord,
 } from './types.js';
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -95,7 +96,19 @@ const MIGRATIONS: Record<number, string> = {
     UPDATE agents SET operator_labels = labels,
       token_labels = COALESCE((SELECT t.labels FROM join_tokens t WHERE t.id = agents.token_id), '{}');
   `,
+  // Per-agent storage accounting for quotas: each event's size, and each agent's total (events stored before this
+  // version count as size 0 and leave with age retention).
+  4: `
+    ALTER TABLE events ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agents ADD COLUMN event_bytes INTEGER NOT NULL DEFAULT 0;
+  `,
 };
+
+/** What an event costs in storage, by the lengths of its text: the quantity per-agent quotas count. */
+export function eventSize(e: EventInput): number {
+  const len = (v: string | null): number => (v === null ? 0 : v.length);
+  return 64 + len(e.resource) + e.event.length + len(e.trigger) + len(e.baseline) + len(e.observed) + len(e.desired) + len(e.diff) + len(e.detail) + e.prevHash.length + e.hash.length;
+}
 
 type Row = Record<string, unknown>;
 
@@ -228,9 +241,56 @@ const ESCALATION_COLUMNS: Record<keyof Omit<EscalationRecord, 'id'>, string> = {
   decisionSignature: 'decision_signature',
 };
 
+const RESTORE_HINT =
+  'Stop the controller and restore controller.db from a backup (removing controller.db-wal and controller.db-shm next to it); agents keep enforcing their cached baselines meanwhile and resend the events they still hold';
+
+/**
+ * Creates the file 0600 whatever the umask (SQLite gives its -wal and -shm files the database's mode), never through a
+ * symlink, and takes group and other access away from one created more openly by an older version.
+ */
+function createPrivate(file: string): void {
+  fs.closeSync(fs.openSync(file, fs.constants.O_CREAT | fs.constants.O_RDWR | fs.constants.O_NOFOLLOW, 0o600));
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    const st = fs.lstatSync(f, { throwIfNoEntry: false });
+    if (st?.isFile() && (st.mode & 0o077) !== 0) fs.chmodSync(f, st.mode & 0o700);
+  }
+}
+
+/** A damaged page is found at start, not when some later query trips on it. */
+function checkIntegrity(db: Database, file: string): void {
+  let problems: string[];
+  try {
+    problems = (db.pragma('quick_check(5)') as Row[]).map((r) => str(r.quick_check));
+  } catch (err) {
+    throw new HsError('HS_STORE', `${file} is damaged and cannot be checked (${err instanceof Error ? err.message : String(err)}). ${RESTORE_HINT}.`, { cause: err });
+  }
+  if (problems.length !== 1 || problems[0] !== 'ok') {
+    throw new HsError('HS_STORE', `${file} is damaged (PRAGMA quick_check: ${problems.join('; ')}). ${RESTORE_HINT}.`);
+  }
+}
+
 /** Opens (creating or migrating) the controller database at `file`; `:memory:` for tests. */
 export function openControllerDatabase(file: string): Database {
-  const db = openDatabase(file);
+  const memory = file === ':memory:' || file === '';
+  let db: Database;
+  try {
+    if (!memory) createPrivate(file);
+    db = openDatabase(file);
+  } catch (err) {
+    if (err instanceof HsError && /SQLITE_(NOTADB|CORRUPT)|not a database|malformed/i.test(`${err.message} ${String((err.cause as Error | undefined)?.message)}`)) {
+      throw new HsError('HS_STORE', `${file} is damaged (${err.message}). ${RESTORE_HINT}.`, { cause: err });
+    }
+    if (err instanceof HsError) throw err;
+    throw new HsError('HS_STORE', `cannot create ${file}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  if (!memory) {
+    try {
+      checkIntegrity(db, file);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
   const current = num(db.pragma('user_version', { simple: true }));
   if (current > SCHEMA_VERSION) {
     db.close();
@@ -255,10 +315,10 @@ export class SqliteControllerStore implements ControllerStore {
   constructor(file: string) {
     this.db = openControllerDatabase(file);
     this.insertEvent = this.db.prepare(
-      `INSERT OR IGNORE INTO events (agent_id, seq, time, received_at, resource, event, trigger, baseline, version, observed, desired, diff, detail, prev_hash, hash)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT OR IGNORE INTO events (agent_id, seq, time, received_at, resource, event, trigger, baseline, version, observed, desired, diff, detail, prev_hash, hash, size)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    this.updateLastSeq = this.db.prepare('UPDATE agents SET last_event_seq = MAX(last_event_seq, ?) WHERE id = ?');
+    this.updateLastSeq = this.db.prepare('UPDATE agents SET last_event_seq = MAX(last_event_seq, ?), event_bytes = event_bytes + ? WHERE id = ?');
   }
 
   async getMeta(key: string): Promise<string | undefined> {
@@ -537,15 +597,20 @@ export class SqliteControllerStore implements ControllerStore {
     this.db.transaction(() => {
       for (const { agentId, events } of batches) {
         let max = lastSeq.get(agentId) ?? 0;
+        let bytes = 0;
         for (const e of events) {
+          const size = eventSize(e);
           const res = this.insertEvent.run(
-            agentId, e.seq, e.time, receivedAt, e.resource, e.event, e.trigger, e.baseline, e.version, e.observed, e.desired, e.diff, e.detail, e.prevHash, e.hash,
+            agentId, e.seq, e.time, receivedAt, e.resource, e.event, e.trigger, e.baseline, e.version, e.observed, e.desired, e.diff, e.detail, e.prevHash, e.hash, size,
           );
-          if (res.changes === 1) inserted.push({ ...e, id: num(res.lastInsertRowid), agentId, receivedAt });
+          if (res.changes === 1) {
+            inserted.push({ ...e, id: num(res.lastInsertRowid), agentId, receivedAt });
+            bytes += size;
+          }
           if (e.seq > max) max = e.seq;
         }
         lastSeq.set(agentId, max);
-        this.updateLastSeq.run(max, agentId);
+        this.updateLastSeq.run(max, bytes, agentId);
       }
     })();
     return { inserted, lastSeq };
@@ -560,13 +625,66 @@ export class SqliteControllerStore implements ControllerStore {
     if (f.since !== undefined) (where.push('time >= ?'), args.push(f.since));
     if (f.until !== undefined) (where.push('time < ?'), args.push(f.until));
     if (f.after !== undefined) (where.push('id > ?'), args.push(f.after));
-    const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ?`;
+    const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id ${f.order === 'desc' ? 'DESC' : ''} LIMIT ?`;
     args.push(Math.min(Math.max(f.limit ?? 1000, 1), 10_000));
     return (this.db.prepare(sql).all(...args) as Row[]).map(eventFromRow);
   }
 
   async countEvents(): Promise<number> {
     return num((this.db.prepare('SELECT count(*) AS n FROM events').get() as Row).n);
+  }
+
+  async agentsOverEventQuota(maxBytes: number): Promise<{ agentId: string; bytes: number }[]> {
+    return (this.db.prepare('SELECT id, event_bytes FROM agents WHERE event_bytes > ? ORDER BY event_bytes DESC').all(maxBytes) as Row[]).map((r) => ({
+      agentId: str(r.id),
+      bytes: num(r.event_bytes),
+    }));
+  }
+
+  async trimAgentEvents(agentId: string, bytes: number, maxRows: number): Promise<{ deleted: number; freed: number }> {
+    return this.db.transaction(() => {
+      // Oldest first, in the agent's own order, stopping once enough is freed.
+      const rows = this.db.prepare('SELECT id, size FROM events WHERE agent_id = ? ORDER BY seq LIMIT ?').all(agentId, maxRows) as Row[];
+      const del = this.db.prepare('DELETE FROM events WHERE id = ?');
+      let freed = 0;
+      let deleted = 0;
+      for (const r of rows) {
+        if (freed >= bytes) break;
+        del.run(num(r.id));
+        freed += num(r.size);
+        deleted++;
+      }
+      this.db.prepare('UPDATE agents SET event_bytes = MAX(0, event_bytes - ?) WHERE id = ?').run(freed, agentId);
+      return { deleted, freed };
+    })();
+  }
+
+  async deleteEventsReceivedBefore(before: number, maxRows: number): Promise<number> {
+    return this.db.transaction(() => {
+      // Ids grow in arrival order, so the oldest rows by id are the oldest received: no scan past the first young one.
+      const rows = this.db.prepare('SELECT id, agent_id, size, received_at FROM events ORDER BY id LIMIT ?').all(maxRows) as Row[];
+      const del = this.db.prepare('DELETE FROM events WHERE id = ?');
+      const freed = new Map<string, number>();
+      let deleted = 0;
+      for (const r of rows) {
+        if (num(r.received_at) >= before) break;
+        del.run(num(r.id));
+        freed.set(str(r.agent_id), (freed.get(str(r.agent_id)) ?? 0) + num(r.size));
+        deleted++;
+      }
+      const upd = this.db.prepare('UPDATE agents SET event_bytes = MAX(0, event_bytes - ?) WHERE id = ?');
+      for (const [agentId, bytes] of freed) upd.run(bytes, agentId);
+      return deleted;
+    })();
+  }
+
+  async deleteDecidedEscalationsBefore(before: number, maxRows: number): Promise<number> {
+    return this.db
+      .prepare(
+        `DELETE FROM escalations WHERE id IN (SELECT id FROM escalations WHERE status != 'open' AND (outcome IS NULL OR outcome != 'pending')
+           AND decided_at IS NOT NULL AND decided_at < ? ORDER BY id LIMIT ?)`,
+      )
+      .run(before, maxRows).changes;
   }
 
   async addEscalation(e: Omit<EscalationRecord, 'id'>): Promise<EscalationRecord> {

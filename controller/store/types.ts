@@ -181,6 +181,8 @@ export interface EventFilter {
   /** Only events with a larger id (a cursor for paging and following). */
   after?: number;
   limit?: number;
+  /** `desc`: the newest first (default: oldest first). */
+  order?: 'asc' | 'desc';
 }
 
 export type EscalationStatus = 'open' | 'approved' | 'rejected' | 'resolved';
@@ -276,6 +278,12 @@ export interface ControllerStore {
   appendEvents(batches: { agentId: string; events: EventInput[] }[], receivedAt: number): Promise<{ inserted: EventRecord[]; lastSeq: Map<string, number> }>;
   listEvents(filter: EventFilter): Promise<EventRecord[]>;
   countEvents(): Promise<number>;
+  /** Agents whose stored events take more than `maxBytes` (see eventSize), largest first. */
+  agentsOverEventQuota(maxBytes: number): Promise<{ agentId: string; bytes: number }[]>;
+  /** Deletes an agent's oldest events until `bytes` are freed, at most `maxRows` in one transaction. */
+  trimAgentEvents(agentId: string, bytes: number, maxRows: number): Promise<{ deleted: number; freed: number }>;
+  /** Deletes up to `maxRows` of the events received before `before` (controller time), oldest first; returns how many. */
+  deleteEventsReceivedBefore(before: number, maxRows: number): Promise<number>;
 
   addEscalation(e: Omit<EscalationRecord, 'id'>): Promise<EscalationRecord>;
   getEscalation(id: number): Promise<EscalationRecord | undefined>;
@@ -285,6 +293,8 @@ export interface ControllerStore {
   listEscalations(filter: EscalationFilter): Promise<EscalationRecord[]>;
   /** Decisions signed but not yet acknowledged by this agent, oldest first. */
   pendingDecisions(agentId: string): Promise<EscalationRecord[]>;
+  /** Deletes up to `maxRows` escalations decided or resolved before `before` whose outcome is no longer pending. */
+  deleteDecidedEscalationsBefore(before: number, maxRows: number): Promise<number>;
 
   close(): Promise<void>;
 }

@@ -35,7 +35,17 @@ describe('controller API (app factory, no socket)', () => {
     assert.equal(denied.status, 401);
     assert.equal(denied.json<{ error: { code: string } }>().error.code, 'HS_AUTH');
     assert.equal((await call('GET', '/api/v1/nothing')).status, 404);
-    assert.equal((await call('DELETE', '/api/v1/baselines')).status, 405);
+    const wrongMethod = await call('DELETE', '/api/v1/baselines');
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.allow, 'POST, GET, HEAD');
+  });
+
+  it('refuses JSON bodies that are not objects with 400, on every route that reads one', async () => {
+    for (const [url, body] of [['/api/v1/rollouts', 'null'], ['/api/v1/plans', '[]'], ['/api/v1/enrollment-tokens', '"x"'], ['/api/v1/escalations/1/approve', '7']] as const) {
+      const r = await call('POST', url, body, { 'content-type': 'application/json' });
+      assert.equal(r.status, 400, `${url} ${body}: ${r.text()}`);
+      assert.match(r.json<{ error: { message: string } }>().error.message, /must be a JSON object/);
+    }
   });
 
   it('stores immutable versions, returns the same version for the same content, and diffs two', async () => {
@@ -107,6 +117,7 @@ describe('controller API (app factory, no socket)', () => {
   });
 
   it('opens one escalation per agent and resource, and signs the operator decision', async () => {
+    await call('POST', '/api/v1/baselines', { yaml: yaml('b', 'x').replace('/srv/app/motd', '/etc/ssh') });
     const t = await core.enrollment.createToken();
     const { agent } = await core.enrollment.enroll(t.token, { labels: {}, protocolVersion: 1, agentVersion: 't' });
     const ev = (seq: number, event: string) => ({ seq, time: seq, resource: 'file:/etc/ssh', event, trigger: 'watch', baseline: 'b', version: 1, observed: null, desired: null, diff: null, detail: 'd', prevHash: '', hash: '' });

@@ -1,25 +1,24 @@
 // /api/v1/baselines: push a new version (validated like the agent does), list names and versions, show one, diff two.
 import { HsError } from '../../../lib/errors.js';
 import type { BaselineVersionRecord } from '../../store/types.js';
+import { dataMap } from '../body.js';
 import type { ApiContext } from '../context.js';
 import { requiredInt } from '../params.js';
-import { json, type ApiRequest, type Route } from '../router.js';
+import { json, jsonBody, type ApiRequest, type Route } from '../router.js';
+
+/** A baseline with its source files: a few MiB at most. */
+export const PUSH_BODY_LIMIT = 8 * 1024 * 1024;
 
 /** The two accepted bodies: the YAML itself, or JSON `{ yaml, file?, sources?: { "rel/path": base64 } }`. */
 function readPush(req: ApiRequest): { yaml: string; file: string; sources: Record<string, Buffer> } {
-  const type = String(req.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
+  const type = String(req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
   if (type === 'application/json') {
-    let body: unknown;
-    try {
-      body = JSON.parse(req.body.toString('utf8'));
-    } catch (err) {
-      throw new HsError('HS_CONFIG', 'the request body is not valid JSON', { cause: err });
-    }
-    const b = body as { yaml?: unknown; file?: unknown; sources?: unknown };
+    const b = jsonBody<{ yaml?: unknown; file?: unknown; sources?: unknown }>(req);
     if (typeof b.yaml !== 'string') throw new HsError('HS_CONFIG', 'a JSON push needs a "yaml" string');
-    const sources: Record<string, Buffer> = {};
+    // Keys are file names chosen by the client: `toString` or `constructor` must find nothing but what was sent.
+    const sources = dataMap<Buffer>();
     if (b.sources !== undefined) {
-      if (typeof b.sources !== 'object' || b.sources === null) throw new HsError('HS_CONFIG', '"sources" must map paths to base64 text');
+      if (typeof b.sources !== 'object' || b.sources === null || Array.isArray(b.sources)) throw new HsError('HS_CONFIG', '"sources" must map paths to base64 text');
       for (const [rel, v] of Object.entries(b.sources)) {
         if (typeof v !== 'string') throw new HsError('HS_CONFIG', `sources[${JSON.stringify(rel)}] must be base64 text`);
         sources[rel] = Buffer.from(v, 'base64');
@@ -27,7 +26,7 @@ function readPush(req: ApiRequest): { yaml: string; file: string; sources: Recor
     }
     return { yaml: b.yaml, file: typeof b.file === 'string' && b.file !== '' ? b.file : 'baseline.yaml', sources };
   }
-  return { yaml: req.body.toString('utf8'), file: req.query.get('file') ?? 'baseline.yaml', sources: {} };
+  return { yaml: req.body.toString('utf8'), file: req.query.get('file') ?? 'baseline.yaml', sources: dataMap<Buffer>() };
 }
 
 function summary(v: BaselineVersionRecord): Record<string, unknown> {
@@ -40,6 +39,7 @@ export function baselineRoutes(ctx: ApiContext): Route[] {
       method: 'POST',
       pattern: '/api/v1/baselines',
       auth: 'admin',
+      bodyLimit: PUSH_BODY_LIMIT,
       handler: async (req) => {
         const { record, created } = await ctx.baselines.push(readPush(req));
         return json(created ? 201 : 200, { name: record.name, version: record.version, sha256: record.sha256, created });

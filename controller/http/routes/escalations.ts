@@ -1,6 +1,7 @@
 // /api/v1/escalations: what agents handed to a human, and the operator's decision (approve: repair once; reject: a recorded exception).
 import { HsError } from '../../../lib/errors.js';
 import type { EscalationRecord, EscalationStatus } from '../../store/types.js';
+import { agentJson } from '../body.js';
 import type { ApiContext } from '../context.js';
 import { durationParam, intParam, requiredInt, timeParam } from '../params.js';
 import { json, jsonBody, type ApiRequest, type Route } from '../router.js';
@@ -9,8 +10,7 @@ const STATUSES: readonly EscalationStatus[] = ['open', 'approved', 'rejected', '
 
 export function escalationView(e: EscalationRecord): Record<string, unknown> {
   const { decisionPayload: _p, decisionSignature: _s, ...rest } = e;
-  const parse = (s: string | null): unknown => (s === null ? null : (JSON.parse(s) as unknown));
-  return { ...rest, observed: parse(e.observed), desired: parse(e.desired) };
+  return { ...rest, observed: agentJson(e.observed), desired: agentJson(e.desired) };
 }
 
 interface DecisionBody {

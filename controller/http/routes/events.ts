@@ -1,4 +1,6 @@
 // /api/v1/events: the fleet's audit events as persisted, filtered by agent, resource, kind and time, paged by id.
+import { HsError } from '../../../lib/errors.js';
+import { agentJson } from '../body.js';
 import type { ApiContext } from '../context.js';
 import { intParam, timeParam } from '../params.js';
 import { json, type Route } from '../router.js';
@@ -12,6 +14,8 @@ export function eventRoutes(ctx: ApiContext): Route[] {
       handler: async (req) => {
         const q = req.query;
         const now = ctx.clock.now();
+        const order = q.get('order') ?? 'asc';
+        if (order !== 'asc' && order !== 'desc') throw new HsError('HS_CONFIG', 'order must be asc or desc');
         const events = await ctx.store.listEvents({
           agent: q.get('agent') ?? undefined,
           resource: q.get('resource') ?? undefined,
@@ -20,9 +24,9 @@ export function eventRoutes(ctx: ApiContext): Route[] {
           until: timeParam(q.get('until'), 'until', now),
           after: intParam(q.get('after'), 'after'),
           limit: intParam(q.get('limit'), 'limit'),
+          order,
         });
-        const parse = (s: string | null): unknown => (s === null ? null : (JSON.parse(s) as unknown));
-        return json(200, events.map((e) => ({ ...e, observed: parse(e.observed), desired: parse(e.desired) })));
+        return json(200, events.map((e) => ({ ...e, observed: agentJson(e.observed), desired: agentJson(e.desired) })));
       },
     },
   ];
