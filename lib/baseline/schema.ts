@@ -4,6 +4,7 @@ import schema from '../../baselines/baseline.schema.json' with { type: 'json' };
 import { validate as generatedValidate } from './schema-validator.generated.js';
 import { RESOURCE_TYPES } from './kinds.js';
 import { pathProblem, sysctlProblem } from './names.js';
+import { sourcePathProblem } from './sources.js';
 import { suggestion } from './suggest.js';
 import { fieldPath, valueAt, type Path, type YamlDoc } from './yaml-doc.js';
 import type { IssueList } from './issues.js';
@@ -28,6 +29,7 @@ interface SchemaNode {
 const ABS_PATH_PATTERN = schema.definitions.absPath.pattern;
 const SYSCTL_KEY_PATTERN = schema.definitions.sysctlResource.properties.sysctl.pattern;
 const PERMISSIONS_PATTERN = schema.definitions.permissions.pattern;
+const SOURCE_PATTERN = schema.definitions.fileResource.properties.source.pattern;
 const POLICY_WORDS = new Set(['mode', 'risk', 'escalateAt', 'flap']);
 
 /** Adds an issue for every way `doc.value` breaks the schema. */
@@ -105,6 +107,7 @@ function report(e: ErrorObject, path: Path, doc: YamlDoc, issues: IssueList): vo
       let message: string | undefined;
       if (parent.pattern === ABS_PATH_PATTERN) message = pathProblem(text);
       else if (parent.pattern === SYSCTL_KEY_PATTERN) message = sysctlProblem(text);
+      else if (parent.pattern === SOURCE_PATTERN) message = sourcePathProblem(text);
       else if (parent.pattern === PERMISSIONS_PATTERN && (text === 'enforce' || text === 'monitor')) {
         message = `${label} on a file or directory is its permissions, such as "0644"; for the policy mode write policy: { mode: ${text} }`;
       }
@@ -125,6 +128,12 @@ function report(e: ErrorObject, path: Path, doc: YamlDoc, issues: IssueList): vo
       return;
     case 'minProperties':
       issues.add('HS_BASELINE_INVALID', `${label} must set at least one key`, path, 'value');
+      return;
+    case 'minItems':
+      issues.add('HS_BASELINE_INVALID', `${label} must list at least ${String(e.params.limit)}`, path, 'value');
+      return;
+    case 'contains':
+      issues.add('HS_BASELINE_INVALID', parent.patternErrorMessage ?? `${label} ${e.message ?? 'is invalid'}`, path, 'value');
       return;
     default:
       issues.add('HS_BASELINE_INVALID', `${label} ${e.message ?? 'is invalid'}`, path, 'value');

@@ -17,15 +17,16 @@ function readPush(req: ApiRequest): { yaml: string; file: string; sources: Recor
     }
     const b = body as { yaml?: unknown; file?: unknown; sources?: unknown };
     if (typeof b.yaml !== 'string') throw new HsError('HS_CONFIG', 'a JSON push needs a "yaml" string');
-    const sources: Record<string, Buffer> = {};
+    const entries: [string, Buffer][] = [];
     if (b.sources !== undefined) {
       if (typeof b.sources !== 'object' || b.sources === null) throw new HsError('HS_CONFIG', '"sources" must map paths to base64 text');
       for (const [rel, v] of Object.entries(b.sources)) {
         if (typeof v !== 'string') throw new HsError('HS_CONFIG', `sources[${JSON.stringify(rel)}] must be base64 text`);
-        sources[rel] = Buffer.from(v, 'base64');
+        entries.push([rel, Buffer.from(v, 'base64')]);
       }
     }
-    return { yaml: b.yaml, file: typeof b.file === 'string' && b.file !== '' ? b.file : 'baseline.yaml', sources };
+    // fromEntries defines each key as its own: a path such as `__proto__` is an entry like any other.
+    return { yaml: b.yaml, file: typeof b.file === 'string' && b.file !== '' ? b.file : 'baseline.yaml', sources: Object.fromEntries(entries) };
   }
   return { yaml: req.body.toString('utf8'), file: req.query.get('file') ?? 'baseline.yaml', sources: {} };
 }
