@@ -5,7 +5,7 @@ import { parseDuration } from '../clock.js';
 import { ANY_RESOURCE_KEY, KIND_KEYS, RESOURCE_TYPES, normaliseName } from './kinds.js';
 import { parentsOf, pathProblem, sysctlProblem, unitProblem } from './names.js';
 import { applyPolicy, type PolicyOverrides } from './policy.js';
-import { splitCommand } from './command.js';
+import { commandWords, splitCommand } from './command.js';
 import { sourcePathProblem } from './sources.js';
 import { suggestion } from './suggest.js';
 import { DEFAULT_POLICY, type Baseline, type Policy, type ResourceDecl } from './types.js';
@@ -285,6 +285,9 @@ function fieldsOf(h: ResourceHead, sources: Map<string, Buffer>): Record<string,
         const bytes = sources.get(fields.source);
         if (bytes) fields.content = bytes;
       }
+      // Both forms become the words the agent runs, without a shell.
+      const words = commandWords(fields.validate);
+      if (words) fields.validate = words;
       break;
     }
     case 'directory':

@@ -1,0 +1,158 @@
+// Managed paths resolved from / one component at a time, never through a symlink. Each directory is opened with
+// O_DIRECTORY|O_NOFOLLOW relative to the one before, through /proc/self/fd/N/NAME (Node's stand-in for openat: the kernel
+// jumps to the directory held as N and resolves only NAME), and every later read or change names its target relative to
+// the descriptor held, so a parent swapped for a symlink between two steps cannot redirect anything the agent does.
+import { closeSync, constants as C, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { HsError, hostError } from '../../lib/errors.js';
+
+const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
+
+/** A directory held open, reached from / without following any symlink. */
+export class HeldDir {
+  private closed = false;
+
+  constructor(
+    readonly fd: number,
+    /** The path it was reached by, for messages and watches. */
+    readonly path: string,
+  ) {}
+
+  /** A path naming `name` in this directory: the kernel resolves only `name`, relative to the descriptor. */
+  at(name: string): string {
+    return `/proc/self/fd/${this.fd}/${name}`;
+  }
+
+  /** The directory itself, e.g. to list it. */
+  self(): string {
+    return `/proc/self/fd/${this.fd}`;
+  }
+
+  stat(): BigIntStats {
+    return fstatSync(this.fd, { bigint: true });
+  }
+
+  /**
+   * Whether someone other than root may create, rename or remove entries here: then an entry may be a hard link to any
+   * file of the same filesystem, or be swapped between two steps, and changes to an existing entry need more care.
+   */
+  writableByOthers(): boolean {
+    const st = this.stat();
+    const mode = Number(st.mode);
+    return (st.uid !== 0n && (mode & 0o200) !== 0) || (st.gid !== 0n && (mode & 0o020) !== 0) || (mode & 0o002) !== 0;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+  }
+}
+
+/** A managed path split into its parent's components and its own name: `/etc/ssh/sshd_config` → [etc, ssh], sshd_config. */
+export function splitManaged(p: string): { parents: string[]; name: string } {
+  const parts = p.split('/').filter((s) => s !== '');
+  const name = parts.pop();
+  if (name === undefined || name === '.' || name === '..' || parts.includes('.') || parts.includes('..')) {
+    throw new HsError('HS_HOST_IO', `${p} is not an absolute, normalised path`);
+  }
+  return { parents: parts, name };
+}
+
+export interface OpenParentOptions {
+  /** Make missing directories on the way, with this mode, owned by the agent (root). */
+  create?: { mode: number };
+}
+
+let procChecked = false;
+
+/**
+ * Opens the directory that holds `p`. Undefined when a directory on the way does not exist (or is a file), unless `create`
+ * makes it. Throws HS_HOST_UNSAFE_PATH naming the first component that is a symlink: it is not followed, whoever owns it.
+ */
+export function openParent(p: string, resource: string, opts: OpenParentOptions = {}): HeldDir | undefined {
+  if (!procChecked) {
+    if (!existsSync('/proc/self/fd')) {
+      throw new HsError('HS_HOST_IO', '/proc is not mounted: managed paths cannot be resolved without following symlinks', { resource, retryable: true });
+    }
+    procChecked = true;
+  }
+  const { parents } = splitManaged(p);
+  let dir = new HeldDir(openSync('/', DIR_FLAGS), '/');
+  try {
+    for (const name of parents) {
+      const next = openChild(dir, name, resource, opts);
+      dir.close();
+      if (!next) return undefined;
+      dir = next;
+    }
+    return dir;
+  } catch (err) {
+    dir.close();
+    throw err;
+  }
+}
+
+function openChild(dir: HeldDir, name: string, resource: string, opts: OpenParentOptions): HeldDir | undefined {
+  const childPath = dir.path === '/' ? `/${name}` : `${dir.path}/${name}`;
+  // A few attempts: a directory made or replaced by someone else between two calls is opened by the same rules.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return new HeldDir(openSync(dir.at(name), DIR_FLAGS), childPath);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        if (!opts.create) return undefined;
+        try {
+          mkdirSync(dir.at(name), { mode: opts.create.mode });
+        } catch (mkErr) {
+          // Made by someone else in between: open whatever is there now, by the same rules.
+          if ((mkErr as NodeJS.ErrnoException).code !== 'EEXIST') throw hostError(mkErr, resource, `creating ${childPath}`);
+        }
+        continue;
+      }
+      // O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR, as it does on a file: lstat tells which.
+      if (code === 'ENOTDIR' || code === 'ELOOP') {
+        const st = lstatOrUndefined(dir.at(name));
+        if (st?.isSymbolicLink()) throw symlinkComponent(dir, name, childPath, resource);
+        if (st?.isDirectory()) continue; // replaced by a directory in between: try again
+        if (opts.create) throw new HsError('HS_HOST_IO', `${childPath} is not a directory; a managed path goes through it`, { resource, retryable: true });
+        return undefined;
+      }
+      throw hostError(err, resource, `opening ${childPath}`);
+    }
+  }
+  throw new HsError('HS_HOST_IO', `${childPath} kept changing while it was opened`, { resource, retryable: true });
+}
+
+function symlinkComponent(dir: HeldDir, name: string, childPath: string, resource: string): HsError {
+  let target = '';
+  try {
+    target = readlinkSync(dir.at(name));
+  } catch {
+    // gone again: the message names the component all the same
+  }
+  const to = target === '' ? '' : ` (to ${target})`;
+  return new HsError(
+    'HS_HOST_UNSAFE_PATH',
+    `${childPath} is a symlink${to}; managed paths are resolved without following symlinks in any component, so nothing below it is read or changed: remove the link, or write the path without it`,
+    { resource, retryable: false },
+  );
+}
+
+function lstatOrUndefined(p: string): BigIntStats | undefined {
+  try {
+    return lstatSync(p, { bigint: true });
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs `fn` with the parent of `p` held open (undefined when it does not exist), and closes it afterwards. */
+export function withParent<T>(p: string, resource: string, fn: (dir: HeldDir | undefined) => T): T {
+  const dir = openParent(p, resource);
+  try {
+    return fn(dir);
+  } finally {
+    dir?.close();
+  }
+}
