@@ -39,6 +39,8 @@ export function checkSchema(doc: YamlDoc, issues: IssueList): void {
   for (const e of validateSchema.errors ?? []) {
     // `anyOf` and `propertyNames` only wrap the errors that say what is wrong; the one-type-key rule is worded in validate.ts.
     if (e.keyword === 'anyOf' || e.keyword === 'propertyNames') continue;
+    // What each item did not match inside `contains` is noise: the `contains` error itself says what is missing.
+    if (e.schemaPath.includes('/contains/')) continue;
     const path = toPath(doc.value, e.instancePath);
     if (e.keyword === 'required' && isResourceItem(path) && RESOURCE_TYPES.includes(String(e.params.missingProperty))) continue;
     if (e.keyword === 'additionalProperties' && isResourceItem(path) && RESOURCE_TYPES.includes(String(e.params.additionalProperty))) continue;
