@@ -7,7 +7,7 @@ import { pathProblem, sysctlProblem } from './names.js';
 import { sourcePathProblem } from './sources.js';
 import { suggestion } from './suggest.js';
 import { fieldPath, valueAt, type Path, type YamlDoc } from './yaml-doc.js';
-import type { IssueList } from './issues.js';
+import { clip, quoted, type IssueList } from './issues.js';
 
 interface SchemaValidator {
   (data: unknown): boolean;
@@ -66,7 +66,7 @@ function report(e: ErrorObject, path: Path, doc: YamlDoc, issues: IssueList): vo
       const policyHint = path.length === 1 && path[0] === 'spec' && POLICY_WORDS.has(key) ? '; policy keys go under spec.policy' : '';
       issues.add(
         'HS_BASELINE_UNKNOWN_KEY',
-        `unknown key "${key}" in ${where}${hint}${policyHint}; allowed: ${allowed.join(', ')}`,
+        `unknown key ${quoted(key)} in ${where}${hint}${policyHint}; allowed: ${allowed.join(', ')}`,
         [...path, key],
         'key',
       );
@@ -102,7 +102,7 @@ function report(e: ErrorObject, path: Path, doc: YamlDoc, issues: IssueList): vo
       return;
     case 'pattern': {
       if (e.propertyName !== undefined) {
-        issues.add('HS_BASELINE_INVALID', `${parent.patternErrorMessage ?? 'invalid key'}; got "${e.propertyName}"`, [...path, e.propertyName], 'key');
+        issues.add('HS_BASELINE_INVALID', `${parent.patternErrorMessage ?? 'invalid key'}; got ${quoted(e.propertyName)}`, [...path, e.propertyName], 'key');
         return;
       }
       const text = String(data);
@@ -202,6 +202,6 @@ function describe(value: unknown, raw: string | undefined): string {
   if (value === null) return 'nothing (an empty value)';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return JSON.stringify(value);
-  return raw !== undefined && raw !== '' ? raw : String(value);
+  if (typeof value === 'string') return quoted(value);
+  return clip(raw !== undefined && raw !== '' ? raw : String(value), 80);
 }

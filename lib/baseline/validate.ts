@@ -9,7 +9,7 @@ import { commandWords, splitCommand } from './command.js';
 import { sourcePathProblem } from './sources.js';
 import { suggestion } from './suggest.js';
 import { DEFAULT_POLICY, type Baseline, type Policy, type ResourceDecl } from './types.js';
-import type { IssueList } from './issues.js';
+import { quoted, type IssueList } from './issues.js';
 import type { Path } from './yaml-doc.js';
 
 /** A resource whose type and name could be read: enough to name it in messages and to compare it with the others. */
@@ -49,7 +49,7 @@ export function identifyResources(value: unknown, issues: IssueList): ResourceHe
       if (unknown !== undefined) {
         issues.add(
           'HS_RESOURCE_UNKNOWN_TYPE',
-          `unknown resource type "${unknown}"${suggestion(unknown, RESOURCE_TYPES)}; a resource starts with one of ${RESOURCE_TYPES.join(', ')}`,
+          `unknown resource type ${quoted(unknown)}${suggestion(unknown, RESOURCE_TYPES)}; a resource starts with one of ${RESOURCE_TYPES.join(', ')}`,
           [...path, unknown],
           'key',
         );

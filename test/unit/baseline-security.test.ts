@@ -179,6 +179,29 @@ describe('baseline input from elsewhere', () => {
     });
   });
 
+  describe('bounded whatever the document', () => {
+    it('refuses nesting thousands of levels deep with a located issue, not a stack overflow', () => {
+      for (const depth of [100, 20_000]) {
+        const [found] = issues(() => parseBaseline(`${HEAD.replace('spec:\n  resources:\n', '')}  labels: ${'['.repeat(depth)}${']'.repeat(depth)}\nspec:\n  resources: []\n`, { file: 'b.yaml' }));
+        assert.deepEqual([found?.code, found?.at], ['HS_BASELINE_PARSE', '1:1'], `depth ${depth}`);
+        assert.match(found?.message ?? '', /nest/);
+      }
+    });
+
+    it('quotes at most a clip of a megabyte value or key in its messages', () => {
+      const big = 'x'.repeat(1024 * 1024);
+      const found = issues(() => parseBaseline(`${HEAD}    - file: /etc/a\n      mode: "${big}"\n    - file: /etc/b\n      ${'y'.repeat(900)}: 1\n`, { file: 'b.yaml' }));
+      assert.equal(found.length, 2);
+      for (const f of found) assert.ok(f.message.length < 1200, `a message of ${f.message.length} characters`);
+      assert.match(found[0]?.message ?? '', /characters left out/);
+    });
+
+    it('refuses a baseline larger than 64 MiB before parsing it', () => {
+      const [found] = issues(() => parseBaseline(`${HEAD}#${' '.repeat(64 * 1024 * 1024)}\n`, { file: 'b.yaml' }));
+      assert.deepEqual([found?.code, found?.at], ['HS_BASELINE_PARSE', '1:1']);
+    });
+  });
+
   describe('the controller takes pushed sources as data', () => {
     let core: ControllerCore;
     let data: string;
