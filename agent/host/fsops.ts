@@ -10,9 +10,6 @@ const NOFOLLOW_READ = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
 // Root may read without updating access times; nobody else may ask for it (EPERM).
 const NOATIME = process.getuid?.() === 0 ? C.O_NOATIME : 0;
 
-/** Test seams: a test sets one to act inside a window the product cannot otherwise be caught in. Never set in production. */
-export const faultPoints: { afterRename?: (path: string) => void } = {};
-
 function missing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return code === 'ENOENT' || code === 'ENOTDIR';
@@ -91,7 +88,6 @@ export async function atomicWriteAt(dir: HeldDir, name: string, spec: WriteSpec)
     if (spec.validate) await spec.validate(`/proc/${process.pid}/fd/${dir.fd}/${tmp}`);
     await fsp.rename(dir.at(tmp), dir.at(name));
     renamed = true;
-    faultPoints.afterRename?.(`${dir.path}/${name}`);
     // The rename is atomic now; making it durable does not need to hold up the repair: a crash before the directory
     // reaches the disk leaves the old file, which is still whole.
     syncDirSoon(dir);
