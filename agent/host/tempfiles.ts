@@ -28,6 +28,9 @@ interface Listing {
   byTarget: Map<string, string[]>;
 }
 
+/** Listings kept at most: the ones that matter are those of the start-up pass, folder after folder. */
+const MAX_LISTINGS = 1024;
+
 /**
  * Lists directories once for the temporary files in them, shared by every resource of the agent: a directory of 10,000
  * managed files is read once, not 10,000 times. A listing is used again while the directory's mtime is the same.
@@ -48,13 +51,10 @@ export class TempFileIndex {
         list.push(entry);
         l.byTarget.set(target, list);
       }
+      this.listings.delete(dir.path);
+      if (this.listings.size >= MAX_LISTINGS) this.listings.delete(this.listings.keys().next().value as string);
       this.listings.set(dir.path, l);
     }
     return l.byTarget.get(name) ?? [];
-  }
-
-  /** Drops what is held: listings matter at start-up only. */
-  clear(): void {
-    this.listings.clear();
   }
 }
