@@ -7,14 +7,20 @@ import { HsError, hostError } from '../../lib/errors.js';
 
 const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
 
-/** A directory held open, reached from / without following any symlink. */
+/**
+ * A directory held open, reached from / without following any symlink. Shared: the cache below holds one reference, and
+ * everyone who got it from openParent holds one until close(); the descriptor closes with the last, so a repair still
+ * using it can never see its number reused for another directory.
+ */
 export class HeldDir {
-  private closed = false;
+  private refs = 1;
 
   constructor(
     readonly fd: number,
     /** The path it was reached by, for messages and watches. */
     readonly path: string,
+    readonly dev: bigint,
+    readonly ino: bigint,
   ) {}
 
   /** A path naming `name` in this directory: the kernel resolves only `name`, relative to the descriptor. */
@@ -41,12 +47,95 @@ export class HeldDir {
     return (st.uid !== 0n && (mode & 0o200) !== 0) || (st.gid !== 0n && (mode & 0o020) !== 0) || (mode & 0o002) !== 0;
   }
 
+  retain(): HeldDir {
+    this.refs++;
+    return this;
+  }
+
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    closeSync(this.fd);
+    if (this.refs <= 0) return;
+    this.refs--;
+    if (this.refs === 0) closeSync(this.fd);
   }
 }
+
+function held(fd: number, path: string): HeldDir {
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    return new HeldDir(fd, path, st.dev, st.ino);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
+/**
+ * Whether a directory walked to earlier is still the one at its path, without walking again: the kernel's own name for
+ * the descriptor (it changes when a folder on the way is renamed or the directory is removed, so a folder swapped for a
+ * symlink shows) is still that path, and an lstat of the path still finds that inode (nothing was mounted over it).
+ */
+function stillAt(d: HeldDir): boolean {
+  try {
+    if (readlinkSync(d.self()) !== d.path) return false;
+    const st = lstatSync(d.path, { bigint: true });
+    return st.dev === d.dev && st.ino === d.ino && st.isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Parent directories kept open a short while: a walk is 5–10 syscalls per component, a check of a kept one two. */
+const MAX_KEPT = 256;
+/** Kept directories unused this long are closed, so the agent does not hold a filesystem busy (umount) for long. */
+const KEEP_MS = 2000;
+
+class KeptDirs {
+  private readonly dirs = new Map<string, { dir: HeldDir; usedAt: number }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  get(path: string): HeldDir | undefined {
+    const kept = this.dirs.get(path);
+    if (!kept) return undefined;
+    this.dirs.delete(path);
+    if (!stillAt(kept.dir)) {
+      kept.dir.close();
+      return undefined;
+    }
+    this.dirs.set(path, { dir: kept.dir, usedAt: Date.now() }); // most recently used last
+    return kept.dir.retain();
+  }
+
+  put(dir: HeldDir): void {
+    const old = this.dirs.get(dir.path);
+    if (old) {
+      this.dirs.delete(dir.path);
+      old.dir.close();
+    }
+    if (this.dirs.size >= MAX_KEPT) this.evict(this.dirs.keys().next().value as string);
+    this.dirs.set(dir.path, { dir: dir.retain(), usedAt: Date.now() });
+    if (!this.timer) {
+      this.timer = setInterval(() => this.sweep(), KEEP_MS);
+      this.timer.unref();
+    }
+  }
+
+  private evict(path: string): void {
+    this.dirs.get(path)?.dir.close();
+    this.dirs.delete(path);
+  }
+
+  private sweep(): void {
+    const before = Date.now() - KEEP_MS;
+    for (const [path, kept] of this.dirs) if (kept.usedAt < before) this.evict(path);
+    if (this.dirs.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+}
+
+const kept = new KeptDirs();
+let rootDir: HeldDir | undefined;
 
 /** A managed path split into its parent's components and its own name: `/etc/ssh/sshd_config` → [etc, ssh], sshd_config. */
 export function splitManaged(p: string): { parents: string[]; name: string } {
@@ -63,21 +152,23 @@ export interface OpenParentOptions {
   create?: { mode: number };
 }
 
-let procChecked = false;
-
 /**
  * Opens the directory that holds `p`. Undefined when a directory on the way does not exist (or is a file), unless `create`
  * makes it. Throws HS_HOST_UNSAFE_PATH naming the first component that is a symlink: it is not followed, whoever owns it.
+ * The caller closes what it gets.
  */
 export function openParent(p: string, resource: string, opts: OpenParentOptions = {}): HeldDir | undefined {
-  if (!procChecked) {
+  const { parents } = splitManaged(p);
+  const parentPath = `/${parents.join('/')}`;
+  const hit = kept.get(parentPath);
+  if (hit) return hit;
+  if (!rootDir) {
     if (!existsSync('/proc/self/fd')) {
       throw new HsError('HS_HOST_IO', '/proc is not mounted: managed paths cannot be resolved without following symlinks', { resource, retryable: true });
     }
-    procChecked = true;
+    rootDir = held(openSync('/', DIR_FLAGS), '/');
   }
-  const { parents } = splitManaged(p);
-  let dir = new HeldDir(openSync('/', DIR_FLAGS), '/');
+  let dir = rootDir.retain();
   try {
     for (const name of parents) {
       const next = openChild(dir, name, resource, opts);
@@ -85,11 +176,12 @@ export function openParent(p: string, resource: string, opts: OpenParentOptions 
       if (!next) return undefined;
       dir = next;
     }
-    return dir;
   } catch (err) {
     dir.close();
     throw err;
   }
+  if (dir !== rootDir) kept.put(dir);
+  return dir;
 }
 
 function openChild(dir: HeldDir, name: string, resource: string, opts: OpenParentOptions): HeldDir | undefined {
@@ -97,7 +189,7 @@ function openChild(dir: HeldDir, name: string, resource: string, opts: OpenParen
   // A few attempts: a directory made or replaced by someone else between two calls is opened by the same rules.
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return new HeldDir(openSync(dir.at(name), DIR_FLAGS), childPath);
+      return held(openSync(dir.at(name), DIR_FLAGS), childPath);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') {

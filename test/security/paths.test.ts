@@ -167,7 +167,9 @@ ${files.map((f) => `    - file: ${f}\n      content: "managed ${path.basename(f)
          spin(Math.random() * 400);
          try { fs.renameSync(conf, conf + '.real'); fs.symlinkSync(victim, conf); swaps++; } catch {}
          spin(Math.random() * 100);
-         try { fs.unlinkSync(conf); fs.renameSync(conf + '.real', conf); } catch {}
+         // Put the real folder back; a folder the agent made meanwhile (mkdir -p of a missing parent) is moved aside.
+         try { fs.unlinkSync(conf); } catch { try { fs.renameSync(conf, conf + '.made' + i); } catch {} }
+         try { fs.renameSync(conf + '.real', conf); } catch {}
        }
        console.log(JSON.stringify({ swaps, deletes }));`,
       [conf, victim, '4000', ...files],
