@@ -86,8 +86,11 @@ function stillAt(d: HeldDir): boolean {
 
 /** Parent directories kept open a short while: a walk is 5–10 syscalls per component, a check of a kept one two. */
 const MAX_KEPT = 256;
-/** Kept directories unused this long are closed, so the agent does not hold a filesystem busy (umount) for long. */
-const KEEP_MS = 2000;
+/**
+ * Kept directories unused this long are closed (checked as often), so a filesystem is held busy for `umount` at most about
+ * a second after the agent last looked into it; bursts (start-up, resync, a storm of drift) are what the keeping is for.
+ */
+const KEEP_MS = 500;
 
 class KeptDirs {
   private readonly dirs = new Map<string, { dir: HeldDir; usedAt: number }>();

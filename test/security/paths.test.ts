@@ -1,13 +1,15 @@
 // A local, unprivileged user against the agent that writes as root: a symlinked parent, a parent they own swapped for a
 // symlink while repairs run, hard links and setuid modes planted where they can write. The victim is never touched.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AgentStore } from '../../agent/store/store.js';
 import type { AuditEntry } from '../../agent/store/types.js';
+import { HsError } from '../../lib/errors.js';
 import { runAgent, startAgentDaemon, tempDir, waitFor, writeBaseline, type DaemonProcess } from '../helpers/agent.js';
+import { createResource, testDecl, testHost } from '../helpers/resource-runner.js';
 
 const NOBODY = 65534;
 
@@ -258,6 +260,42 @@ spec:
     const now = statSync(tool);
     assert.equal(now.mode & 0o7777, 0o4755);
     assert.notEqual(now.ino, planted.ino, 'a fresh file, not the one the user made (and may hold open)');
+  });
+
+  it('never reuses a folder it kept open once the path leads elsewhere: renamed, replaced by a symlink, or mounted over', async () => {
+    const target = path.join(conf, 'motd');
+    writeFileSync(target, 'first\n');
+    const r = createResource(testDecl('file', target, { ensure: 'present', content: 'managed\n' }), testHost({ stateDir }));
+    const summary = async (): Promise<Record<string, unknown>> => r.summarize(await r.observe());
+    const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
+    assert.equal((await summary()).sha256, sha('first\n'));
+    // The folder moves away and a symlink takes its place, right after the agent looked (its folder is still open).
+    renameSync(conf, `${conf}.moved`);
+    symlinkSync(victim, conf);
+    writeFileSync(path.join(victim, 'motd'), 'victim motd\n');
+    const refused = await r.observe().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(refused instanceof HsError && refused.code === 'HS_HOST_UNSAFE_PATH', `not refused: ${String(refused)}`);
+    // A new real folder at the path is looked at, not the old one.
+    execFileSync('rm', [conf]);
+    mkdirSync(conf);
+    writeFileSync(target, 'second\n');
+    assert.equal((await summary()).sha256, sha('second\n'));
+    // Something mounted over the folder is looked at too.
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', conf]);
+    } catch {
+      return; // no mounts here: the rest was shown
+    }
+    try {
+      writeFileSync(target, 'mounted\n');
+      assert.equal((await summary()).sha256, sha('mounted\n'));
+    } finally {
+      // The agent keeps a folder it just walked open for about a second: unmounting may say "busy" until then.
+      await waitFor(() => spawnSync('umount', [conf]).status === 0, 10_000, 'umount');
+    }
   });
 
   it('reports a symlinked parent in check without reading through it', async () => {
