@@ -23,7 +23,6 @@ export function isLeftover(st: BigIntStats | undefined): boolean {
 interface Listing {
   dev: bigint;
   ino: bigint;
-  mtimeNs: bigint;
   /** Temporary file names by the target name they were for. */
   byTarget: Map<string, string[]>;
 }
@@ -33,17 +32,18 @@ const MAX_LISTINGS = 1024;
 
 /**
  * Lists directories once for the temporary files in them, shared by every resource of the agent: a directory of 10,000
- * managed files is read once, not 10,000 times. A listing is used again while the directory's mtime is the same.
+ * managed files is read once, not 10,000 times. Leftovers come from an agent that ran before this one, so a listing of
+ * the same directory (device and inode) stays good for this process; a name found in it is checked again with lstat
+ * before anything is done with it.
  */
 export class TempFileIndex {
   private readonly listings = new Map<string, Listing>();
 
   /** Names in `dir` that look like our temporary files for `name` (the caller checks each with isLeftover). */
   candidates(dir: HeldDir, name: string): string[] {
-    const st = dir.stat();
     let l = this.listings.get(dir.path);
-    if (!l || l.dev !== st.dev || l.ino !== st.ino || l.mtimeNs !== st.mtimeNs) {
-      l = { dev: st.dev, ino: st.ino, mtimeNs: st.mtimeNs, byTarget: new Map() };
+    if (!l || l.dev !== dir.dev || l.ino !== dir.ino) {
+      l = { dev: dir.dev, ino: dir.ino, byTarget: new Map() };
       for (const entry of readdirSync(dir.self())) {
         const target = TEMP.exec(entry)?.[1];
         if (target === undefined) continue;

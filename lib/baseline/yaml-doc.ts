@@ -71,7 +71,7 @@ export function readYaml(text: string, file: string): YamlDoc {
     if (!(err instanceof RangeError) || !/call stack/i.test(err.message)) throw err;
     return unreadable([new HsError('HS_BASELINE_PARSE', `the document is nested too deeply to read (a baseline needs far fewer than ${MAX_DEPTH} levels)`, { location: { file, line: 1, column: 1 } })]);
   }
-  if (doc.readable && depthOf(doc.value) > MAX_DEPTH) {
+  if (doc.readable && depthOf(doc.value, doc.reader === 'full') > MAX_DEPTH) {
     return unreadable([new HsError('HS_BASELINE_PARSE', `the document nests more than ${MAX_DEPTH} levels deep; a baseline needs far fewer`, { location: { file, line: 1, column: 1 } })]);
   }
   return doc;
@@ -82,18 +82,31 @@ function unreadable(issues: HsError[]): YamlDoc {
   return { value: undefined, readable: false, issues, reader: 'full', keys: nowhere, hasDuplicates: false, detail: () => ({ locator: nowhere, duplicates: [] }) };
 }
 
-/** How many mappings and lists deep `value` goes, without recursion. Shared (aliased) parts are counted where they are met. */
-function depthOf(value: unknown): number {
+/**
+ * How many mappings and lists deep `value` goes, without recursion. With `aliases` (the full parser's values, where an
+ * alias is the same object met again) each object is walked once; the quick reader makes no shared objects.
+ */
+function depthOf(value: unknown, aliases: boolean): number {
   let max = 0;
-  const stack: [unknown, number][] = [[value, 0]];
-  const seen = new Set<object>();
-  while (stack.length > 0) {
-    const [v, d] = stack.pop() as [unknown, number];
-    if (v === null || typeof v !== 'object' || Buffer.isBuffer(v)) continue;
-    if (d + 1 > max) max = d + 1;
-    if (max > MAX_DEPTH || seen.has(v)) continue;
-    seen.add(v);
-    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, d + 1]);
+  const values: unknown[] = [value];
+  const depths: number[] = [0];
+  const seen = aliases ? new Set<object>() : undefined;
+  while (values.length > 0) {
+    const v = values.pop();
+    const d = (depths.pop() as number) + 1;
+    if (v === null || typeof v !== 'object') continue;
+    if (d > max) max = d;
+    if (max > MAX_DEPTH) return max;
+    if (seen) {
+      if (seen.has(v)) continue;
+      seen.add(v);
+    }
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (child !== null && typeof child === 'object') {
+        values.push(child);
+        depths.push(d);
+      }
+    }
   }
   return max;
 }
