@@ -29,10 +29,6 @@ export class ContentKey {
     return readKey(file) ?? createKey(file) ?? new ContentKey(randomBytes(KEY_BYTES), false);
   }
 
-  static ephemeral(): ContentKey {
-    return new ContentKey(randomBytes(KEY_BYTES), false);
-  }
-
   static fromBytes(key: Buffer, persistent: boolean): ContentKey {
     return new ContentKey(key, persistent);
   }
