@@ -75,8 +75,8 @@ export class BaselineService {
   /** Validates with the agent's own validator and stores a new version (or returns the latest when identical). */
   async push(input: PushInput): Promise<{ record: BaselineVersionRecord; created: boolean }> {
     const b = validateBaseline(input.yaml, input.file, input.sources);
-    const sources: Record<string, string> = {};
-    for (const [rel, bytes] of Object.entries(input.sources)) sources[rel] = bytes.toString('base64');
+    // fromEntries defines each key as its own, so a source may be named `__proto__`.
+    const sources = Object.fromEntries(Object.entries(input.sources).map(([rel, bytes]) => [rel, bytes.toString('base64')]));
     const res = await this.store.addBaselineVersion({
       name: b.name,
       sha256: b.origin.sha256,
@@ -105,8 +105,8 @@ export class BaselineService {
     const yamlDiff = unifiedDiff(`${name}.yaml`, Buffer.from(a.yaml), Buffer.from(b.yaml), 1024 * 1024);
     if (a.yaml !== b.yaml) parts.push(yamlDiff ?? `${name}.yaml: differs (too large or binary to show)\n`);
     for (const rel of [...new Set([...Object.keys(a.sources), ...Object.keys(b.sources)])].sort()) {
-      const x = Buffer.from(a.sources[rel] ?? '', 'base64');
-      const y = Buffer.from(b.sources[rel] ?? '', 'base64');
+      const x = Buffer.from((Object.hasOwn(a.sources, rel) ? a.sources[rel] : undefined) ?? '', 'base64');
+      const y = Buffer.from((Object.hasOwn(b.sources, rel) ? b.sources[rel] : undefined) ?? '', 'base64');
       if (x.equals(y)) continue;
       parts.push(unifiedDiff(rel, x, y, 1024 * 1024) ?? `${rel}: differs (too large or binary to show)\n`);
     }

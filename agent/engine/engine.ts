@@ -329,6 +329,7 @@ export class Engine {
       return;
     }
     if (changes.length === 0) {
+      r.commit?.(observed);
       rt.failures = 0;
       rt.recordedDrift = undefined;
       // An approval answers one drift; once compliant, the next drift is judged by the policy again.
@@ -373,6 +374,7 @@ export class Engine {
       if (remaining.length > 0) {
         throw new HsError('HS_VERIFY_FAILED', `repair did not hold: ${describeChanges(remaining)}`, { resource: id, retryable: true });
       }
+      r.commit?.(after);
       const ms = clock.monotonic() - t0;
       rt.repairs.push(clock.now());
       rt.failures = 0;

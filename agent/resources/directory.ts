@@ -1,9 +1,10 @@
-// The `directory:` resource: existence, mode, owner and group of a directory (its contents are other resources' business).
-import { promises as fsp } from 'node:fs';
+// The `directory:` resource: existence, mode, owner and group of a directory (its contents are other resources' business),
+// read and changed through its parent held open without following symlinks (host/pathwalk.ts).
 import { HsError, hostError } from '../../lib/errors.js';
 import type { ResourceDecl } from '../../lib/baseline/types.js';
 import { accounts } from '../host/accounts.js';
-import { fileType, lstatSyncOrUndefined, octal, permBits, setMetadata } from '../host/fsops.js';
+import { fileType, lstatAt, mkdirAt, octal, permBits, rmdirAt, setMetadataAt } from '../host/fsops.js';
+import { openParent, splitManaged, withParent, type HeldDir } from '../host/pathwalk.js';
 import type { Change, HostContext, Resource, ResourceKind, StateSummary } from './resource.js';
 
 export type DirectoryObserved =
@@ -13,6 +14,7 @@ export type DirectoryObserved =
 export class DirectoryResource implements Resource<DirectoryObserved> {
   readonly id: string;
   private readonly path: string;
+  private readonly name: string;
   private readonly ensure: 'present' | 'absent';
   private readonly mode: number | undefined;
   private readonly owner: string | number | undefined;
@@ -25,6 +27,7 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
     const f = decl.fields;
     this.id = decl.id;
     this.path = decl.name;
+    this.name = splitManaged(decl.name).name;
     this.ensure = f.ensure === 'absent' ? 'absent' : 'present';
     this.mode = typeof f.mode === 'string' ? parseInt(f.mode, 8) : undefined;
     this.owner = typeof f.owner === 'string' || typeof f.owner === 'number' ? f.owner : undefined;
@@ -33,9 +36,11 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
 
   async observe(): Promise<DirectoryObserved> {
     try {
-      const st = lstatSyncOrUndefined(this.path);
-      if (!st) return { kind: 'missing' };
-      return { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid) };
+      return withParent(this.path, this.id, (dir): DirectoryObserved => {
+        const st = dir ? lstatAt(dir, this.name) : undefined;
+        if (!st) return { kind: 'missing' };
+        return { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid) };
+      });
     } catch (err) {
       throw hostError(err, this.id, `reading ${this.path}`);
     }
@@ -56,33 +61,48 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
 
   async apply(o: DirectoryObserved): Promise<void> {
     const p = this.path;
+    let dir: HeldDir | undefined;
     try {
+      dir = openParent(p, this.id, this.ensure === 'present' ? { create: { mode: 0o755 } } : {});
+      if (!dir) return; // absent, and so is its parent
       if (this.ensure === 'absent') {
-        if (o.kind === 'present' && o.type !== 'directory') {
+        if (o.kind === 'missing') return;
+        if (o.type !== 'directory') {
           throw new HsError('HS_HOST_IO', `a ${o.type} stands at ${p}; a directory resource only removes directories`, { resource: this.id });
         }
         // Only an empty directory is removed: deleting a tree by policy is too dangerous to do silently.
-        await fsp.rmdir(p).catch((err: NodeJS.ErrnoException) => {
-          if (err.code === 'ENOTEMPTY' || err.code === 'EEXIST') {
+        try {
+          rmdirAt(dir, this.name);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOTEMPTY' || code === 'EEXIST') {
             throw new HsError('HS_HOST_IO', `${p} is not empty; remove its contents or manage them as absent resources`, { resource: this.id, cause: err });
           }
           throw err;
-        });
+        }
         return;
       }
       if (o.kind === 'present' && o.type !== 'directory') {
         throw new HsError('HS_HOST_IO', `a ${o.type} stands at ${p} where a directory is wanted; remove it by hand`, { resource: this.id });
       }
-      if (o.kind === 'missing') await fsp.mkdir(p, { recursive: true, mode: this.mode ?? 0o755 });
+      if (o.kind === 'missing') {
+        try {
+          mkdirAt(dir, this.name, this.mode ?? 0o755);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; // made by someone else meanwhile: set what is declared
+        }
+      }
       const uid = this.uid();
       const gid = this.gid();
-      await setMetadata(p, {
+      await setMetadataAt(dir, this.name, {
         ...(this.mode !== undefined ? { mode: this.mode } : {}),
         ...(uid !== undefined ? { uid } : {}),
         ...(gid !== undefined ? { gid } : {}),
       });
     } catch (err) {
       throw hostError(err, this.id, `repairing ${p}`);
+    } finally {
+      dir?.close();
     }
   }
 

@@ -1,16 +1,38 @@
-// The `file:` resource: content (inline or from a source file), mode, owner, group, present or absent; repaired atomically.
-import { promises as fsp, readlinkSync, type BigIntStats } from 'node:fs';
-import { execFile } from 'node:child_process';
+// The `file:` resource: content (inline or from a source file), mode, owner, group, present or absent. Read and repaired
+// through its parent directory held open without following symlinks (host/pathwalk.ts); secret content never leaves the host.
+import type { BigIntStats } from 'node:fs';
 import { HsError, hostError } from '../../lib/errors.js';
 import { unifiedDiff } from '../../lib/textdiff.js';
 import type { ResourceDecl } from '../../lib/baseline/types.js';
 import { accounts } from '../host/accounts.js';
-import { atomicWrite, fileType, lstatSyncOrUndefined, octal, permBits, readNoFollowSync, setMetadata, sha256 } from '../host/fsops.js';
+import { ContentKey } from '../host/contentkey.js';
+import {
+  atomicWriteAt,
+  fileType,
+  lstatAt,
+  octal,
+  permBits,
+  readAt,
+  readlinkAt,
+  refuseForeignHardLink,
+  setMetadataAt,
+  sha256,
+  unlinkAt,
+  type MetadataChange,
+} from '../host/fsops.js';
+import { openParent, splitManaged, withParent, type HeldDir } from '../host/pathwalk.js';
+import { isLeftover, isTempOf, TempFileIndex } from '../host/tempfiles.js';
+import { runValidator } from '../host/validator.js';
 import type { ApplyResult, Change, HostContext, Resource, ResourceKind, StateSummary } from './resource.js';
 
 /** Replaced content larger than this is recorded by hash only. */
 const KEEP_REPLACED_BYTES = 256 * 1024;
-const VALIDATE_TIMEOUT_MS = 30_000;
+/**
+ * A stat is remembered only once its ctime is older than the read by more than a timestamp tick (1–10 ms by kernel):
+ * a write landing in the same tick as the read could leave size and times as they were, and then the journal would
+ * vouch for content nobody verified. Younger files are read again next time, until they settle.
+ */
+const SETTLE_NS = 25_000_000n;
 
 interface FileSpec {
   path: string;
@@ -20,19 +42,42 @@ interface FileSpec {
   mode: number | undefined;
   owner: string | number | undefined;
   group: string | number | undefined;
-  validate: string | undefined;
+  /** The validate command's words, run without a shell. */
+  validate: string[] | undefined;
+  /** Content that never leaves the host: `secret: true`, or by default a mode that gives group and others no read. */
+  secret: boolean;
 }
 
-export type FileObserved =
+interface FileState {
+  stat: BigIntStats;
+  sha256: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** The content as read, when it differs from the desired content: for the diff and the local backup, never for records. */
+  content?: Buffer;
+  /** The content is secret (declared, or the file is not readable by others): records get `hmac`, never text or sha256. */
+  private: boolean;
+  hmac?: string;
+  /** When the content was read (wall clock, ns), before its stat; absent when the journal vouched for it without a read. */
+  readAtNs?: bigint;
+}
+
+export type FileObserved = (
   | { kind: 'missing' }
   | { kind: 'other'; type: 'directory' | 'symlink' | 'other'; mode: number; uid: number; gid: number; target?: string }
-  | { kind: 'file'; stat: BigIntStats; sha256: string; content?: Buffer; mode: number; uid: number; gid: number };
+  | ({ kind: 'file' } & FileState)
+) & {
+  /** Temporary files an interrupted repair left next to the path (looked for at a resource's first observation). */
+  leftovers: string[];
+};
 
 function readSpec(decl: ResourceDecl): FileSpec {
   const f = decl.fields;
   const raw = f.content;
   const content = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : Buffer.isBuffer(raw) ? raw : undefined;
   const mode = typeof f.mode === 'string' ? parseInt(f.mode, 8) : undefined;
+  const validate = Array.isArray(f.validate) && f.validate.every((w) => typeof w === 'string') ? (f.validate as string[]) : undefined;
   return {
     path: decl.name,
     ensure: f.ensure === 'absent' ? 'absent' : 'present',
@@ -41,13 +86,35 @@ function readSpec(decl: ResourceDecl): FileSpec {
     mode,
     owner: typeof f.owner === 'string' || typeof f.owner === 'number' ? f.owner : undefined,
     group: typeof f.group === 'string' || typeof f.group === 'number' ? f.group : undefined,
-    validate: typeof f.validate === 'string' ? f.validate : undefined,
+    validate,
+    secret: typeof f.secret === 'boolean' ? f.secret : mode !== undefined && (mode & 0o044) === 0,
   };
 }
+
+/** What the file kind shares across the agent's resources: the content key and the listing of temporary files. */
+interface FileKindState {
+  key: ContentKey | undefined;
+  temps: TempFileIndex;
+}
+
+function kindState(host: HostContext): FileKindState {
+  let s = host.adapters.get('file') as FileKindState | undefined;
+  if (!s) {
+    s = { key: undefined, temps: new TempFileIndex() };
+    host.adapters.set('file', s);
+  }
+  return s;
+}
+
+const NONE: string[] = [];
 
 export class FileResource implements Resource<FileObserved> {
   readonly id: string;
   private readonly spec: FileSpec;
+  private readonly name: string;
+  private desiredHmacCache: string | undefined;
+  /** Set once an observation found no temporary files left by an earlier process: they cannot appear again. */
+  private leftoversChecked = false;
 
   constructor(
     readonly decl: ResourceDecl,
@@ -55,55 +122,94 @@ export class FileResource implements Resource<FileObserved> {
   ) {
     this.id = decl.id;
     this.spec = readSpec(decl);
+    this.name = splitManaged(this.spec.path).name;
   }
 
   async observe(): Promise<FileObserved> {
     const p = this.spec.path;
     try {
-      const st = lstatSyncOrUndefined(p);
-      if (!st) return { kind: 'missing' };
-      const type = fileType(st);
-      if (type !== 'file') return this.other(type, st);
-      // Unchanged since the agent last wrote or verified it: the stat is proof enough (ctime cannot be set from userspace).
-      const known = this.host.journal.knownHash(p, st);
-      if (known !== undefined && (this.spec.sha256 === undefined || known === this.spec.sha256)) {
-        return { kind: 'file', stat: st, sha256: known, mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid) };
-      }
-      const read = readNoFollowSync(p);
-      // Replaced or removed between the lstat and the open: the next event or the verify will look again.
-      if (!read) return { kind: 'missing' };
-      const { content, stat } = read;
-      const readType = fileType(stat);
-      if (readType !== 'file') return this.other(readType, stat);
-      const hash = sha256(content);
-      const compliantContent = hash === this.spec.sha256;
-      if (compliantContent || this.spec.content === undefined) this.host.journal.record(p, stat, hash);
-      return {
-        kind: 'file',
-        stat,
-        sha256: hash,
-        ...(compliantContent ? {} : { content }),
-        mode: permBits(stat),
-        uid: Number(stat.uid),
-        gid: Number(stat.gid),
-      };
+      return withParent(p, this.id, (dir) => (dir ? this.observeIn(dir) : { kind: 'missing', leftovers: NONE }));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ELOOP') return this.other('symlink', lstatSyncOrUndefined(p));
       throw hostError(err, this.id, `reading ${p}`);
     }
   }
 
+  private observeIn(dir: HeldDir): FileObserved {
+    const leftovers = this.findLeftovers(dir);
+    const st = lstatAt(dir, this.name);
+    if (!st) return { kind: 'missing', leftovers };
+    const type = fileType(st);
+    if (type !== 'file') return this.other(dir, type, st, leftovers);
+    const mode = permBits(st);
+    const priv = this.isPrivate(mode);
+    // Unchanged since the agent last verified it: the stat is proof enough (ctime cannot be set from userspace).
+    const known = this.host.journal.knownHash(this.spec.path, st);
+    if (known !== undefined && (this.spec.sha256 === undefined || known === this.spec.sha256)) {
+      const hmac = priv && known === this.spec.sha256 ? this.desiredHmac() : undefined;
+      return { kind: 'file', stat: st, sha256: known, mode, uid: Number(st.uid), gid: Number(st.gid), private: priv, ...(hmac ? { hmac } : {}), leftovers };
+    }
+    const readAtNs = BigInt(Date.now()) * 1_000_000n;
+    let read: ReturnType<typeof readAt>;
+    try {
+      read = readAt(dir, this.name);
+    } catch (err) {
+      // Replaced by a symlink between the lstat and the open: report what is there now.
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') return this.other(dir, 'symlink', lstatAt(dir, this.name), leftovers);
+      throw err;
+    }
+    if (!read) return { kind: 'missing', leftovers };
+    const { content, stat } = read;
+    const readType = fileType(stat);
+    if (readType !== 'file') return this.other(dir, readType, stat, leftovers);
+    const hash = sha256(content);
+    const readMode = permBits(stat);
+    const readPriv = this.isPrivate(readMode);
+    return {
+      kind: 'file',
+      stat,
+      sha256: hash,
+      ...(hash === this.spec.sha256 ? {} : { content }),
+      mode: readMode,
+      uid: Number(stat.uid),
+      gid: Number(stat.gid),
+      private: readPriv,
+      ...(readPriv ? { hmac: this.key().hash(content) } : {}),
+      readAtNs,
+      leftovers,
+    };
+  }
+
+  /**
+   * The engine hands back an observation it found compliant (directly, or verifying a repair): a settled file's stat and
+   * hash go to the journal, so its next observation costs one lstat. Observation itself never writes anything.
+   */
+  commit(o: FileObserved): void {
+    if (o.kind !== 'file' || o.readAtNs === undefined) return;
+    if (o.stat.ctimeNs + SETTLE_NS > o.readAtNs) return;
+    if (this.spec.sha256 !== undefined && o.sha256 !== this.spec.sha256) return;
+    this.host.journal.record(this.spec.path, o.stat, o.sha256);
+  }
+
   diff(o: FileObserved): Change[] {
     const s = this.spec;
-    if (s.ensure === 'absent') return o.kind === 'missing' ? [] : [{ field: 'exists', observed: true, desired: false }];
-    if (o.kind === 'missing') return [{ field: 'exists', observed: false, desired: true }];
-    if (o.kind === 'other') {
-      return [{ field: 'type', observed: o.type, desired: 'file', ...(o.target === undefined ? {} : { diff: `symlink to ${o.target}` }) }];
-    }
     const changes: Change[] = [];
+    if (o.leftovers.length > 0) changes.push({ field: 'leftovers', observed: o.leftovers.join(', '), desired: 'none' });
+    if (s.ensure === 'absent') {
+      if (o.kind !== 'missing') changes.push({ field: 'exists', observed: true, desired: false });
+      return changes;
+    }
+    if (o.kind === 'missing') return [...changes, { field: 'exists', observed: false, desired: true }];
+    if (o.kind === 'other') {
+      return [...changes, { field: 'type', observed: o.type, desired: 'file', ...(o.target === undefined ? {} : { diff: `symlink to ${o.target}` }) }];
+    }
     if (s.sha256 !== undefined && o.sha256 !== s.sha256) {
-      const d = o.content && s.content ? unifiedDiff(s.path, o.content, s.content) : undefined;
-      changes.push({ field: 'content', observed: `sha256:${o.sha256}`, desired: `sha256:${s.sha256}`, ...(d === undefined ? {} : { diff: d }) });
+      if (o.private) {
+        // No text, no plain hash: a keyed hash says "it changed" and lets an exception recognise the same drift again.
+        changes.push({ field: 'content', observed: o.hmac ?? 'secret', desired: s.secret ? this.desiredHmac() : `sha256:${s.sha256}` });
+      } else {
+        const d = o.content && s.content ? unifiedDiff(s.path, o.content, s.content) : undefined;
+        changes.push({ field: 'content', observed: `sha256:${o.sha256}`, desired: `sha256:${s.sha256}`, ...(d === undefined ? {} : { diff: d }) });
+      }
     }
     if (s.mode !== undefined && o.mode !== s.mode) changes.push({ field: 'mode', observed: octal(o.mode), desired: octal(s.mode) });
     const uid = this.desiredUid();
@@ -116,58 +222,82 @@ export class FileResource implements Resource<FileObserved> {
   async apply(o: FileObserved, changes: Change[]): Promise<ApplyResult | void> {
     const s = this.spec;
     const p = s.path;
+    let dir: HeldDir | undefined;
     try {
+      dir = openParent(p, this.id, s.ensure === 'present' ? { create: { mode: 0o755 } } : {});
+      if (!dir) return; // absent and its folder is gone: nothing to remove
+      this.removeLeftovers(dir, o.leftovers);
       if (s.ensure === 'absent') {
+        if (o.kind === 'missing') return;
         if (o.kind === 'other' && o.type === 'directory') {
           throw new HsError('HS_HOST_IO', `a directory stands at ${p}; refusing to remove a directory for a file resource`, { resource: this.id });
         }
-        const replaced = o.kind === 'file' ? await this.keepReplaced(o) : undefined;
-        await fsp.unlink(p);
+        const replaced = o.kind === 'file' ? this.keepReplaced(dir, o) : undefined;
+        unlinkAt(dir, this.name);
         this.host.journal.forget(p);
         return replaced ? { replaced } : undefined;
       }
       if (o.kind === 'other' && o.type === 'directory') {
         throw new HsError('HS_HOST_IO', `a directory stands at ${p} where a file is wanted; remove it by hand`, { resource: this.id });
       }
-      const rewrite = changes.some((c) => c.field === 'content' || c.field === 'exists' || c.field === 'type');
+      const meta = changes.some((c) => c.field === 'mode' || c.field === 'owner' || c.field === 'group');
+      let rewrite = changes.some((c) => c.field === 'content' || c.field === 'exists' || c.field === 'type');
       // Metadata the baseline leaves open keeps its current value (or a safe default for a new file).
       const mode = s.mode ?? (o.kind === 'file' ? o.mode : 0o644);
       const wantUid = this.desiredUid();
       const wantGid = this.desiredGid();
       const uid = wantUid ?? (o.kind === 'file' ? o.uid : 0);
       const gid = wantGid ?? (o.kind === 'file' ? o.gid : 0);
+      if (!rewrite && meta && (mode & 0o6000) !== 0 && dir.writableByOthers()) {
+        // setuid/setgid on a file others could have put there (and still hold open) would hand them its privileges:
+        // install a fresh copy of the declared content instead, or refuse when the content is not declared.
+        if (!s.content) {
+          throw new HsError('HS_HOST_UNSAFE_PATH', `${p} should be setuid/setgid, but ${dir.path} is writable by others than root and the file's content is not declared: its mode is not changed in place`, { resource: this.id, retryable: false });
+        }
+        rewrite = true;
+      }
       if (rewrite) {
         const content = s.content ?? (o.kind === 'file' ? undefined : Buffer.alloc(0));
-        if (content === undefined) return; // no desired content and the file exists: only metadata is managed
-        const replaced = o.kind === 'file' ? await this.keepReplaced(o) : undefined;
-        const stat = await atomicWrite(p, { content, mode, uid, gid, ...(s.validate ? { validate: (tmp) => this.runValidate(tmp) } : {}) });
-        this.host.journal.record(p, stat, sha256(content));
-        return replaced ? { replaced } : undefined;
+        if (content !== undefined) {
+          const replaced = o.kind === 'file' ? this.keepReplaced(dir, o) : undefined;
+          const validate = s.validate;
+          await atomicWriteAt(dir, this.name, { content, mode, uid, gid, ...(validate ? { validate: (tmp) => runValidator(validate, tmp, this.id) } : {}) });
+          return replaced ? { replaced } : undefined;
+        }
+        // no desired content and the file exists: only metadata is managed
       }
-      const stat = await setMetadata(p, {
+      if (!meta) return;
+      const change: MetadataChange = {
         ...(s.mode !== undefined ? { mode: s.mode } : {}),
         ...(wantUid !== undefined ? { uid } : {}),
         ...(wantGid !== undefined ? { gid } : {}),
-      });
-      if (o.kind === 'file') this.host.journal.record(p, stat, o.sha256);
+      };
+      await setMetadataAt(dir, this.name, change, refuseForeignHardLink(dir, this.name, this.id));
     } catch (err) {
       throw hostError(err, this.id, `repairing ${p}`);
+    } finally {
+      dir?.close();
     }
   }
 
   summarize(o: FileObserved): StateSummary {
-    if (o.kind === 'missing') return { exists: false };
-    if (o.kind === 'other') return { exists: true, type: o.type, mode: octal(o.mode), owner: accounts.userName(o.uid), group: accounts.groupName(o.gid), ...(o.target ? { target: o.target } : {}) };
-    return { exists: true, type: 'file', sha256: o.sha256, size: Number(o.stat.size), mode: octal(o.mode), owner: accounts.userName(o.uid), group: accounts.groupName(o.gid) };
+    const left = o.leftovers.length > 0 ? { leftovers: o.leftovers } : {};
+    if (o.kind === 'missing') return { exists: false, ...left };
+    if (o.kind === 'other') {
+      return { exists: true, type: o.type, mode: octal(o.mode), owner: accounts.userName(o.uid), group: accounts.groupName(o.gid), ...(o.target ? { target: o.target } : {}), ...left };
+    }
+    const content = o.private ? { secret: true, ...(o.hmac ? { hmac: o.hmac } : {}) } : { sha256: o.sha256 };
+    return { exists: true, type: 'file', ...content, size: Number(o.stat.size), mode: octal(o.mode), owner: accounts.userName(o.uid), group: accounts.groupName(o.gid), ...left };
   }
 
   desired(): StateSummary {
     const s = this.spec;
     if (s.ensure === 'absent') return { exists: false };
+    const content = s.content === undefined ? {} : s.secret ? { secret: true, hmac: this.desiredHmac(), size: s.content.length } : { sha256: s.sha256, size: s.content.length };
     return {
       exists: true,
       type: 'file',
-      ...(s.sha256 ? { sha256: s.sha256, size: s.content?.length } : {}),
+      ...content,
       ...(s.mode !== undefined ? { mode: octal(s.mode) } : {}),
       ...(s.owner !== undefined ? { owner: String(s.owner) } : {}),
       ...(s.group !== undefined ? { group: String(s.group) } : {}),
@@ -178,10 +308,47 @@ export class FileResource implements Resource<FileObserved> {
     return this.host.fsWatch.watchPath(this.spec.path, notify);
   }
 
-  private other(type: 'directory' | 'symlink' | 'other', st: BigIntStats | undefined): FileObserved {
-    if (!st) return { kind: 'missing' };
-    const target = type === 'symlink' ? readlinkOrUndefined(this.spec.path) : undefined;
-    return { kind: 'other', type, mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid), ...(target === undefined ? {} : { target }) };
+  /** Content others cannot read, or declared secret, is secret to the records too. */
+  private isPrivate(mode: number): boolean {
+    return this.spec.secret || (mode & 0o004) === 0;
+  }
+
+  private key(): ContentKey {
+    const state = kindState(this.host);
+    state.key ??= ContentKey.forStateDir(this.host.settings.stateDir);
+    return state.key;
+  }
+
+  private desiredHmac(): string {
+    this.desiredHmacCache ??= this.key().hash(this.spec.content ?? Buffer.alloc(0));
+    return this.desiredHmacCache;
+  }
+
+  private findLeftovers(dir: HeldDir): string[] {
+    if (this.leftoversChecked) return NONE;
+    const found = kindState(this.host)
+      .temps.candidates(dir, this.name)
+      .filter((n) => isLeftover(lstatAt(dir, n)));
+    if (found.length === 0) this.leftoversChecked = true;
+    return found;
+  }
+
+  private removeLeftovers(dir: HeldDir, names: string[]): void {
+    for (const n of names) {
+      // Checked again right before: only our own pattern, a regular root-owned file with no other link.
+      if (!isTempOf(n, this.name) || !isLeftover(lstatAt(dir, n))) continue;
+      try {
+        unlinkAt(dir, n);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+  }
+
+  private other(dir: HeldDir, type: 'directory' | 'symlink' | 'other', st: BigIntStats | undefined, leftovers: string[]): FileObserved {
+    if (!st) return { kind: 'missing', leftovers };
+    const target = type === 'symlink' ? readlinkAt(dir, this.name) : undefined;
+    return { kind: 'other', type, mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid), ...(target === undefined ? {} : { target }), leftovers };
   }
 
   private desiredUid(): number | undefined {
@@ -192,26 +359,15 @@ export class FileResource implements Resource<FileObserved> {
     return this.spec.group === undefined ? undefined : accounts.gid(this.spec.group, this.id);
   }
 
-  private async keepReplaced(o: Extract<FileObserved, { kind: 'file' }>): Promise<Buffer | undefined> {
+  /** The content being replaced, for the local backup (kept in the agent's database, never sent anywhere). */
+  private keepReplaced(dir: HeldDir, o: Extract<FileObserved, { kind: 'file' }>): Buffer | undefined {
     if (o.content) return o.content.length <= KEEP_REPLACED_BYTES ? o.content : undefined;
     if (Number(o.stat.size) > KEEP_REPLACED_BYTES) return undefined;
     try {
-      return readNoFollowSync(this.spec.path)?.content;
+      return readAt(dir, this.name)?.content;
     } catch {
       return undefined;
     }
-  }
-
-  /** Runs the baseline's validate command with `%s` replaced by the candidate file; a non-zero exit refuses the content. */
-  private runValidate(tmp: string): Promise<void> {
-    const cmd = (this.spec.validate ?? '').replaceAll('%s', `'${tmp.replaceAll("'", "'\\''")}'`);
-    return new Promise((resolve, reject) => {
-      execFile('/bin/sh', ['-c', cmd], { timeout: VALIDATE_TIMEOUT_MS, maxBuffer: 64 * 1024 }, (err, stdout, stderr) => {
-        if (!err) return resolve();
-        const output = `${stdout}${stderr}`.trim().slice(0, 4096);
-        reject(new HsError('HS_VALIDATE_REJECTED', `validate command refused the new content: ${this.spec.validate} exited ${String((err as { code?: unknown }).code ?? err.message)}${output ? `: ${output}` : ''}`, { resource: this.id, retryable: false, cause: err }));
-      });
-    });
   }
 }
 
@@ -219,11 +375,3 @@ export const fileKind: ResourceKind = {
   type: 'file',
   create: (decl, host) => new FileResource(decl, host),
 };
-
-function readlinkOrUndefined(p: string): string | undefined {
-  try {
-    return readlinkSync(p);
-  } catch {
-    return undefined;
-  }
-}

@@ -27,7 +27,7 @@ export interface HostContext {
   /** Shared inotify-backed watches for paths (one watcher for the whole agent). */
   fsWatch: FileWatchHub;
   settings: AgentSettings;
-  /** What the agent last wrote or verified per path, so its own events and unchanged files cost one stat. */
+  /** What the agent last verified per path, so its own events and unchanged files cost one stat. Written only from `commit`. */
   journal: PathJournal;
   /** Extension point for other adapters (systemd client, procfs): each kind file adds its own key. */
   adapters: Map<string, unknown>;
@@ -51,6 +51,11 @@ export interface Resource<O = unknown> {
   diff(observed: O): Change[];
   /** Makes the changes. Idempotent; throws HsError (with `retryable`) when it cannot. */
   apply(observed: O, changes: Change[]): Promise<ApplyResult | void>;
+  /**
+   * Called by the engine with an observation it found compliant, directly or when verifying a repair: the kind may
+   * remember it (files record their stat and hash in the journal, so their next observation costs one stat).
+   */
+  commit?(observed: O): void;
   /** Summaries of both sides for records. */
   summarize(observed: O): StateSummary;
   desired(): StateSummary;

@@ -26,9 +26,10 @@ export class IssueList {
   addAt(code: ErrorCode, message: string, path: Path, pos: Pos): void {
     const index = path[0] === 'spec' && path[1] === 'resources' && typeof path[2] === 'number' ? path[2] : undefined;
     const resource = index === undefined ? undefined : this.resourceIds[index];
+    const field = fieldPath(path);
     this.items.push(
-      new HsError(code, message, {
-        location: { file: this.file, line: pos.line, column: pos.column, field: fieldPath(path) || undefined, resource },
+      new HsError(code, clip(message, MAX_MESSAGE), {
+        location: { file: this.file, line: pos.line, column: pos.column, field: field === '' ? undefined : clip(field, MAX_FIELD), resource: resource === undefined ? undefined : clip(resource, MAX_FIELD) },
       }),
     );
   }
@@ -55,4 +56,21 @@ export class IssueList {
   sorted(): HsError[] {
     return [...this.items].sort((a, b) => (a.location?.line ?? 0) - (b.location?.line ?? 0) || (a.location?.column ?? 0) - (b.location?.column ?? 0));
   }
+}
+
+/** Messages quote what the baseline says; a value of megabytes must not become a message of megabytes. */
+const MAX_MESSAGE = 1000;
+const MAX_FIELD = 300;
+
+/** `text`, or its start and end around a note of how much was left out. */
+export function clip(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const head = Math.floor(max * 0.6);
+  const tail = max - head;
+  return `${text.slice(0, head)}…(${text.length - head - tail} characters left out)…${text.slice(-tail)}`;
+}
+
+/** A value from the baseline as messages quote it: JSON-quoted, at most `max` characters of it. */
+export function quoted(text: string, max = 80): string {
+  return JSON.stringify(clip(text, max));
 }

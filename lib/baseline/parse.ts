@@ -1,19 +1,23 @@
 // Reading baselines: text or files in, a validated Baseline out, or one BaselineInvalidError listing every problem found.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { BaselineInvalidError, HsError } from '../errors.js';
 import { IssueList } from './issues.js';
 import { checkSchema } from './schema.js';
 import { buildBaseline, checkRules, identifyResources, readSources, type SourceReader } from './validate.js';
+import { readSourceBeneath } from './sources.js';
 import { readYaml, type Pos } from './yaml-doc.js';
 import type { Baseline } from './types.js';
 
 export interface ParseOptions {
   /** Names the text in every message: a path, or e.g. `cache:web@3`. */
   file: string;
-  /** Bytes of a `source:` path as written in the baseline; throws if it cannot. Without it a `source:` is an error. */
-  readSource?: (relPath: string) => Buffer;
+  /**
+   * Bytes of a `source:` path as written in the baseline; throws if it cannot. Without it a `source:` is an error. Only
+   * called with paths that stay inside the baseline's folder (see sources.ts); a map of files must be read by own keys.
+   */
+  readSource?: (relPath: string) => Uint8Array;
 }
 
 /** Validates a baseline's text. Throws BaselineInvalidError listing every problem, each with file:line:column and field. */
@@ -21,7 +25,7 @@ export function parseBaseline(text: string, opts: ParseOptions): Baseline {
   return parseLocated(text, opts).baseline;
 }
 
-/** Reads a baseline file; `source:` paths resolve against its folder. */
+/** Reads a baseline file; `source:` paths resolve inside its folder, never through a symlink. */
 export function loadBaselineFile(path: string): Baseline {
   return loadLocated(path).baseline;
 }
@@ -63,23 +67,40 @@ export function loadBaselineFiles(paths: string[]): Baseline[] {
 function loadLocated(path: string): { baseline: Baseline; namePos: Pos } {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readBaselineText(path);
   } catch (err) {
     throw new BaselineInvalidError(path, [new HsError('HS_BASELINE_SOURCE', `cannot read baseline ${path}: ${reason(err)}`, { cause: err })]);
   }
   const dir = dirname(resolve(path));
-  const readSource: SourceReader = (rel) => {
-    const abs = resolve(dir, rel);
-    try {
-      return readFileSync(abs);
-    } catch (err) {
-      throw new HsError('HS_BASELINE_SOURCE', `source "${rel}" cannot be read from ${abs}: ${reason(err)}`, { cause: err });
-    }
-  };
+  const readSource: SourceReader = (rel) => readSourceBeneath(dir, rel);
   return parseLocated(text, { file: path, readSource });
 }
 
+/**
+ * Bounded before it is read: a baseline is configuration, and one this large is a mistake or an attack. (The controller
+ * takes pushes of at most 16 MiB; files given to an agent directly may carry more inline content.)
+ */
+export const MAX_BASELINE_BYTES = 64 * 1024 * 1024;
+
+function readBaselineText(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error('it is not a regular file');
+    if (st.size > MAX_BASELINE_BYTES) throw new Error(`it is ${st.size} bytes; a baseline may hold at most ${MAX_BASELINE_BYTES}`);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function parseLocated(text: string, opts: ParseOptions): { baseline: Baseline; namePos: Pos } {
+  if (text.length > MAX_BASELINE_BYTES) {
+    const issue = new HsError('HS_BASELINE_PARSE', `the baseline is ${text.length} characters; a baseline may hold at most ${MAX_BASELINE_BYTES}`, {
+      location: { file: opts.file, line: 1, column: 1 },
+    });
+    throw new BaselineInvalidError(opts.file, [issue]);
+  }
   const doc = readYaml(text, opts.file);
   if (!doc.readable) throw new BaselineInvalidError(opts.file, doc.issues);
   const issues = new IssueList(opts.file, doc);
@@ -98,13 +119,14 @@ function parseLocated(text: string, opts: ParseOptions): { baseline: Baseline; n
 /** sha256 over the text, then each source's path and bytes in path order: a change to any of them is a new version. */
 function origin(text: string, file: string, sources: Map<string, Buffer>): Baseline['origin'] {
   const hash = createHash('sha256').update(text);
-  const encoded: Record<string, string> = {};
+  const encoded: [string, string][] = [];
   for (const rel of [...sources.keys()].sort()) {
     const bytes = sources.get(rel) as Buffer;
     hash.update(`\0${rel}\0${bytes.length}\0`).update(bytes);
-    encoded[rel] = bytes.toString('base64');
+    encoded.push([rel, bytes.toString('base64')]);
   }
-  return { file, sha256: hash.digest('hex'), text, sources: encoded };
+  // fromEntries defines each key as its own: a source named `__proto__` is an entry like any other, not a prototype.
+  return { file, sha256: hash.digest('hex'), text, sources: Object.fromEntries(encoded) };
 }
 
 function reason(err: unknown): string {

@@ -4,9 +4,10 @@ import schema from '../../baselines/baseline.schema.json' with { type: 'json' };
 import { validate as generatedValidate } from './schema-validator.generated.js';
 import { RESOURCE_TYPES } from './kinds.js';
 import { pathProblem, sysctlProblem } from './names.js';
+import { sourcePathProblem } from './sources.js';
 import { suggestion } from './suggest.js';
 import { fieldPath, valueAt, type Path, type YamlDoc } from './yaml-doc.js';
-import type { IssueList } from './issues.js';
+import { clip, quoted, type IssueList } from './issues.js';
 
 interface SchemaValidator {
   (data: unknown): boolean;
@@ -28,6 +29,7 @@ interface SchemaNode {
 const ABS_PATH_PATTERN = schema.definitions.absPath.pattern;
 const SYSCTL_KEY_PATTERN = schema.definitions.sysctlResource.properties.sysctl.pattern;
 const PERMISSIONS_PATTERN = schema.definitions.permissions.pattern;
+const SOURCE_PATTERN = schema.definitions.fileResource.properties.source.pattern;
 const POLICY_WORDS = new Set(['mode', 'risk', 'escalateAt', 'flap']);
 
 /** Adds an issue for every way `doc.value` breaks the schema. */
@@ -37,6 +39,8 @@ export function checkSchema(doc: YamlDoc, issues: IssueList): void {
   for (const e of validateSchema.errors ?? []) {
     // `anyOf` and `propertyNames` only wrap the errors that say what is wrong; the one-type-key rule is worded in validate.ts.
     if (e.keyword === 'anyOf' || e.keyword === 'propertyNames') continue;
+    // What each item did not match inside `contains` is noise: the `contains` error itself says what is missing.
+    if (e.schemaPath.includes('/contains/')) continue;
     const path = toPath(doc.value, e.instancePath);
     if (e.keyword === 'required' && isResourceItem(path) && RESOURCE_TYPES.includes(String(e.params.missingProperty))) continue;
     if (e.keyword === 'additionalProperties' && isResourceItem(path) && RESOURCE_TYPES.includes(String(e.params.additionalProperty))) continue;
@@ -62,7 +66,7 @@ function report(e: ErrorObject, path: Path, doc: YamlDoc, issues: IssueList): vo
       const policyHint = path.length === 1 && path[0] === 'spec' && POLICY_WORDS.has(key) ? '; policy keys go under spec.policy' : '';
       issues.add(
         'HS_BASELINE_UNKNOWN_KEY',
-        `unknown key "${key}" in ${where}${hint}${policyHint}; allowed: ${allowed.join(', ')}`,
+        `unknown key ${quoted(key)} in ${where}${hint}${policyHint}; allowed: ${allowed.join(', ')}`,
         [...path, key],
         'key',
       );
@@ -98,13 +102,14 @@ function report(e: ErrorObject, path: Path, doc: YamlDoc, issues: IssueList): vo
       return;
     case 'pattern': {
       if (e.propertyName !== undefined) {
-        issues.add('HS_BASELINE_INVALID', `${parent.patternErrorMessage ?? 'invalid key'}; got "${e.propertyName}"`, [...path, e.propertyName], 'key');
+        issues.add('HS_BASELINE_INVALID', `${parent.patternErrorMessage ?? 'invalid key'}; got ${quoted(e.propertyName)}`, [...path, e.propertyName], 'key');
         return;
       }
       const text = String(data);
       let message: string | undefined;
       if (parent.pattern === ABS_PATH_PATTERN) message = pathProblem(text);
       else if (parent.pattern === SYSCTL_KEY_PATTERN) message = sysctlProblem(text);
+      else if (parent.pattern === SOURCE_PATTERN) message = sourcePathProblem(text);
       else if (parent.pattern === PERMISSIONS_PATTERN && (text === 'enforce' || text === 'monitor')) {
         message = `${label} on a file or directory is its permissions, such as "0644"; for the policy mode write policy: { mode: ${text} }`;
       }
@@ -125,6 +130,12 @@ function report(e: ErrorObject, path: Path, doc: YamlDoc, issues: IssueList): vo
       return;
     case 'minProperties':
       issues.add('HS_BASELINE_INVALID', `${label} must set at least one key`, path, 'value');
+      return;
+    case 'minItems':
+      issues.add('HS_BASELINE_INVALID', `${label} must list at least ${String(e.params.limit)}`, path, 'value');
+      return;
+    case 'contains':
+      issues.add('HS_BASELINE_INVALID', parent.patternErrorMessage ?? `${label} ${e.message ?? 'is invalid'}`, path, 'value');
       return;
     default:
       issues.add('HS_BASELINE_INVALID', `${label} ${e.message ?? 'is invalid'}`, path, 'value');
@@ -191,6 +202,6 @@ function describe(value: unknown, raw: string | undefined): string {
   if (value === null) return 'nothing (an empty value)';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return JSON.stringify(value);
-  return raw !== undefined && raw !== '' ? raw : String(value);
+  if (typeof value === 'string') return quoted(value);
+  return clip(raw !== undefined && raw !== '' ? raw : String(value), 80);
 }

@@ -5,6 +5,8 @@ export function suggestion(word: string, allowed: readonly string[]): string {
   let best: string | undefined;
   let bestDistance = Math.min(2, Math.floor(word.length / 3));
   for (const candidate of allowed) {
+    // Lengths further apart than the edits allowed cannot match: long input costs nothing.
+    if (Math.abs(word.length - candidate.length) > bestDistance) continue;
     const d = distance(word.toLowerCase(), candidate.toLowerCase());
     if (d <= bestDistance && d < word.length) {
       best = candidate;

@@ -5,9 +5,11 @@ import { parseDuration } from '../clock.js';
 import { ANY_RESOURCE_KEY, KIND_KEYS, RESOURCE_TYPES, normaliseName } from './kinds.js';
 import { parentsOf, pathProblem, sysctlProblem, unitProblem } from './names.js';
 import { applyPolicy, type PolicyOverrides } from './policy.js';
+import { commandWords, splitCommand } from './command.js';
+import { sourcePathProblem } from './sources.js';
 import { suggestion } from './suggest.js';
 import { DEFAULT_POLICY, type Baseline, type Policy, type ResourceDecl } from './types.js';
-import type { IssueList } from './issues.js';
+import { quoted, type IssueList } from './issues.js';
 import type { Path } from './yaml-doc.js';
 
 /** A resource whose type and name could be read: enough to name it in messages and to compare it with the others. */
@@ -47,7 +49,7 @@ export function identifyResources(value: unknown, issues: IssueList): ResourceHe
       if (unknown !== undefined) {
         issues.add(
           'HS_RESOURCE_UNKNOWN_TYPE',
-          `unknown resource type "${unknown}"${suggestion(unknown, RESOURCE_TYPES)}; a resource starts with one of ${RESOURCE_TYPES.join(', ')}`,
+          `unknown resource type ${quoted(unknown)}${suggestion(unknown, RESOURCE_TYPES)}; a resource starts with one of ${RESOURCE_TYPES.join(', ')}`,
           [...path, unknown],
           'key',
         );
@@ -103,11 +105,18 @@ const RULES: Record<string, Rule> = {
       issues.add('HS_BASELINE_CONFLICT', 'content and source are both set; a file takes its content from one of them', [...h.path, 'source'], 'key');
     }
     if (absent) {
-      for (const k of ['content', 'source', 'mode', 'owner', 'group', 'validate']) {
+      for (const k of ['content', 'source', 'mode', 'owner', 'group', 'validate', 'secret']) {
         if (k in it) issues.add('HS_BASELINE_CONFLICT', `${k} has no meaning for a file that must be absent (ensure: absent); remove one of them`, [...h.path, k], 'key');
       }
     } else if ('validate' in it && !('content' in it) && !('source' in it)) {
       issues.add('HS_BASELINE_INVALID', 'validate checks new content before it is installed, so it needs content or source', [...h.path, 'validate'], 'key');
+    }
+    if (typeof it.validate === 'string' && it.validate.includes('%s')) {
+      const split = splitCommand(it.validate);
+      if ('error' in split) issues.add('HS_BASELINE_INVALID', split.error, [...h.path, 'validate'], 'value');
+      else if (split.words.length === 0 || split.words[0] === '') issues.add('HS_BASELINE_INVALID', 'validate needs a program to run', [...h.path, 'validate'], 'value');
+    } else if (Array.isArray(it.validate) && it.validate[0] === '') {
+      issues.add('HS_BASELINE_INVALID', 'validate needs a program to run: its first word is empty', [...h.path, 'validate', 0], 'value');
     }
   },
   directory(h, issues) {
@@ -197,21 +206,26 @@ function checkAgainstEachOther(heads: ResourceHead[], issues: IssueList): void {
   }
 }
 
-export type SourceReader = (relPath: string) => Buffer;
+export type SourceReader = (relPath: string) => Uint8Array;
 
-/** Reads every `source:` once; what cannot be read is an issue at its value. Keys are the paths as written. */
+/**
+ * Reads every `source:` once; what cannot be read is an issue at its value. Keys are the paths as written. A path that
+ * would leave the baseline's folder is never handed to the reader (the schema reports it).
+ */
 export function readSources(heads: ResourceHead[], issues: IssueList, readSource: SourceReader | undefined): Map<string, Buffer> {
   const read = new Map<string, Buffer | string>();
   for (const h of heads) {
     const rel = h.item.source;
-    if (h.type !== 'file' || typeof rel !== 'string' || rel === '' || 'content' in h.item || h.item.ensure === 'absent') continue;
+    if (h.type !== 'file' || typeof rel !== 'string' || sourcePathProblem(rel) !== undefined || 'content' in h.item || h.item.ensure === 'absent') continue;
     let got = read.get(rel);
     if (got === undefined) {
       if (!readSource) {
         got = `source "${rel}" cannot be read: this baseline came as text, without the folder its source files are in`;
       } else {
         try {
-          got = readSource(rel);
+          const bytes: unknown = readSource(rel);
+          // A reader that looked the path up in a plain object may hand back an inherited property (`toString`).
+          got = bytes instanceof Uint8Array ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) : `source "${rel}" cannot be read: it was not sent with the baseline`;
         } catch (err) {
           got = err instanceof HsError && err.code === 'HS_BASELINE_SOURCE' ? err.message : `source "${rel}" cannot be read: ${err instanceof Error ? err.message : String(err)}`;
         }
@@ -265,13 +279,17 @@ function fieldsOf(h: ResourceHead, sources: Map<string, Buffer>): Record<string,
   const fields: Record<string, unknown> = {};
   for (const k of KIND_KEYS.get(h.type)?.own ?? []) if (k in h.item) fields[k] = h.item[k];
   switch (h.type) {
-    case 'file':
+    case 'file': {
       fields.ensure ??= 'present';
       if (typeof fields.source === 'string') {
         const bytes = sources.get(fields.source);
         if (bytes) fields.content = bytes;
       }
+      // Both forms become the words the agent runs, without a shell.
+      const words = commandWords(fields.validate);
+      if (words) fields.validate = words;
       break;
+    }
     case 'directory':
       fields.ensure ??= 'present';
       break;

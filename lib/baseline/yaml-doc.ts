@@ -58,8 +58,60 @@ export interface YamlDoc {
   detail(): Detail;
 }
 
+/** Deeper than this is not configuration: a baseline needs about six levels. Checked before anything walks the value. */
+export const MAX_DEPTH = 64;
+
 /** Reads one YAML document: the quick reader when the text is plain block YAML, the full parser otherwise. */
 export function readYaml(text: string, file: string): YamlDoc {
+  let doc: YamlDoc;
+  try {
+    doc = readEither(text, file);
+  } catch (err) {
+    // Both readers recurse: a document nested thousands of levels deep runs out of stack before any depth check can run.
+    if (!(err instanceof RangeError) || !/call stack/i.test(err.message)) throw err;
+    return unreadable([new HsError('HS_BASELINE_PARSE', `the document is nested too deeply to read (a baseline needs far fewer than ${MAX_DEPTH} levels)`, { location: { file, line: 1, column: 1 } })]);
+  }
+  if (doc.readable && depthOf(doc.value, doc.reader === 'full') > MAX_DEPTH) {
+    return unreadable([new HsError('HS_BASELINE_PARSE', `the document nests more than ${MAX_DEPTH} levels deep; a baseline needs far fewer`, { location: { file, line: 1, column: 1 } })]);
+  }
+  return doc;
+}
+
+function unreadable(issues: HsError[]): YamlDoc {
+  const nowhere = treeLocator({ line: 1, column: 1 });
+  return { value: undefined, readable: false, issues, reader: 'full', keys: nowhere, hasDuplicates: false, detail: () => ({ locator: nowhere, duplicates: [] }) };
+}
+
+/**
+ * How many mappings and lists deep `value` goes, without recursion. With `aliases` (the full parser's values, where an
+ * alias is the same object met again) each object is walked once; the quick reader makes no shared objects.
+ */
+function depthOf(value: unknown, aliases: boolean): number {
+  let max = 0;
+  const values: unknown[] = [value];
+  const depths: number[] = [0];
+  const seen = aliases ? new Set<object>() : undefined;
+  while (values.length > 0) {
+    const v = values.pop();
+    const d = (depths.pop() as number) + 1;
+    if (v === null || typeof v !== 'object') continue;
+    if (d > max) max = d;
+    if (max > MAX_DEPTH) return max;
+    if (seen) {
+      if (seen.has(v)) continue;
+      seen.add(v);
+    }
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (child !== null && typeof child === 'object') {
+        values.push(child);
+        depths.push(d);
+      }
+    }
+  }
+  return max;
+}
+
+function readEither(text: string, file: string): YamlDoc {
   const quick = readFast(text);
   if (quick) {
     let detail: Detail | undefined;
@@ -82,11 +134,7 @@ export function readYaml(text: string, file: string): YamlDoc {
     };
   }
   const full = readFull(text);
-  if ('syntax' in full) {
-    const issues = full.syntax.map((e) => new HsError('HS_BASELINE_PARSE', e.message, { location: { file, line: e.line, column: e.column } }));
-    const nowhere = treeLocator({ line: 1, column: 1 });
-    return { value: undefined, readable: false, issues, reader: 'full', keys: nowhere, hasDuplicates: false, detail: () => ({ locator: nowhere, duplicates: [] }) };
-  }
+  if ('syntax' in full) return unreadable(full.syntax.map((e) => new HsError('HS_BASELINE_PARSE', e.message, { location: { file, line: e.line, column: e.column } })));
   const detail: Detail = { locator: treeLocator(full.root), duplicates: full.duplicates };
   return {
     value: full.value,

@@ -45,10 +45,14 @@ export function quickKeyPos(keys: Map<object, (string | number)[]>, owner: unkno
 
 // A `key: value` line in its most common forms: a word key, then a double-quoted string, a single-quoted
 // string without quotes inside, or a one-line plain scalar, and perhaps a comment. Anything else takes the general path.
+// Repetitions are written as `normal* (special normal*)*` with disjoint parts, so a line that does not match fails in
+// linear time: `(?:[^\s:#]+|...)*` backtracked exponentially on a long plain value ending in ':'.
 const SIMPLE_ENTRY =
-  /([A-Za-z_][A-Za-z0-9_./-]*) *: +(?:"((?:[^"\\]+|\\.)*)"|'([^']*)'|((?:[^\s?:,[\]{}#&*!|>'"%@`-]|[?:-](?=\S))(?:[^\s:#]+|:(?=\S)|#| +(?=[^\s#]))*))(?: +(?:#.*)?)?$/y;
+  /([A-Za-z_][A-Za-z0-9_./-]*) *: +(?:"([^"\\]*(?:\\.[^"\\]*)*)"|'([^']*)'|((?:[^\s?:,[\]{}#&*!|>'"%@`-]|[?:-](?=\S))[^\s:#]*(?:(?::(?=\S)|#| +(?=[^\s#]))[^\s:#]*)*))(?: +(?:#.*)?)?$/y;
 /** A word key and its colon at a position: the item is a mapping. */
 const KEY_AT = /[A-Za-z_][A-Za-z0-9_./-]* *:(?: |$)/y;
+/** YAML allows an implicit block key of at most 1024 characters up to its ':'; longer ones are the full parser's to report. */
+const MAX_IMPLICIT_KEY = 1000;
 /** Plain words that are not strings as keys; the general path leaves such keys to the full parser. */
 const NON_STRING_WORDS = new Set(['null', 'Null', 'NULL', 'true', 'True', 'TRUE', 'false', 'False', 'FALSE']);
 
@@ -121,6 +125,7 @@ class QuickReader {
       if (m !== null && !NON_STRING_WORDS.has(m[1] as string)) {
         // the common `key: value` line, read in one native regex step
         key = m[1] as string;
+        if (key.length > MAX_IMPLICIT_KEY) giveUp();
         flat.push(key, this.i + 1, col + 1);
         const dq = m[2];
         v = dq !== undefined ? (dq.includes('\\') ? (decodeEscapes(dq) ?? giveUp()) : dq) : (m[3] ?? resolvePlain(m[4] as string));
@@ -351,7 +356,7 @@ class QuickReader {
   private readKey(line: string, col: number): boolean {
     const c = line[col];
     if (c === '"' || c === "'") {
-      if (!this.readQuoted(line, col) || line[this.end] !== ':') return false;
+      if (!this.readQuoted(line, col) || line[this.end] !== ':' || this.end - col > MAX_IMPLICIT_KEY) return false;
       const after = this.end + 1;
       if (after < line.length && line.charCodeAt(after) !== 32) return false;
       this.keyText = this.quoted;
@@ -364,6 +369,7 @@ class QuickReader {
     if (idx === -1) return false;
     const hash = line.indexOf(' #', col);
     if (hash !== -1 && hash < idx) return false;
+    if (idx - col > MAX_IMPLICIT_KEY) return false; // the full parser reports it
     const key = line.slice(col, idx).trimEnd();
     if (key === '' || typeof resolvePlain(key) !== 'string') return false; // `1:`, `true:`, `null:` keys go the long way
     this.keyText = key;

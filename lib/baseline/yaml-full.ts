@@ -27,7 +27,9 @@ export function readFull(text: string): FullResult {
   const { LineCounter, parseDocument, isAlias, isMap, isScalar, isSeq } = yaml();
   const lineCounter = new LineCounter();
   // Duplicate keys are reported by the walk below, with the same words as the quick reader's.
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: false, prettyErrors: false });
+  // logLevel error: the library would print warnings (a collection used as a key) to stderr, where the agent's JSON logs
+  // go; errors are still collected ("silent" would drop the one for a second document).
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: false, prettyErrors: false, logLevel: 'error' });
   const at = (offset: number): Pos => {
     const p = lineCounter.linePos(offset);
     return { line: p.line, column: p.col };

@@ -1,7 +1,7 @@
 // The agent heals files: every drift kind repaired and verified by the real daemon on real files, with the audit to prove it.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync, lstatSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync, lstatSync } from 'node:fs';
 import path from 'node:path';
 import { AgentStore } from '../../agent/store/store.js';
 import type { AuditEntry } from '../../agent/store/types.js';
@@ -316,6 +316,53 @@ spec:
     writeFileSync(motd(), 'still enforced?\n');
     await expectRepaired(`file:${motd()}`, () => read(motd()) === 'Authorized use only\n', 1);
     assert.equal(daemon?.child.exitCode, null, 'daemon still running');
+  });
+
+  it('after a kill -9 in the middle of a repair, the next start removes the temporary file it left, and records it', async () => {
+    const dir = path.join(root, 'etc');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(motd(), 'old\n');
+    const pidFile = path.join(t.dir, 'validator.pid');
+    // A validator that blocks: the repair stops after writing the new content to its temporary file.
+    const slow = writeBaseline(
+      t.dir,
+      'slow',
+      `apiVersion: homeostat/v1
+kind: Baseline
+metadata: { name: files }
+spec:
+  resources:
+    - file: ${motd()}
+      content: "Authorized use only\\n"
+      validate: "/bin/sh -c 'echo $$ > ${pidFile}; exec sleep 600' sh %s"
+`,
+    );
+    daemon = startAgentDaemon(['--baseline', slow, '--state-dir', stateDir]);
+    await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '', 10_000, 'validator running');
+    const temps = readdirSync(dir).filter((n) => /^\.motd\.homeostat-[0-9a-f]{12}$/.test(n));
+    assert.equal(temps.length, 1, `one temporary file mid-write: ${readdirSync(dir).join(', ')}`);
+    const leftover = path.join(dir, temps[0] as string);
+    assert.equal(read(leftover), 'Authorized use only\n', 'the new content is written, not yet installed');
+    assert.equal(read(motd()), 'old\n');
+    await daemon.kill9();
+    daemon = undefined;
+    process.kill(Number(readFileSync(pidFile, 'utf8').trim()), 'SIGKILL');
+    assert.ok(existsSync(leftover), 'the kill left it behind');
+    // What only looks like a leftover stays: another pattern, another owner, another link to it.
+    const decoys = [path.join(dir, '.motd.homeostat-notours'), path.join(dir, '.motd.homeostat-0123456789ab'), path.join(dir, '.motd.homeostat-abcdefabcdef'), path.join(dir, '.other.homeostat-0123456789ab')];
+    for (const d of decoys) writeFileSync(d, 'not the agent\'s\n');
+    chownSync(decoys[1] as string, 65534, 65534);
+    linkSync(decoys[2] as string, path.join(t.dir, 'second-link'));
+
+    await start();
+    await waitFor(() => !existsSync(leftover), 10_000, 'leftover removed');
+    for (const d of decoys) assert.ok(existsSync(d), `${d} was removed`);
+    const entries = audit(stateDir).filter((e) => e.resource === `file:${motd()}` && e.trigger === 'startup');
+    const drift = entries.find((e) => e.event === 'drift_detected' && (e.detail ?? '').includes(temps[0] as string));
+    assert.ok(drift, `the sweep is recorded: ${entries.map((e) => `${e.event} ${e.detail ?? ''}`).join(' | ')}`);
+    assert.match(drift.detail ?? '', /leftovers: /);
+    assert.ok(entries.some((e) => e.event === 'repaired' && e.seq > drift.seq));
+    assert.equal(read(motd()), 'Authorized use only\n');
   });
 
   it('a validate command that refuses the content leaves the live file alone', async () => {

@@ -1,7 +1,9 @@
 // The quick YAML reader against the full parser: same values and same key positions for what it accepts, and it gives up
 // (leaving the text to the full parser) on everything else, including every malformed document.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parse, parseDocument } from 'yaml';
 import { readFast } from '../../lib/baseline/yaml-fast.js';
 import { readYaml, type Path, type YamlDoc } from '../../lib/baseline/yaml-doc.js';
@@ -116,6 +118,36 @@ describe('baseline YAML: the quick reader', () => {
         assert.equal(doc.readable, false, `expected a syntax error for:\n${text}`);
         assert.ok(doc.issues.every((i) => i.code === 'HS_BASELINE_PARSE'));
       }
+    });
+  });
+
+  describe('bounded on hostile lines', () => {
+    /** Reads `text` in a child process that is killed after `ms`: a reader that backtracks exponentially never returns. */
+    function readsWithin(text: string, ms: number): boolean {
+      const reader = fileURLToPath(new URL('../../lib/baseline/yaml-doc.js', import.meta.url));
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import { readYaml } from ${JSON.stringify(reader)}; import { readFileSync } from 'node:fs'; readYaml(readFileSync(0, 'utf8'), 'x.yaml');`], { input: text, timeout: ms });
+      return r.status === 0;
+    }
+
+    it('a long plain value ending in a colon does not make the quick reader backtrack without end', () => {
+      // Found by the fuzz suite: `(?:[^\s:#]+|...)*` over "Orders API ... hostsselector:" backtracked exponentially.
+      assert.ok(readsWithin(`  description: ${'word '.repeat(40)}selector:\n`, 20_000), 'still reading after 20 s');
+      assert.ok(readsWithin(`key: "${'a'.repeat(5000)}\n`, 20_000), 'an unclosed double quote: still reading after 20 s');
+    });
+
+    it('prints nothing to stderr, where the agent writes its JSON logs, for a collection used as a key', () => {
+      const reader = fileURLToPath(new URL('../../lib/baseline/yaml-doc.js', import.meta.url));
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import { readYaml } from ${JSON.stringify(reader)}; readYaml('labels:\\n  ? [a]\\n  : b\\n', 'x.yaml');`]);
+      assert.equal(r.status, 0, r.stderr.toString());
+      assert.equal(r.stderr.toString(), '');
+    });
+
+    it('leaves keys longer than YAML allows to the full parser, which says where they are', () => {
+      const text = `a:\n  ${'x'.repeat(2000)}: 1\n`;
+      assertGivesUp(text);
+      const doc = readYaml(text, 't.yaml');
+      assert.equal(doc.readable, false);
+      assert.deepEqual(doc.issues.map((i) => [i.code, i.location?.line]), [['HS_BASELINE_PARSE', 2]]);
     });
   });
 

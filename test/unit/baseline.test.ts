@@ -475,7 +475,7 @@ describe('baseline format', () => {
       dir = join(tmp, 'sources');
       mkdirSync(join(dir, 'files'), { recursive: true });
       writeFileSync(join(dir, 'files/app.conf'), 'port = 1\n');
-      writeFileSync(join(dir, 'b.yaml'), `${HEAD}    - file: /etc/app.conf\n      source: files/app.conf\n    - file: /etc/app2.conf\n      source: ${join(dir, 'files/app.conf')}\n`);
+      writeFileSync(join(dir, 'b.yaml'), `${HEAD}    - file: /etc/app.conf\n      source: files/app.conf\n    - file: /etc/app2.conf\n      source: files/app.conf\n`);
     });
 
     it('resolves relative sources against the baseline file\'s folder, whatever the working directory', () => {
@@ -483,7 +483,7 @@ describe('baseline format', () => {
       const b = loadBaselineFile(join(dir, 'b.yaml'));
       assert.equal((b.resources[0]?.fields.content as Buffer).toString(), 'port = 1\n');
       assert.equal((b.resources[1]?.fields.content as Buffer).toString(), 'port = 1\n');
-      assert.deepEqual(Object.keys(b.origin.sources).sort(), [join(dir, 'files/app.conf'), 'files/app.conf'].sort());
+      assert.deepEqual(Object.keys(b.origin.sources), ['files/app.conf']);
     });
 
     it('changes the hash when a source changes, not otherwise', () => {
