@@ -1,6 +1,5 @@
 // The agent database's schema as ordered migrations; `PRAGMA user_version` records how many have run.
-import { HsError } from '../../lib/errors.js';
-import type { Database } from '../../lib/sqlite.js';
+import type { Migrations } from '../../lib/sqlite.js';
 
 /**
  * Append a migration to change the schema; never edit one that shipped.
@@ -112,40 +111,4 @@ const MIGRATIONS: readonly string[] = [
 /** The schema version this agent writes and reads. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-export function schemaVersion(db: Database): number {
-  return Number(db.pragma('user_version', { simple: true }));
-}
-
-/** Refuses a database from a newer agent; a read-only caller also needs it fully migrated, since it cannot migrate. */
-export function checkSchema(db: Database, file: string, readonly: boolean): number {
-  const found = schemaVersion(db);
-  if (found > SCHEMA_VERSION) {
-    throw new HsError(
-      'HS_STORE_MIGRATION',
-      `${file} has schema version ${found}, written by a newer agent; this agent supports up to version ${SCHEMA_VERSION}`,
-    );
-  }
-  if (readonly && found < SCHEMA_VERSION) {
-    throw new HsError(
-      'HS_STORE',
-      `${file} has schema version ${found}; this agent reads version ${SCHEMA_VERSION}: start the agent once (not read-only) to migrate it`,
-    );
-  }
-  return found;
-}
-
-/** Runs the missing migrations, each in its own immediate transaction so two processes starting together migrate once. */
-export function migrate(db: Database, file: string): void {
-  checkSchema(db, file, false);
-  for (;;) {
-    const done = db.transaction(() => {
-      const at = checkSchema(db, file, false);
-      const sql = MIGRATIONS[at];
-      if (sql === undefined) return true;
-      db.exec(sql);
-      db.pragma(`user_version = ${at + 1}`);
-      return false;
-    }).immediate();
-    if (done) return;
-  }
-}
+export const AGENT_SCHEMA: Migrations = { owner: 'agent', steps: MIGRATIONS };

@@ -4,14 +4,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HsError } from '../../lib/errors.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
-import { IdleCheckpointer, openDatabase, sqliteError, type Database, type Statement } from '../../lib/sqlite.js';
+import { checkSchema, IdleCheckpointer, migrate, openDatabase, sqliteError, type Database, type Statement } from '../../lib/sqlite.js';
 import { AuditLog } from './audit.js';
 import { Backups } from './backups.js';
 import { Baselines } from './baselines.js';
 import { Exceptions } from './exceptions.js';
 import { JournalRows } from './journal.js';
 import { Outbox } from './outbox.js';
-import { checkSchema, migrate } from './schema.js';
+import { AGENT_SCHEMA } from './schema.js';
 import type {
   AcceptedException,
   AuditEntry,
@@ -65,8 +65,8 @@ export class AgentStore {
     if (!readonly) prepareFiles(dir, file);
     const db = openDatabase(file, { readonly, ...(opts.busyTimeoutMs !== undefined ? { busyTimeoutMs: opts.busyTimeoutMs } : {}) });
     try {
-      if (readonly) checkSchema(db, file, true);
-      else migrate(db, file);
+      if (readonly) checkSchema(db, file, AGENT_SCHEMA, true);
+      else migrate(db, file, AGENT_SCHEMA);
       return new AgentStore(db, file, readonly, opts);
     } catch (err) {
       db.close();

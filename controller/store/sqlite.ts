@@ -1,7 +1,7 @@
 // The embedded default ControllerStore: one SQLite file in the data dir, WAL mode, events inserted in batched transactions.
 import * as fs from 'node:fs';
 import { HsError } from '../../lib/errors.js';
-import { openDatabase, type Database, type Statement } from '../../lib/sqlite.js';
+import { migrate, openDatabase, type Database, type Migrations, type Statement } from '../../lib/sqlite.js';
 import type {
   AgentBaselineRecord,
   AgentRecord,
@@ -23,10 +23,10 @@ import type {
   TargetRecord,
 } from './types.js';
 
-const SCHEMA_VERSION = 4;
-
-const MIGRATIONS: Record<number, string> = {
-  1: `
+/** The schema's steps in order: the first makes version 1 (lib/sqlite.ts migrate). Append; never edit a shipped one. */
+const MIGRATIONS: readonly string[] = [
+  // 1
+  `
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE join_tokens (
       id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
@@ -64,7 +64,8 @@ const MIGRATIONS: Record<number, string> = {
     CREATE INDEX escalations_agent ON escalations (agent_id, resource, status);
   `,
   // Staged rollouts: their state, the signed version they hand out, their hosts by wave; controller audit; plans.
-  2: `
+  // 2
+  `
     ALTER TABLE rollouts ADD COLUMN state TEXT NOT NULL DEFAULT 'completed';
     ALTER TABLE rollouts ADD COLUMN spec TEXT;
     ALTER TABLE rollouts ADD COLUMN current_wave INTEGER NOT NULL DEFAULT 0;
@@ -86,7 +87,8 @@ const MIGRATIONS: Record<number, string> = {
   `,
   // Trusted labels: what a token lets agents ask for, and each agent's labels by source. Agents enrolled before keep the
   // labels they had, as operator labels (review them with GET /api/v1/agents).
-  3: `
+  // 3
+  `
     ALTER TABLE join_tokens ADD COLUMN allow_labels TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE agents ADD COLUMN token_labels TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE agents ADD COLUMN allow_labels TEXT NOT NULL DEFAULT '[]';
@@ -98,11 +100,14 @@ const MIGRATIONS: Record<number, string> = {
   `,
   // Per-agent storage accounting for quotas: each event's size, and each agent's total (events stored before this
   // version count as size 0 and leave with age retention).
-  4: `
+  // 4
+  `
     ALTER TABLE events ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE agents ADD COLUMN event_bytes INTEGER NOT NULL DEFAULT 0;
   `,
-};
+];
+
+const CONTROLLER_SCHEMA: Migrations = { owner: 'controller', steps: MIGRATIONS };
 
 /** What an event costs in storage, by the lengths of its text: the quantity per-agent quotas count. */
 export function eventSize(e: EventInput): number {
@@ -291,18 +296,11 @@ export function openControllerDatabase(file: string): Database {
       throw err;
     }
   }
-  const current = num(db.pragma('user_version', { simple: true }));
-  if (current > SCHEMA_VERSION) {
+  try {
+    migrate(db, file, CONTROLLER_SCHEMA);
+  } catch (err) {
     db.close();
-    throw new HsError('HS_STORE_MIGRATION', `${file} has schema ${current}; this controller knows up to ${SCHEMA_VERSION}`);
-  }
-  for (let v = current + 1; v <= SCHEMA_VERSION; v++) {
-    const sql = MIGRATIONS[v];
-    if (sql === undefined) continue;
-    db.transaction(() => {
-      db.exec(sql);
-      db.pragma(`user_version = ${v}`);
-    })();
+    throw err;
   }
   return db;
 }
