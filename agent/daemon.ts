@@ -1,14 +1,18 @@
-// The daemon (`homeostat-agent run`): enforces continuously until SIGTERM, reloads on SIGHUP, and keeps the last good
-// baselines when a new one is bad or the controller is away.
+// The daemon (`homeostat-agent run`) and its composition root: opens (and if need be rebuilds) the store, composes the
+// agent, starts the controller link and metrics, and owns the signals — SIGHUP reloads, SIGTERM and SIGINT stop. Whatever
+// goes wrong later (a bad baseline, a full disk, a damaged cache, a throw nobody caught) is recorded or logged while the
+// last good baselines keep being enforced; the process ends only when asked to.
 import { createServer, type Server } from 'node:http';
 import { parseBaseline, loadBaselineFiles } from '../lib/baseline/index.js';
 import { BaselineInvalidError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { Baseline } from '../lib/baseline/types.js';
-import { Agent } from './agent.js';
+import type { Agent, BaselineOrigin } from './agent.js';
+import { composeAgent } from './compose.js';
 import type { AgentConfig } from './config.js';
-import { AgentStore } from './store/store.js';
 import { AgentMetrics } from './metrics.js';
+import { openDaemonStore } from './store/recovery.js';
+import { DEFAULT_AUDIT_RETENTION_MS, type AgentStore } from './store/store.js';
 
 export interface Daemon {
   agent: Agent;
@@ -17,34 +21,61 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-/** Baselines cached by an earlier run: what an agent enforces when it starts without files and without its controller. */
-export function cachedBaselines(store: AgentStore): { baselines: Baseline[]; versions: Record<string, number>; origin: 'local' | 'controller' } {
-  const baselines: Baseline[] = [];
-  const versions: Record<string, number> = {};
-  let origin: 'local' | 'controller' = 'local';
-  for (const b of store.getActive()) {
-    const sources = b.sources;
-    baselines.push(
-      parseBaseline(b.text, {
-        file: `cache:${b.name}@${b.version}`,
-        readSource: (rel) => {
-          const data = sources[rel];
-          if (data === undefined) throw new Error(`source ${rel} missing from the cached version`);
-          return Buffer.from(data, 'base64');
-        },
-      }),
-    );
-    versions[b.name] = b.version;
-    if (b.origin === 'controller') origin = 'controller';
+export interface CachedSet {
+  baselines: Baseline[];
+  versions: Record<string, number>;
+  signedBy: string | undefined;
+}
+
+/** Baselines cached by an earlier run, per origin: what an agent enforces when it starts without them at hand. */
+export function cachedBaselines(store: AgentStore, log: Logger): Record<BaselineOrigin, CachedSet> {
+  const out: Record<BaselineOrigin, CachedSet> = { local: { baselines: [], versions: {}, signedBy: undefined }, controller: { baselines: [], versions: {}, signedBy: undefined } };
+  let stored;
+  try {
+    stored = store.getActive();
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, 'cached baselines unreadable');
+    return out;
   }
-  return { baselines, versions, origin };
+  for (const b of stored) {
+    try {
+      const set = out[b.origin];
+      set.baselines.push(parseBaseline(b.text, { file: `cache:${b.name}@${b.version}`, sources: b.sources }));
+      set.versions[b.name] = b.version;
+      if (b.origin === 'controller') set.signedBy = b.signedBy ?? undefined;
+    } catch (err) {
+      log.error({ baseline: b.name, version: b.version, err: errorMessage(err) }, 'cached baseline unreadable; not enforced');
+    }
+  }
+  return out;
+}
+
+/** Runs the daemon until SIGTERM or SIGINT; resolves with its exit code. */
+export async function runDaemon(config: AgentConfig, log: Logger): Promise<number> {
+  // Armed before anything else: without a listener, a SIGTERM that follows READY=1 at once would end the process by the
+  // default action instead of stopping it. One that arrives while starting stops it once started.
+  let daemon: Daemon | undefined;
+  let stopAsked = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log.info({ signal }, 'stopping');
+    stopAsked = true;
+    if (daemon) void daemon.stop();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  daemon = await startDaemon(config, log);
+  if (stopAsked) void daemon.stop();
+  return daemon.done;
 }
 
 export async function startDaemon(config: AgentConfig, log: Logger): Promise<Daemon> {
-  const store = AgentStore.open(config.settings.stateDir);
-  store.setMeta('daemon.pid', String(process.pid));
-  store.setMeta('daemon.startedAt', String(Date.now()));
-  const agent = new Agent({ settings: config.settings, log, store });
+  const uncaught = containStrays(log);
+  const { store, recovered } = openDaemonStore(config.settings, log);
+  bestEffort(log, 'daemon pid not recorded', () => {
+    store.setMeta('daemon.pid', String(process.pid));
+    store.setMeta('daemon.startedAt', String(Date.now()));
+  });
+  const agent = composeAgent({ settings: config.settings, log, store });
 
   const loadFromFiles = async (trigger: 'startup' | 'manual'): Promise<boolean> => {
     try {
@@ -57,20 +88,34 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       return false;
     }
   };
+  const activateCached = async (origin: BaselineOrigin, set: CachedSet): Promise<void> => {
+    if (set.baselines.length === 0) return;
+    try {
+      log.info({ origin, baselines: Object.keys(set.versions) }, 'enforcing cached baselines');
+      await agent.activate(set.baselines, { origin, versions: set.versions, ...(set.signedBy !== undefined ? { signedBy: set.signedBy } : {}) }, 'startup');
+    } catch (err) {
+      log.error({ origin, err: errorMessage(err) }, 'cached baselines not enforced');
+      agent.recordRejectedBaseline(null, `cached ${origin} baselines: ${errorMessage(err)}`, 'startup');
+    }
+  };
 
+  const cached = cachedBaselines(store, log);
+  // The controller's last signed baselines go first: the local files cannot take a resource the controller assigned.
+  await activateCached('controller', cached.controller);
   if (config.baselines.length > 0) {
-    if (!(await loadFromFiles('startup'))) {
-      const cached = cachedBaselines(store);
-      await agent.activate(cached.baselines, { origin: cached.origin, versions: cached.versions }, 'startup');
-    }
-  } else {
-    const cached = cachedBaselines(store);
-    if (cached.baselines.length > 0) {
-      log.info({ baselines: Object.keys(cached.versions) }, 'enforcing cached baselines');
-      await agent.activate(cached.baselines, { origin: cached.origin, versions: cached.versions }, 'startup');
-    }
+    if (!(await loadFromFiles('startup'))) await activateCached('local', cached.local);
+  } else if (!config.controller) {
+    await activateCached('local', cached.local);
+  } else if (cached.local.baselines.length > 0) {
+    // Managed and given no files: the host's own baselines of an earlier standalone run are not enforced any more.
+    log.warn({ baselines: Object.keys(cached.local.versions) }, 'cached local baselines not enforced: managed by a controller and given no baseline files');
   }
+  closeInterrupted(agent, store, log);
   await agent.start();
+  if (recovered) agent.engine.recordAgentEvent('store_recovered', 'startup', recovered);
+  // Damage found later, while writing, is rebuilt in place by the store; it says so here.
+  store.onRecovered = (description) => agent.engine.recordAgentEvent('store_recovered', null, description);
+  const retention = keepAuditRetention(store, config, log);
 
   let link: { stop(): Promise<void> } | undefined;
   if (config.controller) {
@@ -86,7 +131,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   }
 
   let metricsServer: Server | undefined;
-  if (config.metricsListen) metricsServer = await serveMetrics(config.metricsListen, new AgentMetrics(agent), log);
+  if (config.metricsListen) metricsServer = await serveMetrics(config.metricsListen, new AgentMetrics(agent, uncaught), log);
 
   // Armed before readiness is announced: a SIGHUP that follows READY=1 at once must reload, not end the process.
   const onHup = (): void => {
@@ -112,16 +157,104 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       notifyStopping();
       stopWatchdog();
       process.off('SIGHUP', onHup);
-      await link?.stop();
+      retention.stop();
+      await bestEffortAsync(log, 'controller link did not stop cleanly', () => link?.stop());
       metricsServer?.close();
-      await agent.stop();
-      store.close();
+      await bestEffortAsync(log, 'engine did not stop cleanly', () => agent.stop());
+      bestEffort(log, 'store not closed cleanly', () => store.close());
+      uncaught.release();
       log.info('agent stopped');
       resolveDone(0);
     })();
     return stopping;
   };
   return { agent, done, stop };
+}
+
+/**
+ * A last net under promises and callbacks that lost their owner: logged and counted (agent metrics), never the end of
+ * enforcement. Every background task is meant to catch its own errors; this only keeps a missed one from ending the host's.
+ */
+function containStrays(log: Logger): { count(): number; release(): void } {
+  let n = 0;
+  const onRejection = (reason: unknown): void => {
+    n++;
+    log.error({ err: errorMessage(reason), stack: reason instanceof Error ? reason.stack : undefined }, 'unhandled rejection');
+  };
+  const onException = (err: Error): void => {
+    n++;
+    log.error({ err: errorMessage(err), stack: err.stack }, 'uncaught exception');
+  };
+  process.on('unhandledRejection', onRejection);
+  process.on('uncaughtException', onException);
+  return {
+    count: () => n,
+    release: () => {
+      process.off('unhandledRejection', onRejection);
+      process.off('uncaughtException', onException);
+    },
+  };
+}
+
+/**
+ * A killed run leaves its in-flight repairs recorded as `drift_detected` with no outcome. The start-up pass has looked
+ * at those resources again; each open drift is closed with `repair_interrupted`, so no record stays without an answer.
+ */
+function closeInterrupted(agent: Agent, store: AgentStore, log: Logger): void {
+  try {
+    for (const open of store.openDrifts()) {
+      // A drift only reported (monitor mode, or enforcement paused) has no outcome to wait for.
+      if (open.paused || agent.isReportOnly(open.resource)) continue;
+      agent.engine.recordAgentEvent(
+        'repair_interrupted',
+        'startup',
+        `the agent stopped before it finished the repair begun at record ${open.seq}; the start-up pass looked again`,
+        open.baseline ?? undefined,
+        open.resource,
+      );
+    }
+  } catch (err) {
+    log.warn({ err: errorMessage(err) }, 'interrupted repairs not looked for');
+  }
+}
+
+/** Removes delivered audit records past their retention, at start and then every hour; never undelivered ones. */
+function keepAuditRetention(store: AgentStore, config: AgentConfig, log: Logger): { stop(): void } {
+  const maxAgeMs = config.settings.auditRetentionMs ?? DEFAULT_AUDIT_RETENTION_MS;
+  const run = (): void => {
+    store
+      .retainAudit(maxAgeMs, config.controller !== undefined)
+      .then((n) => {
+        if (n > 0) log.info({ removed: n, olderThanDays: Math.round(maxAgeMs / 86_400_000) }, 'old audit records removed');
+      })
+      .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'audit retention failed; tried again in an hour'));
+  };
+  const first = setTimeout(run, 10_000);
+  const hourly = setInterval(run, 3_600_000);
+  first.unref();
+  hourly.unref();
+  return {
+    stop: () => {
+      clearTimeout(first);
+      clearInterval(hourly);
+    },
+  };
+}
+
+function bestEffort(log: Logger, what: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, what);
+  }
+}
+
+async function bestEffortAsync(log: Logger, what: string, fn: () => Promise<void> | undefined): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, what);
+  }
 }
 
 async function serveMetrics(listen: string, metrics: AgentMetrics, log: Logger): Promise<Server> {

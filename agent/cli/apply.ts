@@ -1,7 +1,7 @@
 // `homeostat-agent apply`: one-shot converge of the given baselines, verified and recorded in the audit log.
 import { loadBaselineFiles } from '../../lib/baseline/index.js';
 import { createLogger } from '../../lib/logger.js';
-import { Agent } from '../agent.js';
+import { composeAgent } from '../compose.js';
 import { loadConfig, type CommonFlags } from '../config.js';
 import { worstOutcome } from '../engine/engine.js';
 import { AgentStore } from '../store/store.js';
@@ -16,7 +16,7 @@ export async function applyCommand(flags: CommonFlags & { json?: boolean }): Pro
     const log = createLogger('homeostat-agent', config.logLevel === 'info' ? 'warn' : config.logLevel);
     const baselines = loadBaselineFiles(requireBaselines(config.baselines));
     store = AgentStore.open(config.settings.stateDir);
-    const agent = new Agent({ settings: config.settings, log, store });
+    const agent = composeAgent({ settings: config.settings, log, store });
     await agent.activate(baselines, { origin: 'local' }, 'manual');
     const results = await agent.engine.converge('manual');
     await agent.stop();

@@ -15,7 +15,7 @@ export interface LinkStore {
 }
 
 export interface LinkedAgent {
-  activate(baselines: Baseline[], meta: { origin: 'controller'; versions: Record<string, number> }, trigger?: Trigger): Promise<unknown>;
+  activate(baselines: Baseline[], meta: { origin: 'controller'; versions: Record<string, number>; signedBy: string }, trigger?: Trigger): Promise<unknown>;
   recordRejectedBaseline(name: string | null, detail: string, trigger: Trigger): void;
   recordLinkEvent(event: LinkAuditEvent, detail: string, baseline: { name: string; version: number } | null): void;
   approve(resourceId: string): Promise<void>;

@@ -8,6 +8,7 @@ import { HsError, errorMessage, type ErrorCode } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { decodeBaselineDoc, type Applied, type Assignment, type AssignmentAck, type BaselineDoc, type Held, type Rejected, type RemovalDoc, type SignedBaseline } from '../../proto/codec.js';
 import type { LinkedAgent } from './agent-port.js';
+import { keyIdOf } from '../../lib/signing.js';
 import { admit, removalApplies, verifyRemoval, type Prior } from './trust.js';
 
 const CACHE_KEY = 'link.signedBaselines';
@@ -23,14 +24,7 @@ interface HeldDoc {
 type StoredPrior = Required<Prior>;
 
 export function materialize(doc: BaselineDoc): Baseline {
-  const b = parseBaseline(doc.yaml, {
-    file: doc.file || `${doc.name}.yaml`,
-    readSource: (rel: string): Buffer => {
-      const bytes = Object.hasOwn(doc.sources, rel) ? doc.sources[rel] : undefined;
-      if (bytes === undefined) throw new HsError('HS_BASELINE_SOURCE', `source file ${rel} is not in the signed document`);
-      return Buffer.from(bytes);
-    },
-  });
+  const b = parseBaseline(doc.yaml, { file: doc.file || `${doc.name}.yaml`, sources: doc.sources });
   if (b.name !== doc.name) throw new HsError('HS_BASELINE_INVALID', `signed as ${doc.name} but the YAML names ${b.name}`);
   if (b.origin.sha256 !== doc.sha256) throw new HsError('HS_BASELINE_SIGNATURE', `${doc.name} v${doc.version}: content does not match its signed sha256`);
   return b;
@@ -150,7 +144,7 @@ export class AssignmentKeeper {
       try {
         const baselines = [...next.values()].map((h) => materialize(h.doc));
         const versions = Object.fromEntries([...next.values()].map((h) => [h.doc.name, h.doc.version]));
-        await this.agent.activate(baselines, { origin: 'controller', versions }, 'controller');
+        await this.agent.activate(baselines, { origin: 'controller', versions, signedBy: keyIdOf(Buffer.from(this.pinnedKey)) }, 'controller');
         this.current = next;
         for (const h of fresh) this.remember(h.doc);
         for (const r of removed) this.forget(r, true);

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Agent } from '../../agent/agent.js';
+import type { Agent } from '../../agent/agent.js';
+import { composeAgent } from '../../agent/compose.js';
 import { DEFAULT_SETTINGS } from '../../agent/settings.js';
 import { AgentStore } from '../../agent/store/store.js';
 import { parseBaseline } from '../../lib/baseline/index.js';
@@ -24,7 +25,7 @@ describe('operator decisions on the agent', function () {
     file = path.join(t.dir, 'sshd_config');
     writeFileSync(file, 'PermitRootLogin no\n');
     store = AgentStore.open(path.join(t.dir, 'state'));
-    agent = new Agent({ settings: { ...DEFAULT_SETTINGS, stateDir: path.join(t.dir, 'state') }, log: silentLogger, store });
+    agent = composeAgent({ settings: { ...DEFAULT_SETTINGS, stateDir: path.join(t.dir, 'state') }, log: silentLogger, store });
     const b = parseBaseline(
       `apiVersion: homeostat/v1\nkind: Baseline\nmetadata: { name: d }\nspec:\n  resources:\n    - file: ${file}\n      content: "PermitRootLogin no\\n"\n      risk: high\n`,
       { file: 'd.yaml' },
