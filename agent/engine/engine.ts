@@ -73,7 +73,7 @@ export class Engine {
   }
 
   /** Counts since start: reconciles, repairs, failures, timeouts, records not written, listeners that failed. */
-  get stats(): Record<string, number> {
+  get stats(): EngineStats & { recordErrors: number; listenerErrors: number } {
     return { ...this.counters, recordErrors: this.recorder.stats.recordErrors, listenerErrors: this.recorder.stats.listenerErrors };
   }
 
