@@ -16,7 +16,7 @@ export interface JournalBackend {
 
 const FLUSH_DELAY_MS = 1000;
 /** After a failed flush, the next try waits this long (a full disk does not empty itself in a second). */
-const RETRY_DELAY_MS = 30_000;
+const RETRY_DELAY_MS = 10_000;
 
 export class Journal implements PathJournal {
   private readonly entries: Map<string, JournalEntry>;
