@@ -20,7 +20,7 @@ export type { AcceptedDrift } from './decisions.js';
 
 /** The part of the agent store the engine writes to; absent for a one-shot `check`. */
 export interface EngineStore extends AuditSink, ExceptionStore {
-  putBackup(resource: string, time: number, content: Buffer, sha256: string): void;
+  putBackup(resource: string, time: number, content: Buffer, sha256: string, seq?: number): void;
 }
 
 export interface EngineOptions {
@@ -68,7 +68,7 @@ export class Engine {
       stats: this.counters,
       deadlineMs: opts.reconcileTimeoutMs ?? DEFAULT_RECONCILE_TIMEOUT_MS,
       retries: () => this.running,
-      keepReplaced: (rt, content) => this.keepReplaced(rt, content),
+      keepReplaced: (rt, content, seq) => this.keepReplaced(rt, content, seq),
     };
   }
 
@@ -292,9 +292,9 @@ export class Engine {
     }
   }
 
-  private keepReplaced(rt: Runtime, content: Buffer): void {
+  private keepReplaced(rt: Runtime, content: Buffer, seq: number): void {
     try {
-      this.opts.store?.putBackup(rt.id, this.opts.clock.now(), content, sha256(content));
+      this.opts.store?.putBackup(rt.id, this.opts.clock.now(), content, sha256(content), seq);
     } catch (err) {
       this.opts.log.warn({ resource: rt.id, err: errorMessage(err) }, 'replaced content not kept');
     }

@@ -32,8 +32,8 @@ export interface ReconcileContext {
   deadlineMs: number;
   /** Whether failures schedule retries (the daemon) or not (a one-shot command). */
   retries: () => boolean;
-  /** Keeps the content a repair replaced, for `audit`; failures are the callee's to contain. */
-  keepReplaced: (rt: Runtime, content: Buffer) => void;
+  /** Keeps the content a repair replaced, tied to its `repaired` record (for `audit --replaced`); failures are the callee's to contain. */
+  keepReplaced: (rt: Runtime, content: Buffer, seq: number) => void;
 }
 
 /** Reconciles `rt` once, within the deadline. Never rejects. */
@@ -121,8 +121,8 @@ async function attempt(ctx: ReconcileContext, rt: Runtime, trigger: Trigger): Pr
     const ms = ctx.clock.monotonic() - t0;
     ctx.decisions.repaired(rt, decision);
     ctx.stats.repairs++;
-    if (applied && applied.replaced) ctx.keepReplaced(rt, applied.replaced);
-    ctx.recorder.resource(rt, 'repaired', trigger, { observed: r.summarize(after), desired, diff: null, detail: `verified in ${ms.toFixed(2)} ms` });
+    const record = ctx.recorder.resource(rt, 'repaired', trigger, { observed: r.summarize(after), desired, diff: null, detail: `verified in ${ms.toFixed(2)} ms` });
+    if (applied && applied.replaced) ctx.keepReplaced(rt, applied.replaced, record.seq);
     ctx.log.info({ resource: rt.id, trigger, ms: Number(ms.toFixed(2)) }, 'repaired');
     result('repaired');
   } catch (err) {

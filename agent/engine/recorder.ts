@@ -37,8 +37,9 @@ export class Recorder {
     return () => this.listeners.delete(listener);
   }
 
-  resource(rt: Runtime, event: AuditEvent, trigger: Trigger | null, f: RecordFields): void {
-    this.write({
+  /** Records an event of `rt`; returns the record as stored (seq 0 when it could not be written). */
+  resource(rt: Runtime, event: AuditEvent, trigger: Trigger | null, f: RecordFields): AuditEntry {
+    return this.write({
       time: this.clock.now(),
       resource: rt.id,
       event,
@@ -54,7 +55,7 @@ export class Recorder {
 
   /** A record about the agent or a baseline rather than one resource. */
   agent(event: AuditEvent, trigger: Trigger | null, detail: string, baseline?: BaselineRef, resource: string | null = null): void {
-    this.write({
+    void this.write({
       time: this.clock.now(),
       resource,
       event,
@@ -68,7 +69,7 @@ export class Recorder {
     });
   }
 
-  private write(entry: NewAuditEntry): void {
+  private write(entry: NewAuditEntry): AuditEntry {
     let stored: AuditEntry;
     try {
       stored = this.sink ? this.sink.appendAudit(entry) : { ...entry, seq: 0, prevHash: '', hash: '' };
@@ -88,5 +89,6 @@ export class Recorder {
         if (this.stats.listenerErrors % LOG_EVERY === 1) this.log.error({ event: entry.event, err: errorMessage(err) }, 'audit listener failed');
       }
     }
+    return stored;
   }
 }

@@ -47,6 +47,8 @@ const DEFAULT_PROBE_INTERVAL_MS = 2_000;
 
 const DECISIONS_KEY = 'link.decisionsDone';
 const DEFAULT_BATCH = 1000;
+/** How long delivery waits after the outbox could not be read before it tries again. */
+const OUTBOX_RETRY_MS = 5000;
 
 export function wireEvent(e: AuditEntry): WireEvent {
   return {
@@ -349,10 +351,17 @@ export class ControllerLink {
     this.heartbeat.unref();
     this.sendHeartbeat(conn);
     this.log.info({ agent: w.agentId, controllerProtocol: w.protocolVersion, labels: w.labels }, 'connected to the controller');
+    this.deliver(conn);
+  }
+
+  /** Runs the pump; a store that cannot be read (damaged, locked) pauses delivery, which tries again while connected. */
+  private deliver(conn: Connection, failures = 0): void {
     this.pump(conn).catch((err: unknown) => {
-      // The outbox could not be read (damaged or locked store): a new connection starts the pump again.
-      this.log.error({ err: errorMessage(err) }, 'event delivery stopped');
-      if (this.conn === conn && conn.isOpen()) conn.fail(new HsError('HS_STORE', errorMessage(err), { retryable: true }));
+      if (failures === 0) this.log.error({ err: errorMessage(err) }, 'event delivery paused: the outbox cannot be read');
+      const t = setTimeout(() => {
+        if (!this.stopped && this.conn === conn && conn.isOpen()) this.deliver(conn, failures + 1);
+      }, OUTBOX_RETRY_MS);
+      t.unref();
     });
   }
 

@@ -433,7 +433,8 @@ export class AgentStore {
       } catch {
         // nothing more to save
       }
-      saved.lastSeq = Math.max(saved.lastSeq, this.parts.audit.head().seq);
+      // The head file has the last seq even when the log's own pages are what is damaged.
+      saved.lastSeq = Math.max(saved.lastSeq, readHead(path.join(path.dirname(this.file), HEAD_FILE))?.seq ?? 0);
       this.parts.checkpointer?.stop();
       try {
         this.db.close();
