@@ -126,6 +126,21 @@ export class Agent {
     return next.baselines;
   }
 
+  /**
+   * Baselines of `origin` cached by an earlier run that are not to be enforced now (a host managed by a controller and
+   * given no baseline files of its own): no longer active in the cache, each recorded as removed, saying why.
+   */
+  dropCached(origin: BaselineOrigin, cached: { name: string; version: number; signedBy: string | undefined }[], why: string): void {
+    for (const b of cached) {
+      try {
+        this.store?.deactivate(origin, b.signedBy, b.name);
+      } catch (err) {
+        this.log.error({ baseline: b.name, err: errorMessage(err) }, 'cached baseline not deactivated');
+      }
+      this.recordAgent('baseline_removed', 'startup', `${b.name} v${b.version} (${origin}) no longer enforced: ${why}`, b);
+    }
+  }
+
   /** What activating `b` would change here, from observation only: nothing is written or recorded. */
   async plan(b: Baseline): Promise<PlanOutcome & { currentVersion: number }> {
     const set = this.sets.controller;

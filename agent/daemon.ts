@@ -107,8 +107,11 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   } else if (!config.controller) {
     await activateCached('local', cached.local);
   } else if (cached.local.baselines.length > 0) {
-    // Managed and given no files: the host's own baselines of an earlier standalone run are not enforced any more.
+    // Managed and given no files: the host's own baselines of an earlier standalone run are not enforced any more, so the
+    // controller can take over the names and resources they had (docs/controller.md, "From standalone to managed").
+    const why = 'the agent is managed by a controller and given no baseline files of its own';
     log.warn({ baselines: Object.keys(cached.local.versions) }, 'cached local baselines not enforced: managed by a controller and given no baseline files');
+    agent.dropCached('local', Object.entries(cached.local.versions).map(([name, version]) => ({ name, version, signedBy: undefined })), why);
   }
   closeInterrupted(agent, store, log);
   await agent.start();

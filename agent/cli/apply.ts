@@ -4,6 +4,7 @@ import { createLogger } from '../../lib/logger.js';
 import { composeAgent } from '../compose.js';
 import { loadConfig, type CommonFlags } from '../config.js';
 import { worstOutcome } from '../engine/engine.js';
+import { storeOptions } from '../store/recovery.js';
 import { AgentStore } from '../store/store.js';
 import { describe, summary } from './check.js';
 import { EXIT, printJson, println, reportError, requireBaselines } from './output.js';
@@ -15,7 +16,7 @@ export async function applyCommand(flags: CommonFlags & { json?: boolean }): Pro
     const config = loadConfig(flags);
     const log = createLogger('homeostat-agent', config.logLevel === 'info' ? 'warn' : config.logLevel);
     const baselines = loadBaselineFiles(requireBaselines(config.baselines));
-    store = AgentStore.open(config.settings.stateDir);
+    store = AgentStore.open(config.settings.stateDir, storeOptions(config.settings));
     const agent = composeAgent({ settings: config.settings, log, store });
     await agent.activate(baselines, { origin: 'local' }, 'manual');
     const results = await agent.engine.converge('manual');

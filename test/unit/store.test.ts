@@ -438,6 +438,63 @@ describe('agent store', () => {
     });
   });
 
+  describe('audit retention', () => {
+    const DAY = 86_400_000;
+    const at = (days: number, i: number): NewAuditEntry => record(i, { time: 1_700_000_000_000 + days * DAY + i });
+
+    it('removes delivered records past their age, never undelivered ones, and the chain still verifies from where it starts', async () => {
+      const clock = new ManualClock(1_700_000_000_000 + 100 * DAY);
+      store = AgentStore.open(dir, { clock });
+      const appended = [at(1, 1), at(2, 2), at(3, 3), at(4, 4), at(95, 5), at(96, 6)].map((e) => store?.appendAudit(e));
+      store.outboxAck(3);
+      // Older than 30 days: records 1 to 4; delivered: 1 to 3. Record 4 stays until the controller has it.
+      assert.equal(await store.retainAudit(30 * DAY, true), 3);
+      assert.deepEqual(store.queryAudit().map((e) => e.seq), [4, 5, 6]);
+      assert.equal(store.queryAudit()[0]?.prevHash, appended[2]?.hash, 'the first kept record still names its predecessor');
+      assert.deepEqual(store.verifyAudit(), { ok: true, count: 3, retainedFrom: 4 });
+      assert.equal(await store.retainAudit(30 * DAY, true), 0);
+      store.outboxAck(6);
+      assert.equal(await store.retainAudit(30 * DAY, true), 1);
+      // Appending goes on, reusing documents remembered before the retention (they were stored again if removed).
+      const next = store.appendAudit(at(99, 1));
+      assert.equal(next.seq, 7);
+      assert.deepEqual(store.queryAudit({ afterSeq: 6 })[0]?.observed, at(99, 1).observed);
+      assert.deepEqual(store.verifyAudit(), { ok: true, count: 3, retainedFrom: 5 });
+      store.close();
+      const reader = AgentStore.open(dir, { readonly: true });
+      try {
+        assert.deepEqual(reader.verifyAudit(), { ok: true, count: 3, retainedFrom: 5 });
+      } finally {
+        reader.close();
+      }
+      store = undefined;
+    });
+
+    it('without a controller removes every old record but the last, batch by batch', async () => {
+      const clock = new ManualClock(1_700_000_000_000 + 100 * DAY);
+      store = AgentStore.open(dir, { clock });
+      for (let i = 1; i <= 50; i++) store.appendAudit(at(1, i));
+      assert.equal(await store.retainAudit(30 * DAY, false, 7), 49);
+      assert.deepEqual(store.queryAudit().map((e) => e.seq), [50]);
+      assert.deepEqual(store.verifyAudit(), { ok: true, count: 1, retainedFrom: 50 });
+    });
+
+    it('refuses to move the retention floor back or delete records above it', () => {
+      store = AgentStore.open(dir);
+      for (let i = 1; i <= 3; i++) store.appendAudit(record(i));
+      store.close();
+      store = undefined;
+      const db = openDatabase(path.join(dir, AGENT_DB_FILE));
+      try {
+        assert.throws(() => db.prepare('DELETE FROM audit WHERE seq = 2').run(), /append-only/);
+        db.prepare('UPDATE audit_retention SET first_seq = 3').run();
+        assert.throws(() => db.prepare('UPDATE audit_retention SET first_seq = 1').run(), /only moves forward/);
+      } finally {
+        db.close();
+      }
+    });
+  });
+
   describe('journal, backups, meta, exceptions', () => {
     it('replaces and deletes journal entries per path', () => {
       store = AgentStore.open(dir);
