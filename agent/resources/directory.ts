@@ -35,8 +35,9 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
   }
 
   async observe(): Promise<DirectoryObserved> {
+    let o: DirectoryObserved;
     try {
-      return withParent(this.path, this.id, (dir): DirectoryObserved => {
+      o = withParent(this.path, this.id, (dir): DirectoryObserved => {
         const st = dir ? lstatAt(dir, this.name) : undefined;
         if (!st) return { kind: 'missing' };
         return { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid) };
@@ -44,6 +45,9 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
     } catch (err) {
       throw hostError(err, this.id, `reading ${this.path}`);
     }
+    // The names diff and summarize will look up, resolved through NSS now if they are not known yet.
+    await accounts.prepare({ owner: this.owner, group: this.group, ...(o.kind === 'missing' ? {} : { uid: o.uid, gid: o.gid }) });
+    return o;
   }
 
   diff(o: DirectoryObserved): Change[] {

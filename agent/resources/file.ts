@@ -127,11 +127,15 @@ export class FileResource implements Resource<FileObserved> {
 
   async observe(): Promise<FileObserved> {
     const p = this.spec.path;
+    let o: FileObserved;
     try {
-      return withParent(p, this.id, (dir) => (dir ? this.observeIn(dir) : { kind: 'missing', leftovers: NONE }));
+      o = withParent(p, this.id, (dir) => (dir ? this.observeIn(dir) : { kind: 'missing', leftovers: NONE }));
     } catch (err) {
       throw hostError(err, this.id, `reading ${p}`);
     }
+    // The names diff and summarize will look up, resolved through NSS now if they are not known yet.
+    await accounts.prepare({ owner: this.spec.owner, group: this.spec.group, ...(o.kind === 'missing' ? {} : { uid: o.uid, gid: o.gid }) });
+    return o;
   }
 
   private observeIn(dir: HeldDir): FileObserved {

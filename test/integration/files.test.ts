@@ -365,6 +365,36 @@ spec:
     assert.equal(read(motd()), 'Authorized use only\n');
   });
 
+  it('resolves owners and groups through NSS: a user and a group only a directory service knows (nss_wrapper)', async () => {
+    // nss_wrapper stands in for LDAP or sssd: for the agent and what it runs, NSS answers from these files instead.
+    const wrapper = '/usr/lib/x86_64-linux-gnu/libnss_wrapper.so';
+    assert.ok(existsSync(wrapper), `${wrapper} is missing: install Debian's libnss-wrapper (.ci/run does)`);
+    const passwd = path.join(t.dir, 'nss-passwd');
+    const group = path.join(t.dir, 'nss-group');
+    writeFileSync(passwd, `${readFileSync('/etc/passwd', 'utf8')}hs-ldap-user:x:4242:4343:directory user:/nonexistent:/usr/sbin/nologin\n`);
+    writeFileSync(group, `${readFileSync('/etc/group', 'utf8')}hs-ldap-group:x:4343:\n`);
+    assert.ok(!readFileSync('/etc/passwd', 'utf8').includes('hs-ldap-user'), 'the user is not a local one');
+    const owned = path.join(root, 'etc/owned-by-ldap');
+    const file = baseline(`    - file: ${owned}
+      content: "x\\n"
+      owner: hs-ldap-user
+      group: hs-ldap-group
+      mode: "0640"
+`);
+    daemon = startAgentDaemon(['--baseline', file, '--state-dir', stateDir], { env: { LD_PRELOAD: wrapper, NSS_WRAPPER_PASSWD: passwd, NSS_WRAPPER_GROUP: group } });
+    await daemon.ready();
+    const id = `file:${owned}`;
+    await waitFor(() => existsSync(owned) && statSync(owned).uid === 4242, 10_000, 'created with the directory user as owner');
+    assert.deepEqual([statSync(owned).uid, statSync(owned).gid], [4242, 4343]);
+    chownSync(owned, 0, 0);
+    await expectRepaired(id, () => statSync(owned).uid === 4242 && statSync(owned).gid === 4343, 1);
+    const drift = audit(stateDir).filter((e) => e.resource === id && e.event === 'drift_detected').pop();
+    assert.deepEqual([drift?.observed?.owner, drift?.desired?.owner, drift?.desired?.group], ['root', 'hs-ldap-user', 'hs-ldap-group']);
+    const repaired = audit(stateDir).filter((e) => e.resource === id && e.event === 'repaired').pop();
+    assert.deepEqual([repaired?.observed?.owner, repaired?.observed?.group], ['hs-ldap-user', 'hs-ldap-group'], 'ids read back are named through NSS too');
+    assert.ok(!events(stateDir, id).includes('repair_failed'));
+  });
+
   it('a validate command that refuses the content leaves the live file alone', async () => {
     const target = path.join(root, 'etc/ssh/sshd_config');
     mkdirSync(path.dirname(target), { recursive: true });
