@@ -8,7 +8,7 @@ import { tempNameFor } from './tempfiles.js';
 
 const NOFOLLOW_READ = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
 // Root may read without updating access times; nobody else may ask for it (EPERM).
-const NOATIME = process.getuid?.() === 0 ? C.O_NOATIME : 0;
+export const NOATIME = process.getuid?.() === 0 ? C.O_NOATIME : 0;
 
 function missing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;

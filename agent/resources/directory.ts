@@ -4,6 +4,8 @@ import { HsError, hostError } from '../../lib/errors.js';
 import type { ResourceDecl } from '../../lib/baseline/types.js';
 import { accounts } from '../host/accounts.js';
 import { fileType, lstatAt, mkdirAt, octal, permBits, rmdirAt, setMetadataAt } from '../host/fsops.js';
+import type { BigIntStats } from 'node:fs';
+import { closeFd, fsGuard, lstatAsync, openParentAsync } from '../host/fsguard.js';
 import { openParent, splitManaged, withParent, type HeldDir } from '../host/pathwalk.js';
 import type { Change, HostContext, Resource, ResourceKind, StateSummary } from './resource.js';
 
@@ -36,12 +38,22 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
 
   async observe(): Promise<DirectoryObserved> {
     let o: DirectoryObserved;
+    const present = (st: BigIntStats | undefined): DirectoryObserved =>
+      st ? { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid) } : { kind: 'missing' };
     try {
-      o = withParent(this.path, this.id, (dir): DirectoryObserved => {
-        const st = dir ? lstatAt(dir, this.name) : undefined;
-        if (!st) return { kind: 'missing' };
-        return { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid) };
-      });
+      // A filesystem that can hang (NFS, FUSE, ...) is read through the thread pool within a deadline (host/fsguard.ts).
+      const remote = fsGuard.mounts.hanging(this.path);
+      o = remote
+        ? await fsGuard.run(remote, this.id, `reading ${this.path}`, async () => {
+            const dir = await openParentAsync(splitManaged(this.path).parents, this.id);
+            if (!dir) return { kind: 'missing' as const };
+            try {
+              return present(await lstatAsync(`/proc/self/fd/${dir.fd}/${this.name}`));
+            } finally {
+              await closeFd(dir.fd);
+            }
+          })
+        : withParent(this.path, this.id, (dir) => present(dir ? lstatAt(dir, this.name) : undefined));
     } catch (err) {
       throw hostError(err, this.id, `reading ${this.path}`);
     }
@@ -67,6 +79,8 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
     const p = this.path;
     let dir: HeldDir | undefined;
     try {
+      const remote = fsGuard.mounts.hanging(p);
+      if (remote) fsGuard.refuseIfHung(remote, this.id, `repairing ${p}`);
       dir = openParent(p, this.id, this.ensure === 'present' ? { create: { mode: 0o755 } } : {});
       if (!dir) return; // absent, and so is its parent
       if (this.ensure === 'absent') {

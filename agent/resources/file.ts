@@ -8,6 +8,7 @@ import { accounts } from '../host/accounts.js';
 import { ContentKey } from '../host/contentkey.js';
 import {
   atomicWriteAt,
+  NOATIME,
   fileType,
   lstatAt,
   octal,
@@ -20,6 +21,7 @@ import {
   unlinkAt,
   type MetadataChange,
 } from '../host/fsops.js';
+import { closeFd, fsGuard, lstatAsync, openParentAsync, readAtAsync, readdirAsync, readlinkAsync } from '../host/fsguard.js';
 import { openParent, splitManaged, withParent, type HeldDir } from '../host/pathwalk.js';
 import { isLeftover, isTempOf, TempFileIndex } from '../host/tempfiles.js';
 import { runValidator } from '../host/validator.js';
@@ -129,7 +131,11 @@ export class FileResource implements Resource<FileObserved> {
     const p = this.spec.path;
     let o: FileObserved;
     try {
-      o = withParent(p, this.id, (dir) => (dir ? this.observeIn(dir) : { kind: 'missing', leftovers: NONE }));
+      // A filesystem that can hang (NFS, FUSE, ...) is read through the thread pool within a deadline (host/fsguard.ts).
+      const remote = fsGuard.mounts.hanging(p);
+      o = remote
+        ? await fsGuard.run(remote, this.id, `reading ${p}`, () => this.observeRemote())
+        : withParent(p, this.id, (dir) => (dir ? this.observeIn(dir) : { kind: 'missing', leftovers: NONE }));
     } catch (err) {
       throw hostError(err, this.id, `reading ${p}`);
     }
@@ -143,28 +149,76 @@ export class FileResource implements Resource<FileObserved> {
     const st = lstatAt(dir, this.name);
     if (!st) return { kind: 'missing', leftovers };
     const type = fileType(st);
-    if (type !== 'file') return this.other(dir, type, st, leftovers);
-    const mode = permBits(st);
-    const priv = this.isPrivate(mode);
-    // Unchanged since the agent last verified it: the stat is proof enough (ctime cannot be set from userspace).
-    const known = this.host.journal.knownHash(this.spec.path, st);
-    if (known !== undefined && (this.spec.sha256 === undefined || known === this.spec.sha256)) {
-      const hmac = priv && known === this.spec.sha256 ? this.desiredHmac() : undefined;
-      return { kind: 'file', stat: st, sha256: known, mode, uid: Number(st.uid), gid: Number(st.gid), private: priv, ...(hmac ? { hmac } : {}), leftovers };
-    }
+    if (type !== 'file') return this.other(type, st, type === 'symlink' ? readlinkAt(dir, this.name) : undefined, leftovers);
+    const known = this.fromJournal(st, leftovers);
+    if (known) return known;
     const readAtNs = BigInt(Date.now()) * 1_000_000n;
     let read: ReturnType<typeof readAt>;
     try {
       read = readAt(dir, this.name);
     } catch (err) {
       // Replaced by a symlink between the lstat and the open: report what is there now.
-      if ((err as NodeJS.ErrnoException).code === 'ELOOP') return this.other(dir, 'symlink', lstatAt(dir, this.name), leftovers);
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+        const now = lstatAt(dir, this.name);
+        return now ? this.other('symlink', now, readlinkAt(dir, this.name), leftovers) : { kind: 'missing', leftovers };
+      }
       throw err;
     }
     if (!read) return { kind: 'missing', leftovers };
-    const { content, stat } = read;
+    return this.fromContent(read.content, read.stat, readAtNs, leftovers);
+  }
+
+  /** The same observation on a filesystem that can hang: every call through the thread pool, nothing kept open. */
+  private async observeRemote(): Promise<FileObserved> {
+    const dir = await openParentAsync(splitManaged(this.spec.path).parents, this.id);
+    if (!dir) return { kind: 'missing', leftovers: NONE };
+    const at = (n: string): string => `/proc/self/fd/${dir.fd}/${n}`;
+    try {
+      let leftovers = NONE;
+      if (!this.leftoversChecked) {
+        const names = (await readdirAsync(dir.fd)).filter((n) => isTempOf(n, this.name));
+        const found: string[] = [];
+        for (const n of names) if (isLeftover(await lstatAsync(at(n)))) found.push(n);
+        if (found.length === 0) this.leftoversChecked = true;
+        leftovers = found.length > 0 ? found : NONE;
+      }
+      const st = await lstatAsync(at(this.name));
+      if (!st) return { kind: 'missing', leftovers };
+      const type = fileType(st);
+      if (type !== 'file') return this.other(type, st, type === 'symlink' ? await readlinkAsync(at(this.name)) : undefined, leftovers);
+      const known = this.fromJournal(st, leftovers);
+      if (known) return known;
+      const readAtNs = BigInt(Date.now()) * 1_000_000n;
+      let read: Awaited<ReturnType<typeof readAtAsync>>;
+      try {
+        read = await readAtAsync(dir.fd, this.name, NOATIME);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+          const now = await lstatAsync(at(this.name));
+          return now ? this.other('symlink', now, await readlinkAsync(at(this.name)), leftovers) : { kind: 'missing', leftovers };
+        }
+        throw err;
+      }
+      if (!read) return { kind: 'missing', leftovers };
+      return this.fromContent(read.content, read.stat, readAtNs, leftovers);
+    } finally {
+      await closeFd(dir.fd);
+    }
+  }
+
+  /** Unchanged since the agent last verified it: the stat is proof enough (ctime cannot be set from userspace). */
+  private fromJournal(st: BigIntStats, leftovers: string[]): FileObserved | undefined {
+    const known = this.host.journal.knownHash(this.spec.path, st);
+    if (known === undefined || (this.spec.sha256 !== undefined && known !== this.spec.sha256)) return undefined;
+    const mode = permBits(st);
+    const priv = this.isPrivate(mode);
+    const hmac = priv && known === this.spec.sha256 ? this.desiredHmac() : undefined;
+    return { kind: 'file', stat: st, sha256: known, mode, uid: Number(st.uid), gid: Number(st.gid), private: priv, ...(hmac ? { hmac } : {}), leftovers };
+  }
+
+  private fromContent(content: Buffer, stat: BigIntStats, readAtNs: bigint, leftovers: string[]): FileObserved {
     const readType = fileType(stat);
-    if (readType !== 'file') return this.other(dir, readType, stat, leftovers);
+    if (readType !== 'file') return this.other(readType, stat, undefined, leftovers);
     const hash = sha256(content);
     const readMode = permBits(stat);
     const readPriv = this.isPrivate(readMode);
@@ -228,6 +282,9 @@ export class FileResource implements Resource<FileObserved> {
     const p = s.path;
     let dir: HeldDir | undefined;
     try {
+      // The observation just before went through the guard; a filesystem found hung since is not written to.
+      const remote = fsGuard.mounts.hanging(p);
+      if (remote) fsGuard.refuseIfHung(remote, this.id, `repairing ${p}`);
       dir = openParent(p, this.id, s.ensure === 'present' ? { create: { mode: 0o755 } } : {});
       if (!dir) return; // absent and its folder is gone: nothing to remove
       this.removeLeftovers(dir, o.leftovers);
@@ -349,9 +406,7 @@ export class FileResource implements Resource<FileObserved> {
     }
   }
 
-  private other(dir: HeldDir, type: 'directory' | 'symlink' | 'other', st: BigIntStats | undefined, leftovers: string[]): FileObserved {
-    if (!st) return { kind: 'missing', leftovers };
-    const target = type === 'symlink' ? readlinkAt(dir, this.name) : undefined;
+  private other(type: 'directory' | 'symlink' | 'other', st: BigIntStats, target: string | undefined, leftovers: string[]): FileObserved {
     return { kind: 'other', type, mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid), ...(target === undefined ? {} : { target }), leftovers };
   }
 

@@ -2,7 +2,7 @@
 // its cache truncated, overwritten, damaged while it runs, or its write-ahead log deleted after a kill -9. Real daemons,
 // real files, real tmpfs mounts; each time the host stays enforced and what was lost is recorded.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -331,6 +331,69 @@ ${[motd(), ...files].map((f) => `    - file: ${f}\n      content: "${DESIRED.tri
       const verify = await runAgent(['audit', '--verify', '--state-dir', stateDir]);
       assert.equal(verify.code, 1, verify.stdout);
       assert.match(verify.stdout, /BROKEN .*missing \(the head kept beside the database says the log reached it\)/);
+    });
+  });
+
+  describe('a filesystem that hangs', () => {
+    let bindfs: ChildProcess | undefined;
+    let mnt: string;
+
+    afterEach(async () => {
+      // Answer again before anything (the daemon, the cleanup) touches the mount.
+      if (bindfs?.pid) process.kill(bindfs.pid, 'SIGCONT');
+      await daemon?.stop();
+      daemon = undefined;
+      try {
+        execFileSync('fusermount', ['-u', mnt], { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
+      if (bindfs && bindfs.exitCode === null) {
+        bindfs.kill('SIGKILL');
+        await new Promise((r) => bindfs?.once('exit', r));
+      }
+      bindfs = undefined;
+    });
+
+    it('(a FUSE daemon stopped) costs its own resources a timeout; everything else is still repaired at once', async () => {
+      const src = path.join(t.dir, 'src');
+      mnt = path.join(t.dir, 'mnt');
+      mkdirSync(src);
+      mkdirSync(mnt);
+      // bindfs mirrors `src` at `mnt` through FUSE; SIGSTOP makes every call on `mnt` wait, as a dead NFS server does.
+      bindfs = spawn('bindfs', ['-f', src, mnt], { stdio: 'ignore' });
+      await waitFor(() => readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${mnt} `), 10_000, 'the FUSE mount');
+      const remote = path.join(mnt, 'remote.conf');
+      const config = path.join(t.dir, 'agent.yaml');
+      writeFileSync(config, 'resyncInterval: 1s\n');
+      const file = writeBaseline(
+        t.dir,
+        'b',
+        `apiVersion: homeostat/v1\nkind: Baseline\nmetadata: { name: b }\nspec:\n  policy: { flap: { maxRepairs: 100, window: 1m } }\n  resources:\n` +
+          `    - file: ${motd()}\n      content: "${DESIRED.trimEnd()}\\n"\n    - file: ${remote}\n      content: "${DESIRED.trimEnd()}\\n"\n`,
+      );
+      const d = startAgentDaemon(['--baseline', file, '--state-dir', stateDir, '--config', config]);
+      daemon = d;
+      await d.ready(30_000);
+      await waitFor(() => existsSync(path.join(src, 'remote.conf')), 10_000, 'the file on the FUSE mount created');
+
+      assert.ok(bindfs.pid);
+      process.kill(bindfs.pid, 'SIGSTOP');
+      // The resync (every second) looks at the file on the stopped filesystem: that reconcile fails at the guard's deadline.
+      const remoteFailures = (): AuditEntry[] => audit(stateDir).filter((e) => e.resource === `file:${remote}` && e.event === 'repair_failed');
+      await expectRepaired(motd());
+      await waitFor(() => remoteFailures().length > 0, 20_000, 'the hung filesystem recorded');
+      assert.match(remoteFailures()[0]?.detail ?? '', new RegExp(`HS_HOST_TIMEOUT: reading ${remote}: the fuse filesystem at ${mnt} has not answered for \\d+ s`));
+      // Meanwhile, and while it stays hung, the rest of the host is repaired as fast as ever.
+      for (let i = 0; i < 3; i++) await expectRepaired(motd());
+      alive(d);
+
+      // Answering again: the calls it held return, the breaker closes, and the next resync finds the drift made meanwhile.
+      process.kill(bindfs.pid, 'SIGCONT');
+      const before = audit(stateDir).filter((e) => e.resource === `file:${remote}` && e.event === 'repaired').length;
+      tamper(path.join(src, 'remote.conf'));
+      await waitFor(() => audit(stateDir).filter((e) => e.resource === `file:${remote}` && e.event === 'repaired').length > before, 15_000, 'the file on the mount repaired again');
+      assert.equal(readFileSync(path.join(src, 'remote.conf'), 'utf8'), DESIRED);
     });
   });
 
