@@ -62,6 +62,8 @@ export class Agent {
   private readonly closeHost: (() => Promise<void>) | undefined;
   private readonly sets: Record<BaselineOrigin, ActiveSet> = { local: EMPTY, controller: EMPTY };
   private started = false;
+  /** Called after each activation that changed the managed set (the daemon gives memory back then). */
+  afterActivation: (() => void) | undefined;
 
   constructor(parts: AgentParts) {
     this.engine = parts.engine;
@@ -117,6 +119,7 @@ export class Agent {
     for (const a of next.baselines) {
       if (before.get(a.name) !== a.version) this.recordAgent('baseline_activated', trigger, `${a.name} v${a.version} (${a.resources} resources, ${a.origin})`, a);
     }
+    this.afterActivation?.();
     // The link records the controller's signed removals itself; what else leaves is recorded here.
     if (origin === 'local' || previous.signedBy !== next.signedBy) {
       for (const a of previous.baselines) {

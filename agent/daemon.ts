@@ -10,6 +10,7 @@ import type { Baseline } from '../lib/baseline/types.js';
 import type { Agent, BaselineOrigin } from './agent.js';
 import { composeAgent } from './compose.js';
 import type { AgentConfig } from './config.js';
+import { compactHeapSoon } from './host/heap.js';
 import { AgentMetrics } from './metrics.js';
 import { openDaemonStore } from './store/recovery.js';
 import { DEFAULT_AUDIT_RETENTION_MS, type AgentStore } from './store/store.js';
@@ -76,6 +77,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
     store.setMeta('daemon.startedAt', String(Date.now()));
   });
   const agent = composeAgent({ settings: config.settings, log, store });
+  agent.afterActivation = () => compactHeapSoon();
 
   const loadFromFiles = async (trigger: 'startup' | 'manual'): Promise<boolean> => {
     try {
@@ -145,6 +147,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   process.on('SIGHUP', onHup);
   const { notifyReady, notifyStopping, startWatchdog } = await import('./host/sdnotify.js');
   const stopWatchdog = startWatchdog();
+  compactHeapSoon();
   notifyReady(`enforcing ${agent.engine.resourceIds().length} resources`);
   log.info({ resources: agent.engine.resourceIds().length, baselines: agent.activeBaselines().map((b) => `${b.name}@${b.version}`) }, 'agent ready');
 

@@ -1,7 +1,7 @@
 // The engine: keeps the managed set, and drives the one reconcile path (reconcile.ts) from watch events, polls, retries
 // and a periodic full resync (polls.ts), deciding with decisions.ts and recording through recorder.ts. Nothing a resource
 // kind, a listener or the store throws ends it.
-import { HsError, errorMessage } from '../../lib/errors.js';
+import { HsError, errorMessage, type SourceLocation } from '../../lib/errors.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/log.js';
 import type { HostContext, Resource } from '../resources/resource.js';
@@ -31,6 +31,21 @@ export interface EngineOptions {
   concurrency?: number;
   /** How long one reconcile may take before it is recorded as timed out (default 2 min). */
   reconcileTimeoutMs?: number;
+}
+
+/** What a declaration's fields become once its resource exists (see setResources). */
+const RELEASED_FIELDS: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>;
+
+const releasedLocations = new Map<string, SourceLocation>();
+/** One location per baseline file for every declaration whose resource exists: line and column are not kept. */
+function releasedLocation(file: string): SourceLocation {
+  let l = releasedLocations.get(file);
+  if (!l) {
+    if (releasedLocations.size > 64) releasedLocations.clear();
+    l = Object.freeze({ file, line: 0, column: 0 });
+    releasedLocations.set(file, l);
+  }
+  return l;
 }
 
 /** Longer than any host adapter's own timeout (a systemd job may take 90 s), so the adapter says what it waited for. */
@@ -99,14 +114,18 @@ export class Engine {
    * created afresh; removed ones are closed. Throws before changing anything when a resource cannot be created.
    */
   async setResources(list: ManagedResource[]): Promise<void> {
-    const next = new Map<string, { managed: ManagedResource; key: string | undefined; resource?: Resource }>();
+    const next = new Map<string, { managed: ManagedResource; key: string; resource?: Resource }>();
     const created: Resource[] = [];
     try {
       for (const m of list) {
         const current = this.runtimes.get(m.decl.id);
-        // Keys are computed only to compare with a running resource: a first activation of 10,000 resources skips the hashing.
-        const key = current ? declKey(m.decl) : undefined;
-        if (current && (current.key ??= declKey(current.decl)) === key) {
+        // The very declaration it runs (the other origin's set, passed again): unchanged without looking.
+        if (current && current.decl === m.decl) {
+          next.set(m.decl.id, { managed: m, key: current.key });
+          continue;
+        }
+        const key = declKey(m.decl);
+        if (current && current.key === key) {
           next.set(m.decl.id, { managed: m, key });
           continue;
         }
@@ -131,6 +150,11 @@ export class Engine {
       if (!n) this.runtimes.delete(id);
     }
     for (const [id, n] of next) {
+      // The resource has read what it needs, and the key stands for the rest: content, modes and owners are not kept
+      // twice (with 10,000 files the declarations' fields would be the largest thing in the heap), nor where each was
+      // written (only errors at creation name it).
+      n.managed.decl.fields = RELEASED_FIELDS;
+      n.managed.decl.location = n.managed.decl.location.line === 0 ? n.managed.decl.location : releasedLocation(n.managed.decl.location.file);
       const current = this.runtimes.get(id);
       if (current && !n.resource) {
         current.decl = n.managed.decl;

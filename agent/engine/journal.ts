@@ -18,8 +18,24 @@ const FLUSH_DELAY_MS = 1000;
 /** After a failed flush, the next try waits this long (a full disk does not empty itself in a second). */
 const RETRY_DELAY_MS = 10_000;
 
+/**
+ * What is remembered per path, compactly (10,000 of these on a large host): the stat fields that prove a file unchanged,
+ * times as the numbers they are, and a hash string shared with every other entry of the same content.
+ */
+interface Remembered {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  mode: number;
+  uid: number;
+  gid: number;
+  sha256: string | null;
+}
+
 export class Journal implements PathJournal {
-  private readonly entries: Map<string, JournalEntry>;
+  private readonly entries = new Map<string, Remembered>();
   private readonly dirty = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private failing = false;
@@ -28,36 +44,38 @@ export class Journal implements PathJournal {
     private readonly backend: JournalBackend | undefined,
     private readonly log?: Logger,
   ) {
-    let loaded: Map<string, JournalEntry> | undefined;
     try {
-      loaded = backend?.loadJournal();
+      const hashes = new Map<string, string>();
+      for (const [path, e] of backend?.loadJournal() ?? []) {
+        let sha = e.sha256;
+        if (sha !== null) {
+          const same = hashes.get(sha);
+          if (same === undefined) hashes.set(sha, sha);
+          else sha = same;
+        }
+        this.entries.set(path, { dev: e.dev, ino: e.ino, size: e.size, mtimeNs: BigInt(e.mtimeNs), ctimeNs: BigInt(e.ctimeNs), mode: e.mode, uid: e.uid, gid: e.gid, sha256: sha });
+      }
     } catch (err) {
       // Without it every file is read and hashed once more; nothing else depends on it.
+      this.entries.clear();
       log?.warn({ err: errorMessage(err) }, 'path journal not loaded; files are read again');
     }
-    this.entries = loaded ?? new Map();
   }
 
   knownHash(path: string, st: BigIntStats): string | undefined {
     const e = this.entries.get(path);
     if (!e || e.sha256 === null) return undefined;
-    const same =
-      e.ino === Number(st.ino) &&
-      e.dev === Number(st.dev) &&
-      e.size === Number(st.size) &&
-      e.mtimeNs === st.mtimeNs.toString() &&
-      e.ctimeNs === st.ctimeNs.toString();
+    const same = e.ino === Number(st.ino) && e.dev === Number(st.dev) && e.size === Number(st.size) && e.mtimeNs === st.mtimeNs && e.ctimeNs === st.ctimeNs;
     return same ? e.sha256 : undefined;
   }
 
   record(path: string, st: BigIntStats, sha256: string | null): void {
     this.entries.set(path, {
-      path,
       dev: Number(st.dev),
       ino: Number(st.ino),
       size: Number(st.size),
-      mtimeNs: st.mtimeNs.toString(),
-      ctimeNs: st.ctimeNs.toString(),
+      mtimeNs: st.mtimeNs,
+      ctimeNs: st.ctimeNs,
       mode: Number(st.mode),
       uid: Number(st.uid),
       gid: Number(st.gid),
@@ -84,7 +102,7 @@ export class Journal implements PathJournal {
       backend.transaction(() => {
         for (const p of paths) {
           const e = this.entries.get(p);
-          if (e) backend.putJournal(e);
+          if (e) backend.putJournal({ path: p, ...e, mtimeNs: e.mtimeNs.toString(), ctimeNs: e.ctimeNs.toString() });
           else backend.deleteJournal(p);
         }
       });

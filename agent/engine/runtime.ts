@@ -57,8 +57,8 @@ export interface Runtime {
   decl: ResourceDecl;
   baseline: BaselineRef;
   resource: Resource;
-  /** Identity of the declaration, computed when first needed. */
-  key: string | undefined;
+  /** Identity of the declaration (its fields are released once the resource exists: this stands for them). */
+  key: string;
   disposeWatch: Disposer | undefined;
   /** The outcome of the last reconcile; `result` holds its particulars unless it was `kept`. */
   outcome: Outcome | undefined;
@@ -69,7 +69,7 @@ export interface Runtime {
   retired: boolean;
 }
 
-export function newRuntime(m: ManagedResource, resource: Resource, key: string | undefined): Runtime {
+export function newRuntime(m: ManagedResource, resource: Resource, key: string): Runtime {
   return {
     id: m.decl.id,
     decl: m.decl,

@@ -23,7 +23,7 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
   private readonly group: string | number | undefined;
 
   constructor(
-    readonly decl: ResourceDecl,
+    decl: ResourceDecl,
     private readonly host: HostContext,
   ) {
     const f = decl.fields;

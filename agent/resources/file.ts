@@ -74,17 +74,41 @@ export type FileObserved = (
   leftovers: string[];
 };
 
+/**
+ * One Buffer (and one sha256 string) per distinct desired content across the agent's file resources: a host's 10,000
+ * managed files often share a handful of contents. Entries go once no resource holds their bytes any more.
+ */
+class ContentTable {
+  private readonly bySha = new Map<string, { bytes: WeakRef<Buffer>; sha256: string }>();
+  private readonly gone = new FinalizationRegistry<string>((sha) => {
+    if (this.bySha.get(sha)?.bytes.deref() === undefined) this.bySha.delete(sha);
+  });
+
+  intern(bytes: Buffer): { content: Buffer; sha256: string } {
+    const sha = sha256(bytes);
+    const entry = this.bySha.get(sha);
+    const kept = entry?.bytes.deref();
+    if (entry && kept) return { content: kept, sha256: entry.sha256 };
+    this.bySha.set(sha, { bytes: new WeakRef(bytes), sha256: sha });
+    this.gone.register(bytes, sha);
+    return { content: bytes, sha256: sha };
+  }
+}
+
+const contents = new ContentTable();
+
 function readSpec(decl: ResourceDecl): FileSpec {
   const f = decl.fields;
   const raw = f.content;
-  const content = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : Buffer.isBuffer(raw) ? raw : undefined;
+  const bytes = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : Buffer.isBuffer(raw) ? raw : undefined;
+  const desired = bytes ? contents.intern(bytes) : undefined;
   const mode = typeof f.mode === 'string' ? parseInt(f.mode, 8) : undefined;
   const validate = Array.isArray(f.validate) && f.validate.every((w) => typeof w === 'string') ? (f.validate as string[]) : undefined;
   return {
     path: decl.name,
     ensure: f.ensure === 'absent' ? 'absent' : 'present',
-    content,
-    sha256: content ? sha256(content) : undefined,
+    content: desired?.content,
+    sha256: desired?.sha256,
     mode,
     owner: typeof f.owner === 'string' || typeof f.owner === 'number' ? f.owner : undefined,
     group: typeof f.group === 'string' || typeof f.group === 'number' ? f.group : undefined,
@@ -119,7 +143,7 @@ export class FileResource implements Resource<FileObserved> {
   private leftoversChecked = false;
 
   constructor(
-    readonly decl: ResourceDecl,
+    decl: ResourceDecl,
     private readonly host: HostContext,
   ) {
     this.id = decl.id;
@@ -245,7 +269,8 @@ export class FileResource implements Resource<FileObserved> {
     if (o.kind !== 'file' || o.readAtNs === undefined) return;
     if (o.stat.ctimeNs + SETTLE_NS > o.readAtNs) return;
     if (this.spec.sha256 !== undefined && o.sha256 !== this.spec.sha256) return;
-    this.host.journal.record(this.spec.path, o.stat, o.sha256);
+    // The spec's own string when they are equal: 10,000 journal entries then share a handful of hashes.
+    this.host.journal.record(this.spec.path, o.stat, this.spec.sha256 ?? o.sha256);
   }
 
   diff(o: FileObserved): Change[] {

@@ -20,6 +20,9 @@ interface BaselineRow {
   activated_at: number | null;
 }
 
+/** Versions kept per name and source (besides the active one and the one before it). */
+export const KEEP_VERSIONS = 10;
+
 /** Where versions of `origin` are numbered: the host's own, or those of the controller holding signing key `signedBy`. */
 export function sourceOf(origin: BaselineOrigin, signedBy: string | undefined | null): string {
   return origin === 'local' ? 'local' : `controller:${signedBy ?? ''}`;
@@ -54,6 +57,7 @@ export class Baselines {
   private readonly setActive: Statement<{ source: string; name: string; version: number; now: number }>;
   private readonly clearActive: Statement<[string, string]>;
   private readonly clearControllers: Statement<[]>;
+  private readonly prune: Statement<{ source: string; name: string; keep: number }>;
 
   constructor(
     db: Database,
@@ -75,6 +79,14 @@ export class Baselines {
     );
     this.clearActive = db.prepare(
       'UPDATE baseline_state SET previous = active, active = NULL, activated_at = NULL WHERE source = ? AND name = ? AND active IS NOT NULL',
+    );
+    // Old versions nothing points at go, the newest few stay: a host reloading a large baseline every few minutes
+    // would otherwise keep every version it ever had.
+    this.prune = db.prepare(
+      `DELETE FROM baselines WHERE source = @source AND name = @name
+         AND version < (SELECT min(version) FROM (SELECT version FROM baselines WHERE source = @source AND name = @name ORDER BY version DESC LIMIT @keep))
+         AND version NOT IN (SELECT coalesce(active, 0) FROM baseline_state WHERE source = @source AND name = @name
+                             UNION SELECT coalesce(previous, 0) FROM baseline_state WHERE source = @source AND name = @name)`,
     );
     this.clearControllers = db.prepare(
       "UPDATE baseline_state SET previous = active, active = NULL, activated_at = NULL WHERE substr(source, 1, 11) = 'controller:' AND active IS NOT NULL",
@@ -111,6 +123,7 @@ export class Baselines {
   }
 
   private store(source: string, b: NewBaseline, version: number): void {
+    this.prune.run({ source, name: b.name, keep: KEEP_VERSIONS - 1 });
     this.insert.run(
       source,
       b.name,

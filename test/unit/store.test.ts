@@ -339,6 +339,19 @@ describe('agent store', () => {
       );
     });
 
+    it('keeps the newest ten versions of a name, and the active one and the one before it whatever their age', () => {
+      store = AgentStore.open(dir);
+      const s = store;
+      s.putBaseline(baseline('web', 'v1'));
+      s.putBaseline(baseline('web', 'v2'));
+      s.activate('local', undefined, 'web', 1);
+      s.activate('local', undefined, 'web', 2);
+      s.activate('local', undefined, 'web', 1);
+      for (let v = 3; v <= 20; v++) s.putBaseline(baseline('web', `v${v}`));
+      assert.deepEqual(versions('web').map((v) => v[0]), [1, 2, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+      assert.deepEqual(s.putBaseline(baseline('web', 'v5')), { version: 21, isNew: true }, 'a text whose version went is a new version');
+    });
+
     it('moves baselines stored before sources existed into their source', () => {
       const db = openDatabase(path.join(dir, AGENT_DB_FILE));
       db.exec(AGENT_SCHEMA.steps[0] as string);
