@@ -235,7 +235,7 @@ function keepAuditRetention(store: AgentStore, config: AgentConfig, log: Logger)
       })
       .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'audit retention failed; tried again in an hour'));
   };
-  const first = setTimeout(run, 10_000);
+  const first = setTimeout(run, 120_000);
   const hourly = setInterval(run, 3_600_000);
   first.unref();
   hourly.unref();

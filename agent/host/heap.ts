@@ -5,7 +5,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
-type Gc = (opts?: { type?: 'major'; execution?: 'sync' }) => void;
+type Gc = (opts?: { type?: 'major'; execution?: 'sync'; flavor?: 'regular' | 'last-resort' }) => void;
 
 let gc: Gc | undefined;
 let timer: NodeJS.Timeout | undefined;
@@ -28,7 +28,7 @@ export function compactHeapSoon(delayMs = 1000): void {
   else {
     timer = setTimeout(() => {
       timer = undefined;
-      collector()?.({ type: 'major', execution: 'sync' });
+      collector()?.({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     }, delayMs);
     timer.unref();
   }
