@@ -34,10 +34,10 @@ import type {
 
 export const AGENT_DB_FILE = 'agent.db';
 /**
- * Audit records kept for the controller while it is away. A million is the offline budget; records cost about 120 bytes
- * each on disk and nothing in memory (bench/README.md, offline-outbox), so the default leaves half again as much room.
+ * Audit records kept for the controller while it is away. A million is the offline budget; a record costs about 170
+ * bytes on disk and nothing in memory (bench/README.md, offline-outbox), so this many stay within 256 MB of disk.
  */
-export const DEFAULT_OUTBOX_LIMIT = 1_500_000;
+export const DEFAULT_OUTBOX_LIMIT = 1_200_000;
 export const DEFAULT_BACKUP_LIMIT_BYTES = 256 * 1024;
 /** Delivered audit records are kept this long by default; undelivered ones are never removed for age. */
 export const DEFAULT_AUDIT_RETENTION_MS = 90 * 86_400_000;
