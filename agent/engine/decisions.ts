@@ -82,9 +82,16 @@ export class Decisions {
         excepted: this.excepted(rt, fp, now, trigger),
         backingOff: d !== undefined && d.failures > 0 && now < d.retryAt,
         recentRepairs: d?.repairs.length ?? 0,
+        ...(d?.deferredSince !== undefined ? { deferredSince: d.deferredSince } : {}),
         ruleRepairs: (key) => this.ledger.count(key, now),
       },
     );
+  }
+
+  /** The drift stands deferred from now on (or since earlier, when it already did). */
+  deferred(rt: Runtime): void {
+    const d = driftState(rt);
+    d.deferredSince ??= this.clock.now();
   }
 
   /** A repair held: the flap window and the rule's hourly count take it, failures and approval are cleared. */
@@ -95,6 +102,7 @@ export class Decisions {
     d.failures = 0;
     d.approved = false;
     d.recordedDrift = undefined;
+    d.deferredSince = undefined;
     if (decision.countsAgainst !== undefined) this.ledger.record(decision.countsAgainst, now);
   }
 
@@ -105,6 +113,7 @@ export class Decisions {
     d.failures = 0;
     d.recordedDrift = undefined;
     d.approved = false;
+    d.deferredSince = undefined;
   }
 
   /**

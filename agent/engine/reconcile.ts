@@ -136,7 +136,10 @@ function holdOrReport(ctx: ReconcileContext, rt: Runtime, trigger: Trigger, deci
   const outcome = outcomeOf(decision);
   if (decision.action === 'hold' || decision.action === 'ignore') return outcome;
   const d = driftState(rt);
-  if (decision.action === 'defer' && decision.until !== undefined) ctx.polls.retry(rt, Math.max(0, decision.until - ctx.clock.now()), d);
+  if (decision.action === 'defer') {
+    ctx.decisions.deferred(rt);
+    if (decision.until !== undefined) ctx.polls.retry(rt, Math.max(0, decision.until - ctx.clock.now()), d);
+  }
   // A standing drift is recorded once, not on every event or poll that sees it again.
   if (d.recordedDrift === fp) return outcome;
   d.recordedDrift = fp;

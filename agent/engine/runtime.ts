@@ -50,6 +50,8 @@ export interface DriftState {
   cancelRetry: (() => void) | undefined;
   /** Fingerprint of the drift last recorded without a repair (report, escalate, fail), so a standing drift is recorded once. */
   recordedDrift: string | undefined;
+  /** Since when the current drift has stood deferred (a policy's grace period), for the decision to count from. */
+  deferredSince: number | undefined;
 }
 
 export interface Runtime {
@@ -86,7 +88,7 @@ export function newRuntime(m: ManagedResource, resource: Resource, key: string):
 }
 
 export function driftState(rt: Runtime): DriftState {
-  rt.drift ??= { repairs: [], suppressed: false, approved: false, failures: 0, retryAt: 0, cancelRetry: undefined, recordedDrift: undefined };
+  rt.drift ??= { repairs: [], suppressed: false, approved: false, failures: 0, retryAt: 0, cancelRetry: undefined, recordedDrift: undefined, deferredSince: undefined };
   return rt.drift;
 }
 

@@ -59,6 +59,14 @@ describe('agent one-shot commands', function () {
     const entries = (JSON.parse(audit.stdout) as { entries: { event: string; resource: string | null; trigger: string | null }[] }).entries;
     const forFile = entries.filter((e) => e.resource === `file:${f}`).map((e) => `${e.event}/${e.trigger}`);
     assert.deepEqual(forFile, ['drift_detected/manual', 'repaired/manual']);
+    // What the repair overwrote is kept on the host, tied to its record.
+    const repaired = (JSON.parse(audit.stdout) as { entries: { seq: number; event: string; resource: string | null }[] }).entries.find((e) => e.event === 'repaired');
+    const replaced = await runAgent(['audit', '--replaced', String(repaired?.seq), '--state-dir', stateDir]);
+    assert.equal(replaced.code, 0, replaced.stderr);
+    assert.equal(replaced.stdout, 'old\n');
+    const none = await runAgent(['audit', '--replaced', '1', '--state-dir', stateDir]);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no replaced content is kept for record 1/);
     const status = await runAgent(['status', '--state-dir', stateDir, '--json']);
     const st = JSON.parse(status.stdout) as { baselines: { name: string; version: number }[] };
     assert.deepEqual(st.baselines.map((x) => `${x.name}@${x.version}`), ['b@1']);
