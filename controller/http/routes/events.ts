@@ -26,7 +26,7 @@ export function eventRoutes(ctx: ApiContext): Route[] {
           limit: intParam(q.get('limit'), 'limit'),
           order,
         });
-        return json(200, events.map((e) => ({ ...e, observed: agentJson(e.observed), desired: agentJson(e.desired) })));
+        return json(200, events.map((e) => ({ ...e, observed: agentJson(e.observed), desired: agentJson(e.desired), actor: agentJson(e.actor), decision: agentJson(e.decision) })));
       },
     },
   ];
