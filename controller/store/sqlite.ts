@@ -27,7 +27,8 @@ import type {
 
 const SCHEMA_VERSION = 5;
 
-const MIGRATIONS: Record<number, string> = {
+/** The schema steps, each run once in a transaction; exported so a test can build a database of an older schema. */
+export const MIGRATIONS: Readonly<Record<number, string>> = {
   1: `
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE join_tokens (
