@@ -78,7 +78,8 @@ export class Holding {
   /** Takes what the agent says it holds; true when it holds something it was not sent, or removed what it is sent again. */
   note(applied: Applied[], held: Held[]): boolean {
     let stale = false;
-    for (const a of applied) {
+    // Bounded like `held`: each name may cost a signed removal.
+    for (const a of applied.slice(0, 10_000)) {
       this.mayHold.add(a.name);
       stale ||= !this.sent.has(a.name);
     }

@@ -47,41 +47,66 @@ export function addEscalations(h: RolloutHostRecord, resources: readonly string[
 export type HostDecisions = { state: 'waiting'; ids: number[] } | { state: 'done' } | { state: 'failed'; reason: string };
 
 /**
- * Where a host stands on its escalations. An escalation is found by agent and resource once the controller opened it
- * (an escalation decided before the rollout saw the resource escalate is an older one and does not count). Resolves
- * each pending entry's id in place; `waitMs` bounds how long a resource may stay without any escalation opened for it.
+ * Where each escalated host of a wave stands on its escalations. An escalation is found by agent and resource once the
+ * controller opened it (one decided before the rollout saw the resource escalate is an older one and does not count); the
+ * ids found are kept in the host's record (`changed`), then every listed escalation of the wave is read at once. `waitMs`
+ * bounds how long a resource may stay without any escalation opened for it.
  */
-export async function hostDecisions(store: ControllerStore, h: RolloutHostRecord, now: number, waitMs: number): Promise<{ decisions: HostDecisions; changed: boolean }> {
-  let changed = false;
-  const waiting: number[] = [];
-  const next: RolloutEscalation[] = [];
-  for (const x of h.escalations) {
-    let rec: EscalationRecord | undefined;
-    if (x.id === null) {
+export async function waveDecisions(
+  store: ControllerStore,
+  hosts: RolloutHostRecord[],
+  now: number,
+  waitMs: number,
+): Promise<Map<string, { decisions: HostDecisions; changed: boolean }>> {
+  const out = new Map<string, { decisions: HostDecisions; changed: boolean }>();
+  const settled: RolloutHostRecord[] = [];
+  for (const h of hosts) {
+    let changed = false;
+    let unopened: RolloutEscalation | undefined;
+    const next: RolloutEscalation[] = [];
+    for (const x of h.escalations) {
+      if (x.id !== null) {
+        next.push(x);
+        continue;
+      }
       const latest = await store.findLatestEscalation(h.agentId, x.resource);
       if (latest && (latest.status === 'open' || (latest.decidedAt ?? 0) >= x.seenAt)) {
         changed = true;
         // A repeat of an escalation already listed (the same drift escalated again while it is open) is listed once.
-        if (h.escalations.some((y) => y.id === latest.id) || next.some((y) => y.id === latest.id)) continue;
-        rec = latest;
-        next.push({ ...x, id: latest.id });
-      } else {
-        if (now - x.seenAt > waitMs) {
-          return { decisions: { state: 'failed', reason: `escalated ${x.resource}, but no escalation was opened for it at the controller within ${Math.round(waitMs / 1000)} s` }, changed };
-        }
-        next.push(x);
+        if (!h.escalations.some((y) => y.id === latest.id) && !next.some((y) => y.id === latest.id)) next.push({ ...x, id: latest.id });
         continue;
       }
-    } else {
       next.push(x);
-      rec = await store.getEscalation(x.id);
-      // Removed by retention: it was decided and carried out long ago.
-      if (!rec) continue;
+      if (now - x.seenAt > waitMs) unopened ??= x;
     }
-    if (rec.outcome === 'failed') return { decisions: { state: 'failed', reason: `the decision on escalation ${rec.id} (${rec.resource}) failed on the agent: ${rec.outcomeError ?? 'no reason given'}` }, changed };
-    if (rec.status === 'open' || rec.outcome === 'pending') waiting.push(rec.id);
+    if (changed) h.escalations = next;
+    if (unopened) {
+      const reason = `escalated ${unopened.resource}, but no escalation was opened for it at the controller within ${Math.round(waitMs / 1000)} s`;
+      out.set(h.agentId, { decisions: { state: 'failed', reason }, changed });
+    } else {
+      out.set(h.agentId, { decisions: { state: 'done' }, changed });
+      settled.push(h);
+    }
   }
-  if (changed) h.escalations = next;
-  if (waiting.length > 0 || h.escalations.some((x) => x.id === null)) return { decisions: { state: 'waiting', ids: waiting }, changed };
-  return { decisions: { state: 'done' }, changed };
+  const ids = settled.flatMap((h) => h.escalations.flatMap((x) => (x.id === null ? [] : [x.id])));
+  const byId = new Map((ids.length > 0 ? await store.getEscalations(ids) : []).map((e): [number, EscalationRecord] => [e.id, e]));
+  for (const h of settled) {
+    const entry = out.get(h.agentId);
+    if (!entry) continue;
+    const waiting: number[] = [];
+    for (const x of h.escalations) {
+      if (x.id === null) continue;
+      // Gone from the store: retention removed it, decided and carried out long ago.
+      const rec = byId.get(x.id);
+      if (!rec) continue;
+      if (rec.outcome === 'failed') {
+        entry.decisions = { state: 'failed', reason: `the decision on escalation ${rec.id} (${rec.resource}) failed on the agent: ${rec.outcomeError ?? 'no reason given'}` };
+        break;
+      }
+      if (rec.status === 'open' || rec.outcome === 'pending') waiting.push(rec.id);
+    }
+    if (entry.decisions.state === 'failed') continue;
+    if (waiting.length > 0 || h.escalations.some((x) => x.id === null)) entry.decisions = { state: 'waiting', ids: waiting };
+  }
+  return out;
 }

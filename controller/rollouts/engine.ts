@@ -14,7 +14,7 @@ import type { EventIngest } from '../events.js';
 import type { AgentGateway, AgentReport } from '../gateway/gateway.js';
 import type { PolicyService } from '../policies.js';
 import type { ControllerStore, DocumentKind, EventRecord, RolloutHostRecord, RolloutHostStatus, RolloutRecord, RolloutState, RolloutStrategy } from '../store/types.js';
-import { addEscalations, concernsRollout, hostDecisions, ownEscalation } from './approvals.js';
+import { addEscalations, concernsRollout, ownEscalation, waveDecisions } from './approvals.js';
 import { assignWaves } from './waves.js';
 
 export interface RolloutEngineOptions {
@@ -267,13 +267,14 @@ export class RolloutEngine {
     });
     const steps = await this.deps.store.listControllerEvents({ rolloutId: id, limit: 1000 });
     const { signed: _signed, baseline: name, ...rest } = r;
-    const escalations = [];
-    for (const h of hosts) {
-      for (const x of h.escalations) {
-        const e = x.id === null ? undefined : await this.deps.store.getEscalation(x.id);
-        escalations.push({ id: x.id, agentId: h.agentId, resource: x.resource, status: e?.status ?? (x.id === null ? 'not yet opened' : 'deleted'), outcome: e?.outcome ?? null, detail: e?.detail ?? null });
-      }
-    }
+    // The first 1,000 escalations the new version raised, with where each stands.
+    const listed = hosts.flatMap((h) => h.escalations.map((x) => ({ agentId: h.agentId, ...x }))).slice(0, 1000);
+    const ids = listed.flatMap((x) => (x.id === null ? [] : [x.id]));
+    const known = new Map((ids.length > 0 ? await this.deps.store.getEscalations(ids) : []).map((e) => [e.id, e]));
+    const escalations = listed.map((x) => {
+      const e = x.id === null ? undefined : known.get(x.id);
+      return { id: x.id, agentId: x.agentId, resource: x.resource, status: e?.status ?? (x.id === null ? 'not yet opened' : 'deleted'), outcome: e?.outcome ?? null, detail: e?.detail ?? null };
+    });
     return {
       ...rest,
       // Named for what it rolls out: {"baseline": NAME} or {"policy": NAME}.
@@ -408,13 +409,16 @@ export class RolloutEngine {
    */
   private async settleDecisions(l: Live, wave: RolloutHostRecord[], now: number): Promise<number[]> {
     const open: number[] = [];
-    for (const h of wave) {
-      if (h.status !== 'escalated') continue;
-      const { decisions, changed } = await hostDecisions(this.deps.store, h, now, l.r.spec.gate.ackTimeoutSeconds * 1000);
-      if (changed) l.dirty.add(h.agentId);
-      if (decisions.state === 'failed') this.mark(l, h, 'failed', decisions.reason);
-      else if (decisions.state === 'done') this.mark(l, h, 'converged', null);
-      else open.push(...decisions.ids);
+    const escalated = wave.filter((h) => h.status === 'escalated');
+    if (escalated.length === 0) return open;
+    const found = await waveDecisions(this.deps.store, escalated, now, l.r.spec.gate.ackTimeoutSeconds * 1000);
+    for (const h of escalated) {
+      const r = found.get(h.agentId);
+      if (!r) continue;
+      if (r.changed) l.dirty.add(h.agentId);
+      if (r.decisions.state === 'failed') this.mark(l, h, 'failed', r.decisions.reason);
+      else if (r.decisions.state === 'done') this.mark(l, h, 'converged', null);
+      else open.push(...r.decisions.ids);
     }
     // Waiting on a resource whose escalation is not opened yet (its event still on its way) holds the wave, not a pause.
     return open;

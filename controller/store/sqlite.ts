@@ -839,6 +839,17 @@ export class SqliteControllerStore implements ControllerStore {
     return r ? escalationFromRow(r) : undefined;
   }
 
+  async getEscalations(ids: number[]): Promise<EscalationRecord[]> {
+    const out: EscalationRecord[] = [];
+    // SQLite binds at most 32,766 parameters: read in chunks well under it.
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      const rows = this.db.prepare(`SELECT * FROM escalations WHERE id IN (${chunk.map(() => '?').join(', ')})`).all(...chunk) as Row[];
+      out.push(...rows.map(escalationFromRow));
+    }
+    return out;
+  }
+
   async updateEscalation(id: number, patch: Partial<Omit<EscalationRecord, 'id'>>): Promise<void> {
     const keys = (Object.keys(patch) as (keyof typeof ESCALATION_COLUMNS)[]).filter((k) => k in ESCALATION_COLUMNS);
     if (keys.length === 0) return;

@@ -366,6 +366,8 @@ export interface ControllerStore {
   findOpenEscalation(agentId: string, resource: string): Promise<EscalationRecord | undefined>;
   /** The newest escalation for this agent and resource, whatever its status. */
   findLatestEscalation(agentId: string, resource: string): Promise<EscalationRecord | undefined>;
+  /** The escalations of these ids that exist (many in one read). */
+  getEscalations(ids: number[]): Promise<EscalationRecord[]>;
   updateEscalation(id: number, patch: Partial<Omit<EscalationRecord, 'id'>>): Promise<void>;
   listEscalations(filter: EscalationFilter): Promise<EscalationRecord[]>;
   /** Decisions signed but not yet acknowledged by this agent, oldest first. */

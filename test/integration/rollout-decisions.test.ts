@@ -263,3 +263,41 @@ describe('rollouts wait for decisions on what a new version escalates; policies 
     assert.match(ev?.decision.reason ?? '', /^fighting/);
   });
 });
+
+describe('a rollout resumed by an operator, across a controller restart', function () {
+  this.timeout(60_000);
+  const tmp = tempDir('hs-rollout-resume-');
+  const dataDir = path.join(tmp.dir, 'controller');
+  let c: Controller | undefined;
+  after(async () => {
+    await c?.stop();
+    tmp.cleanup();
+  });
+
+  it('counts the resumed wave\'s timeouts from the resumption, also after a restart', async () => {
+    c = await controller(dataDir);
+    const token = (await c.api<{ token: string }>('POST', '/api/v1/enrollment-tokens', { ttl: '1h' })).token;
+    const first = await wireClient(c.ctl.agentUrl, { joinToken: token });
+    const { welcome } = await welcomedOrClosed(first);
+    assert.ok(welcome);
+    await c.api('POST', '/api/v1/baselines', { yaml: baseline('one') });
+    const ackTimeoutSeconds = 3;
+    const r = await c.api<Rollout>('POST', '/api/v1/rollouts', { baseline: 'app', version: 1, strategy: { waves: [100], gate: { soakSeconds: 0, ackTimeoutSeconds } } });
+    await c.api('POST', `/api/v1/rollouts/${r.id}/pause`, {});
+    // Longer than the timeout passes while paused; the host never acknowledged.
+    await new Promise((res) => setTimeout(res, (ackTimeoutSeconds + 1) * 1000));
+    await c.api('POST', `/api/v1/rollouts/${r.id}/resume`, {});
+    first.ws.close();
+    await c.stop();
+    c = await controller(dataDir, { listen: `127.0.0.1:${c.ctl.port}` });
+    // Back within the timeout counted from the resumption: the host acknowledges and converges in time.
+    const again = await wireClient(c.ctl.agentUrl, { agentId: welcome.agentId, credential: welcome.credential });
+    assert.ok((await welcomedOrClosed(again)).welcome);
+    again.send({ assignmentAck: { enforcing: [{ name: 'app', version: 1, sha256: '' }] } });
+    again.send({ convergence: { baselines: [{ name: 'app', version: 1, outcome: 'kept', failed: [], detail: '' }] } });
+    let last: Rollout | undefined;
+    await waitFor(async () => ['completed', 'rolled_back'].includes((last = await c?.api<Rollout>('GET', `/api/v1/rollouts/${r.id}`))?.state ?? ''), 20_000, 'the rollout ends');
+    assert.equal(last?.state, 'completed', JSON.stringify(last?.hosts));
+    again.ws.close();
+  });
+});
