@@ -135,12 +135,15 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
 /** What an event costs in storage, by the lengths of its text: the quantity per-agent quotas count. */
 export function eventSize(e: EventInput): number {
   const len = (v: string | null | undefined): number => (v == null ? 0 : v.length);
-  const changes = (e.changes ?? []).reduce((n, c) => n + c.length + 3, 0);
+  let changes = 0;
+  for (const c of e.changes ?? NO_CHANGES) changes += c.length + 3;
   return (
     64 + len(e.resource) + e.event.length + len(e.trigger) + len(e.baseline) + len(e.observed) + len(e.desired) + len(e.diff) + len(e.detail) +
     e.prevHash.length + e.hash.length + len(e.actor) + len(e.decision) + changes + len(e.risk)
   );
 }
+
+const NO_CHANGES: readonly string[] = [];
 
 /** The changed field kinds as stored: JSON text, or NULL when none were sent. */
 const changesValue = (changes: string[] | undefined): string | null => (changes === undefined || changes.length === 0 ? null : JSON.stringify(changes));
@@ -397,6 +400,8 @@ export function openControllerDatabase(file: string): Database {
 export class SqliteControllerStore implements ControllerStore {
   private readonly db: Database;
   private readonly insertEvent: Statement;
+  /** For events without decision fields (every event of an agent before protocol 4): the columns default to NULL. */
+  private readonly insertPlainEvent: Statement;
   private readonly updateLastSeq: Statement;
 
   constructor(file: string) {
@@ -405,6 +410,10 @@ export class SqliteControllerStore implements ControllerStore {
       `INSERT OR IGNORE INTO events (agent_id, seq, time, received_at, resource, event, trigger, baseline, version, observed, desired, diff, detail, prev_hash, hash, size,
          actor, decision, changes, risk)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.insertPlainEvent = this.db.prepare(
+      `INSERT OR IGNORE INTO events (agent_id, seq, time, received_at, resource, event, trigger, baseline, version, observed, desired, diff, detail, prev_hash, hash, size)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.updateLastSeq = this.db.prepare('UPDATE agents SET last_event_seq = MAX(last_event_seq, ?), event_bytes = event_bytes + ? WHERE id = ?');
   }
@@ -725,10 +734,13 @@ export class SqliteControllerStore implements ControllerStore {
         let bytes = 0;
         for (const e of events) {
           const size = eventSize(e);
-          const res = this.insertEvent.run(
-            agentId, e.seq, e.time, receivedAt, e.resource, e.event, e.trigger, e.baseline, e.version, e.observed, e.desired, e.diff, e.detail, e.prevHash, e.hash, size,
-            e.actor ?? null, e.decision ?? null, changesValue(e.changes), e.risk ?? null,
-          );
+          const plain = e.actor == null && e.decision == null && e.risk == null && (e.changes === undefined || e.changes.length === 0);
+          const res = plain
+            ? this.insertPlainEvent.run(agentId, e.seq, e.time, receivedAt, e.resource, e.event, e.trigger, e.baseline, e.version, e.observed, e.desired, e.diff, e.detail, e.prevHash, e.hash, size)
+            : this.insertEvent.run(
+                agentId, e.seq, e.time, receivedAt, e.resource, e.event, e.trigger, e.baseline, e.version, e.observed, e.desired, e.diff, e.detail, e.prevHash, e.hash, size,
+                e.actor ?? null, e.decision ?? null, changesValue(e.changes), e.risk ?? null,
+              );
           if (res.changes === 1) {
             inserted.push({ ...e, actor: e.actor ?? null, decision: e.decision ?? null, changes: e.changes ?? [], risk: e.risk ?? null, id: num(res.lastInsertRowid), agentId, receivedAt });
             bytes += size;
