@@ -15,6 +15,7 @@ import type { AgentGateway, AgentReport } from '../gateway/gateway.js';
 import type { PolicyService } from '../policies.js';
 import type { ControllerStore, DocumentKind, EventRecord, RolloutHostRecord, RolloutHostStatus, RolloutRecord, RolloutState, RolloutStrategy } from '../store/types.js';
 import { addEscalations, concernsRollout, ownEscalation, waveDecisions } from './approvals.js';
+import { listedEscalations, rolloutView } from './view.js';
 import { assignWaves } from './waves.js';
 
 export interface RolloutEngineOptions {
@@ -257,45 +258,10 @@ export class RolloutEngine {
     const r = l?.r ?? (await this.deps.store.getRollout(id));
     if (!r) return undefined;
     const hosts = (l ? [...l.hosts.values()] : await this.deps.store.listRolloutHosts(id)).sort((a, b) => a.wave - b.wave || a.agentId.localeCompare(b.agentId));
-    const count = (pred: (h: RolloutHostRecord) => boolean): number => hosts.reduce((n, h) => n + (pred(h) ? 1 : 0), 0);
-    const waveCount = hosts.reduce((m, h) => Math.max(m, h.wave + 1), 0);
-    const waves = Array.from({ length: waveCount }, (_, i) => {
-      const in_ = hosts.filter((h) => h.wave === i);
-      const by: Partial<Record<RolloutHostStatus, number>> = {};
-      for (const h of in_) by[h.status] = (by[h.status] ?? 0) + 1;
-      return { wave: i, hosts: in_.length, state: i < r.currentWave ? 'done' : i === r.currentWave ? r.state : 'pending', ...by };
-    });
     const steps = await this.deps.store.listControllerEvents({ rolloutId: id, limit: 1000 });
-    const { signed: _signed, baseline: name, ...rest } = r;
-    // The first 1,000 escalations the new version raised, with where each stands.
-    const listed = hosts.flatMap((h) => h.escalations.map((x) => ({ agentId: h.agentId, ...x }))).slice(0, 1000);
-    const ids = listed.flatMap((x) => (x.id === null ? [] : [x.id]));
-    const known = new Map((ids.length > 0 ? await this.deps.store.getEscalations(ids) : []).map((e) => [e.id, e]));
-    const escalations = listed.map((x) => {
-      const e = x.id === null ? undefined : known.get(x.id);
-      return { id: x.id, agentId: x.agentId, resource: x.resource, status: e?.status ?? (x.id === null ? 'not yet opened' : 'deleted'), outcome: e?.outcome ?? null, detail: e?.detail ?? null };
-    });
-    return {
-      ...rest,
-      // Named for what it rolls out: {"baseline": NAME} or {"policy": NAME}.
-      [r.document]: name,
-      waveCount,
-      targeted: hosts.length,
-      acknowledged: count((h) => h.status === 'acknowledged' || h.status === 'converged'),
-      converged: count((h) => h.status === 'converged'),
-      failed: count((h) => h.status === 'failed'),
-      offline: count((h) => h.status === 'offline'),
-      pending: count((h) => h.status === 'waiting' || h.status === 'sent' || h.status === 'offline'),
-      rejected: count((h) => h.status === 'failed' && (h.reason ?? '').startsWith('rejected')),
-      rolledBack: count((h) => h.rolledBack),
-      awaitingDecision: count((h) => h.status === 'escalated'),
-      unsupported: count((h) => h.status === 'unsupported'),
-      /** What the new version escalated, with the escalation ids operators decide (POST /api/v1/escalations/:id/approve). */
-      escalations,
-      waves,
-      ...(opts.hosts ? { hosts: hosts.map(({ rolloutId: _r, ...h }) => h) } : {}),
-      steps: steps.map((e) => ({ time: e.time, kind: e.kind, ...e.detail })),
-    };
+    const ids = listedEscalations(hosts).flatMap((x) => (x.id === null ? [] : [x.id]));
+    const escalations = ids.length > 0 ? await this.deps.store.getEscalations(ids) : [];
+    return rolloutView(r, hosts, steps, escalations, opts);
   }
 
   /** The rollout of this baseline (or policy) that is running or paused, if any. */
