@@ -4,6 +4,7 @@
 // policy signed in its own domain and lists older agents as unsupported; escalations show the actor and the opponent.
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import { ManualClock } from '../../lib/clock.js';
 import { verifyBytes, verifyInDomain } from '../../lib/signing.js';
 import { decodeBaselineDoc, decodeDecisionDoc, decodePolicyDoc, type Assignment, type ControllerMessage } from '../../proto/codec.js';
 import { tempDir, waitFor } from '../helpers/agent.js';
@@ -275,21 +276,23 @@ describe('a rollout resumed by an operator, across a controller restart', functi
   });
 
   it('counts the resumed wave\'s timeouts from the resumption, also after a restart', async () => {
-    c = await controller(dataDir);
+    // The controller's clock is the test's: time passes while paused without waiting for it.
+    const clock = new ManualClock(Date.now());
+    c = await controller(dataDir, { clock });
     const token = (await c.api<{ token: string }>('POST', '/api/v1/enrollment-tokens', { ttl: '1h' })).token;
     const first = await wireClient(c.ctl.agentUrl, { joinToken: token });
     const { welcome } = await welcomedOrClosed(first);
     assert.ok(welcome);
     await c.api('POST', '/api/v1/baselines', { yaml: baseline('one') });
-    const ackTimeoutSeconds = 3;
+    const ackTimeoutSeconds = 60;
     const r = await c.api<Rollout>('POST', '/api/v1/rollouts', { baseline: 'app', version: 1, strategy: { waves: [100], gate: { soakSeconds: 0, ackTimeoutSeconds } } });
     await c.api('POST', `/api/v1/rollouts/${r.id}/pause`, {});
     // Longer than the timeout passes while paused; the host never acknowledged.
-    await new Promise((res) => setTimeout(res, (ackTimeoutSeconds + 1) * 1000));
+    clock.advance((ackTimeoutSeconds + 1) * 1000);
     await c.api('POST', `/api/v1/rollouts/${r.id}/resume`, {});
     first.ws.close();
     await c.stop();
-    c = await controller(dataDir, { listen: `127.0.0.1:${c.ctl.port}` });
+    c = await controller(dataDir, { clock });
     // Back within the timeout counted from the resumption: the host acknowledges and converges in time.
     const again = await wireClient(c.ctl.agentUrl, { agentId: welcome.agentId, credential: welcome.credential });
     assert.ok((await welcomedOrClosed(again)).welcome);
