@@ -1,12 +1,13 @@
 // Rollouts of baselines and policies against a real controller over real websockets, with agents driven frame by frame:
 // an escalation raised by the new version itself waits for the operator's decision (onEscalation: pause) and the wave goes
-// on once it is carried out; `fail` rolls back and `ignore` goes on; a policy rollout reaches protocol 4 agents with the
-// policy signed in its own domain and lists older agents as unsupported; escalations show the actor and the opponent.
+// on once it is carried out; `fail` rolls back and `ignore` goes on; a resumed rollout's timeouts count from the
+// resumption across a restart; a policy rollout reaches protocol 4 agents with the policy signed in its own domain and
+// lists older agents as unsupported; policy removals and re-issues per agent; escalations show the actor and the opponent.
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { ManualClock } from '../../lib/clock.js';
 import { verifyBytes, verifyInDomain } from '../../lib/signing.js';
-import { decodeBaselineDoc, decodeDecisionDoc, decodePolicyDoc, type Assignment, type ControllerMessage } from '../../proto/codec.js';
+import { decodeBaselineDoc, decodeDecisionDoc, decodePolicyDoc, decodeRemovalDoc, type Assignment, type ControllerMessage } from '../../proto/codec.js';
 import { tempDir, waitFor } from '../helpers/agent.js';
 import { controller, welcomedOrClosed, wireClient, type Controller, type WireClient } from '../helpers/trust.js';
 
@@ -304,3 +305,51 @@ describe('a rollout resumed by an operator, across a controller restart', functi
     again.ws.close();
   });
 });
+
+describe('policy removals and re-issues for one agent', function () {
+  this.timeout(30_000);
+  const tmp = tempDir('hs-policy-removal-');
+  let c: Controller | undefined;
+  after(async () => {
+    await c?.stop();
+    tmp.cleanup();
+  });
+
+  it('signs a removal in the policy-removal domain for a policy an agent holds but is not assigned, and re-issues one it removed after a later signature', async () => {
+    c = await controller(path.join(tmp.dir, 'controller'));
+    const key = c.ctl.core.signingKey.publicKey;
+    await c.api('POST', '/api/v1/policies', { yaml: POLICY.replace('spec:\n', 'spec:\n  selector:\n    matchLabels: { role: app }\n') });
+    await c.api('POST', '/api/v1/rollouts', { policy: 'fleet', version: 1, strategy: 'all-at-once' });
+    const target = c.ctl.core.policies.target('fleet');
+    assert.ok(target);
+    const token = (await c.api<{ token: string }>('POST', '/api/v1/enrollment-tokens', { ttl: '1h' })).token;
+    // An agent not selected that says it holds the policy (from an earlier assignment): it gets a signed removal.
+    const a = await wireClient(c.ctl.agentUrl, { joinToken: token, policies: [{ name: 'fleet', version: 1, sha256: '' }] });
+    const { welcome } = await welcomedOrClosed(a);
+    assert.ok(welcome);
+    await waitFor(() => a.messages.some((m) => m.body === 'assignment' && m.assignment.policyRemovals.length === 1), 10_000, 'a policy removal');
+    const sent = a.messages.flatMap((m) => (m.body === 'assignment' ? [m.assignment] : [])).at(-1);
+    const removal = sent?.policyRemovals[0];
+    assert.ok(removal && sent);
+    assert.equal(sent.removals.length, 0, 'no baseline removal for a policy name');
+    assert.ok(verifyInDomain(key, 'policy-removal', removal.payload, removal.signature));
+    assert.equal(verifyInDomain(key, 'removal', removal.payload, removal.signature), false, 'never valid as a baseline removal');
+    const doc = decodeRemovalDoc(removal.payload);
+    assert.deepEqual([doc.agentId, doc.name], [welcome.agentId, 'fleet']);
+    assert.ok(doc.issuedAt > target.issuedAt, 'issued after the document it removes');
+    a.ws.close();
+    // Selected later, after having accepted that removal: the policy is issued again after the removal.
+    await c.api('PUT', `/api/v1/agents/${welcome.agentId}/labels`, { labels: { role: 'app' } });
+    const b = await wireClient(c.ctl.agentUrl, { agentId: welcome.agentId, credential: welcome.credential, policyHeld: [{ name: 'fleet', version: 1, issuedAt: doc.issuedAt, removed: true }] });
+    assert.ok((await welcomedOrClosed(b)).welcome);
+    await waitFor(() => b.messages.some((m) => m.body === 'assignment' && m.assignment.policies.length === 1), 10_000, 'the policy sent again');
+    const again = b.messages.flatMap((m) => (m.body === 'assignment' ? m.assignment.policies : [])).at(-1);
+    assert.ok(again);
+    assert.ok(verifyInDomain(key, 'policy', again.payload, again.signature));
+    const reissued = decodePolicyDoc(again.payload);
+    assert.deepEqual([reissued.name, reissued.version, reissued.yaml], ['fleet', 1, decodePolicyDoc(target.payload).yaml]);
+    assert.ok(reissued.issuedAt > doc.issuedAt, 'issued after the removal the agent accepted');
+    b.ws.close();
+  });
+});
+
