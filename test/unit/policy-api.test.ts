@@ -100,6 +100,24 @@ describe('policies at the controller (app factory, no socket)', () => {
     assert.equal(core.policies.target('fleet')?.issuedAt, renewed.issuedAt);
     const listed = (await call('GET', '/api/v1/rollouts')).json<{ document: string; policy?: string; baseline?: string }[]>();
     assert.deepEqual(listed.map((x) => [x.document, x.policy, x.baseline]), [['policy', 'fleet', undefined]]);
+    // A version a paused rollout staged is renewed too, and kept with its rollout.
+    await call('POST', '/api/v1/policies', { yaml: policy('fleet', 'file:/etc/*') });
+    const now = clock.now();
+    const paused = await core.store.addRollout({
+      document: 'policy', baseline: 'fleet', version: 2, previousVersion: 1, strategy: 'waves', rollback: false, createdAt: now, state: 'paused',
+      spec: { waves: [50, 100], gate: { maxFailedHosts: 0, soakSeconds: 0, ackTimeoutSeconds: 60 }, canary: null, onFailure: 'pause', onEscalation: 'pause' },
+      currentWave: 0, waveStartedAt: now, reason: 'paused by an operator', pausedFor: 'operator', updatedAt: now, finishedAt: null, signed: null,
+    });
+    const stagedAt = (await core.policies.stage('fleet', 2, paused.id)).record.issuedAt;
+    core.policies.admit('fleet', ['ag-1']);
+    clock.advance(6_000);
+    assert.ok((await core.policies.renewDue()) >= 1);
+    const kept = (await core.store.getRollout(paused.id))?.signed;
+    assert.ok(kept && kept.issuedAt > stagedAt);
+    assert.ok(verifyInDomain(core.signingKey.publicKey, 'policy', kept.payload, kept.signature));
+    assert.equal(decodePolicyDoc(kept.payload).version, 2);
+    const sent = core.policies.assignmentFor({}, 'ag-1').docs[0];
+    assert.equal(sent && decodePolicyDoc(sent.payload).issuedAt, kept.issuedAt, 'the admitted agent is sent the renewed signature');
   });
 
   it('takes a rollout of exactly one of "baseline" and "policy"', async () => {
