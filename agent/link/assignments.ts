@@ -137,11 +137,15 @@ export class AssignmentKeeper {
     return this.paused;
   }
 
-  /** Applies a complete assignment; returns the acknowledgement to send (what is held now and what was refused). */
-  async apply(assignment: Assignment): Promise<AssignmentAck> {
+  /**
+   * Applies a complete assignment; returns the acknowledgement to send (what is held now and what was refused). From a
+   * controller before protocol 4 (`policies: false`) the assignment says nothing about policies: the held ones stay as
+   * they are, unremarked.
+   */
+  async apply(assignment: Assignment, from: { policies: boolean } = { policies: true }): Promise<AssignmentAck> {
     const now = this.clock.now();
     const rejected = await this.baselines.apply(assignment.baselines, assignment.removals ?? [], now);
-    const policiesRejected = await this.policySet.apply(assignment.policies ?? [], assignment.policyRemovals ?? [], now);
+    const policiesRejected = from.policies ? await this.policySet.apply(assignment.policies ?? [], assignment.policyRemovals ?? [], now) : [];
     this.checkExpiry();
     return {
       enforcing: this.enforcing(),

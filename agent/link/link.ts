@@ -10,7 +10,7 @@ import type { Labels } from '../../lib/labels.js';
 import type { Logger } from '../../lib/log.js';
 import { keyIdOf, publicKeyFingerprint } from '../../lib/signing.js';
 import { VERSION } from '../../lib/version.js';
-import { PROTOCOL_VERSION, type ControllerMessage, type Decision, type HostFacts, type PlanRequest, type WireEvent, type Welcome } from '../../proto/codec.js';
+import { POLICY_PROTOCOL_VERSION, PROTOCOL_VERSION, type ControllerMessage, type Decision, type HostFacts, type PlanRequest, type WireEvent, type Welcome } from '../../proto/codec.js';
 import type { AuditEntry } from '../store/types.js';
 import type { LinkedAgent, LinkStore } from './agent-port.js';
 import { AssignmentKeeper } from './assignments.js';
@@ -121,6 +121,8 @@ export class ControllerLink {
   private unsubscribeAudit: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private maxMessageBytes = 8 * 1024 * 1024;
+  /** The protocol the welcoming controller speaks: one before policies says nothing about them in its assignments. */
+  private controllerProtocol = 0;
 
   constructor(
     private readonly agent: LinkedAgent,
@@ -292,7 +294,7 @@ export class ControllerLink {
     switch (msg.body) {
       case 'assignment': {
         if (!this.keeper) return;
-        const ack = await this.keeper.apply(msg.assignment);
+        const ack = await this.keeper.apply(msg.assignment, { policies: this.controllerProtocol >= POLICY_PROTOCOL_VERSION });
         conn.send({ assignmentAck: ack });
         for (const r of ack.rejected) conn.send({ error: { code: r.code, message: `${r.name} v${r.version}: ${r.message}`, retryable: false } });
         // Not awaited: the engine settling must not hold up the next frame.
@@ -354,6 +356,7 @@ export class ControllerLink {
       return this.refuseController(conn, 'protocol', `the controller welcomed agent ${w.agentId}, not ${this.creds.agentId}`);
     }
     this.welcomedConn = conn;
+    this.controllerProtocol = w.protocolVersion;
     this.agentId = w.agentId;
     this.store.setMeta('agent.id', w.agentId);
     this.store.setMeta('controller.url', this.opts.url);

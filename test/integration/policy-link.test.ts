@@ -161,6 +161,16 @@ describe('policies on the agent: admitted, refused, removed and cached like base
     assert.deepEqual(held(replay), ['fleet@3']);
   });
 
+  it('takes the silence of a controller before protocol 4 about policies as nothing: the held ones stay, unremarked', async () => {
+    const refusals = audit('policy_rejected').length;
+    const ack = await keeper.apply(assignment([]), { policies: false });
+    assert.deepEqual(held(ack), ['fleet@3']);
+    assert.deepEqual(ack.policiesRejected, []);
+    assert.equal(audit('policy_rejected').length, refusals);
+    // The same silence from a controller that knows policies is a policy left out without a removal.
+    assert.equal((await keeper.apply(assignment([]))).policiesRejected[0]?.code, 'HS_POLICY_SIGNATURE');
+  });
+
   it('pauses enforcement once a held policy signature expires, and resumes when it is renewed', async () => {
     const short = doc('short', 1, policyYaml('short', 'file:/srv/*'), { expiresAt: NOW + DAY });
     const current = signPolicy(key, { ...doc('fleet', 3, policyYaml('fleet', 'file:/etc/*')), issuedAt: NOW + 400 });
