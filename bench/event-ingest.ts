@@ -16,7 +16,7 @@ const FIELDS = process.env.FIELDS === 'decision' ? 'decision' : 'none';
 const DECISION_FIELDS: Record<string, unknown> = {
   actor: JSON.stringify({ source: 'audit', pid: 48213, exe: '/usr/bin/bash', cmdline: '/bin/bash /opt/fix-motd.sh', uid: 0, user: 'root', loginUid: 1000, loginUser: 'alice', unit: 'session-4.scope', parents: ['/usr/bin/sudo', '/usr/bin/bash', '/usr/sbin/sshd'] }),
   decision: JSON.stringify({ action: 'repair', cause: 'rule', rule: { document: 'fleet-governance', version: 3, index: 3 }, reason: 'rule spec.rules[3] (kind [file, sysctl]): repair' }),
-  changes: ['content'],
+  changes: '["content"]',
   risk: 'low',
 };
 

@@ -1,6 +1,7 @@
 // What one agent may put into the controller's event store: a rate per agent (a token bucket the ingest waits on, so the
 // controller acknowledges only what it accepted and the agent keeps the rest in its outbox), and a size bound per field
-// (longer text is cut, with a marker saying so; a JSON field is replaced by a JSON marker; a list is cut to its first items).
+// (longer text is cut, with a marker saying so; a JSON field is replaced by a JSON marker; the list of changed fields, far
+// longer than any real one, is dropped as unknown).
 import type { Clock } from '../lib/clock.js';
 import type { EventInput } from './store/types.js';
 
@@ -28,11 +29,9 @@ export const FIELD_LIMITS = {
   actor: 8 * 1024,
   decision: 4 * 1024,
   risk: 16,
-  /** Changed field kinds: at most this many, each at most CHANGE_KIND_LIMIT characters. */
-  changes: 32,
+  /** The changed field kinds as JSON text: a real list (`["content","mode"]`) takes tens of characters. */
+  changes: 2048,
 } as const;
-
-const CHANGE_KIND_LIMIT = 64;
 
 export type BoundedField = keyof typeof FIELD_LIMITS;
 
@@ -57,10 +56,8 @@ export function boundEvent(e: EventInput, onCut: (field: BoundedField) => void):
     const v = e[field];
     if (v != null && v.length > FIELD_LIMITS[field]) set(field, JSON.stringify({ truncated: true, characters: v.length }));
   }
-  const changes = e.changes;
-  if (changes && (changes.length > FIELD_LIMITS.changes || changes.some((c) => c.length > CHANGE_KIND_LIMIT))) {
-    set('changes', changes.slice(0, FIELD_LIMITS.changes).map((c) => c.slice(0, CHANGE_KIND_LIMIT)));
-  }
+  // Cut, the list would no longer be one: dropped, it says "unknown" (readers fall back on the detail).
+  if (e.changes != null && e.changes.length > FIELD_LIMITS.changes) set('changes', null);
   return out ?? e;
 }
 

@@ -32,7 +32,7 @@ export function eventFromWire(e: WireEvent): EventInput {
     hash: e.hash,
     actor: opt(e.actorJson ?? ''),
     decision: opt(e.decisionJson ?? ''),
-    changes: e.changes ?? [],
+    changes: e.changes && e.changes.length > 0 ? JSON.stringify(e.changes) : null,
     risk: opt(e.risk ?? ''),
   };
 }

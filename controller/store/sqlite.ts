@@ -135,18 +135,12 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
 /** What an event costs in storage, by the lengths of its text: the quantity per-agent quotas count. */
 export function eventSize(e: EventInput): number {
   const len = (v: string | null | undefined): number => (v == null ? 0 : v.length);
-  let changes = 0;
-  for (const c of e.changes ?? NO_CHANGES) changes += c.length + 3;
   return (
     64 + len(e.resource) + e.event.length + len(e.trigger) + len(e.baseline) + len(e.observed) + len(e.desired) + len(e.diff) + len(e.detail) +
-    e.prevHash.length + e.hash.length + len(e.actor) + len(e.decision) + changes + len(e.risk)
+    e.prevHash.length + e.hash.length + len(e.actor) + len(e.decision) + len(e.changes) + len(e.risk)
   );
 }
 
-const NO_CHANGES: readonly string[] = [];
-
-/** The changed field kinds as stored: JSON text, or NULL when none were sent. */
-const changesValue = (changes: string[] | undefined): string | null => (changes === undefined || changes.length === 0 ? null : JSON.stringify(changes));
 
 type Row = Record<string, unknown>;
 
@@ -271,7 +265,7 @@ function eventFromRow(r: Row): EventRecord {
     hash: str(r.hash),
     actor: optStr(r.actor),
     decision: optStr(r.decision),
-    changes: json<string[]>(r.changes, []),
+    changes: optStr(r.changes),
     risk: optStr(r.risk),
   };
 }
@@ -734,15 +728,15 @@ export class SqliteControllerStore implements ControllerStore {
         let bytes = 0;
         for (const e of events) {
           const size = eventSize(e);
-          const plain = e.actor == null && e.decision == null && e.risk == null && (e.changes === undefined || e.changes.length === 0);
+          const plain = e.actor == null && e.decision == null && e.changes == null && e.risk == null;
           const res = plain
             ? this.insertPlainEvent.run(agentId, e.seq, e.time, receivedAt, e.resource, e.event, e.trigger, e.baseline, e.version, e.observed, e.desired, e.diff, e.detail, e.prevHash, e.hash, size)
             : this.insertEvent.run(
                 agentId, e.seq, e.time, receivedAt, e.resource, e.event, e.trigger, e.baseline, e.version, e.observed, e.desired, e.diff, e.detail, e.prevHash, e.hash, size,
-                e.actor ?? null, e.decision ?? null, changesValue(e.changes), e.risk ?? null,
+                e.actor ?? null, e.decision ?? null, e.changes ?? null, e.risk ?? null,
               );
           if (res.changes === 1) {
-            inserted.push({ ...e, actor: e.actor ?? null, decision: e.decision ?? null, changes: e.changes ?? [], risk: e.risk ?? null, id: num(res.lastInsertRowid), agentId, receivedAt });
+            inserted.push({ ...e, actor: e.actor ?? null, decision: e.decision ?? null, changes: e.changes ?? null, risk: e.risk ?? null, id: num(res.lastInsertRowid), agentId, receivedAt });
             bytes += size;
           }
           if (e.seq > max) max = e.seq;

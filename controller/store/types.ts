@@ -207,20 +207,20 @@ export interface EventInput {
   prevHash: string;
   hash: string;
   /**
-   * Protocol 4 (absent from older agents' events, and stored as null or empty then): who made the drift, as JSON text
-   * (lib/policy/actor.ts's Actor); how the agent decided it, as JSON text ({action, cause, rule: {document, version, index}
-   * | {baseline}, reason}); the changed field kinds (content, mode, ...); the resource's risk (low ... critical).
+   * Protocol 4 (absent or null from older agents, and when unknown): who made the drift, as JSON text (lib/policy/actor.ts's
+   * Actor); how the agent decided it, as JSON text ({action, cause, rule: {document, version, index} | {baseline}, reason});
+   * the changed field kinds, as JSON text of a list (`["content","mode"]`); the resource's risk (low ... critical).
    */
   actor?: string | null;
   decision?: string | null;
-  changes?: string[];
+  changes?: string | null;
   risk?: string | null;
 }
 
 export interface EventRecord extends EventInput {
   actor: string | null;
   decision: string | null;
-  changes: string[];
+  changes: string | null;
   risk: string | null;
   id: number; // controller-wide, increasing in arrival order
   agentId: string;

@@ -137,9 +137,9 @@ describe('policies at the controller (app factory, no socket)', () => {
     });
     const actor = { source: 'audit', pid: 7, exe: '/usr/bin/vim', loginUser: 'alice' };
     await core.events.submit(agent.id, [
-      ev(1, { actor: JSON.stringify(actor), decision: JSON.stringify({ action: 'repair', cause: 'rule', rule: { document: 'fleet', version: 2, index: 1 }, reason: 'r' }), changes: ['content', 'mode'], risk: 'high' }),
+      ev(1, { actor: JSON.stringify(actor), decision: JSON.stringify({ action: 'repair', cause: 'rule', rule: { document: 'fleet', version: 2, index: 1 }, reason: 'r' }), changes: '["content","mode"]', risk: 'high' }),
       ev(2, {}),
-      ev(3, { actor: JSON.stringify({ source: 'audit', cmdline: 'x'.repeat(20_000) }), changes: Array.from({ length: 100 }, (_, i) => `c${i}${'y'.repeat(100)}`), risk: 'r'.repeat(100) }),
+      ev(3, { actor: JSON.stringify({ source: 'audit', cmdline: 'x'.repeat(20_000) }), changes: JSON.stringify(Array.from({ length: 100 }, (_, i) => `c${i}${'y'.repeat(100)}`)), risk: 'r'.repeat(100) }),
     ]);
     const rows = (await call('GET', `/api/v1/events?agent=${agent.id}`)).json<{ seq: number; actor: unknown; decision: { rule: unknown } | null; changes: string[]; risk: string | null }[]>();
     assert.deepEqual(rows[0]?.actor, actor);
@@ -147,11 +147,11 @@ describe('policies at the controller (app factory, no socket)', () => {
     assert.deepEqual([rows[0]?.changes, rows[0]?.risk], [['content', 'mode'], 'high']);
     assert.deepEqual([rows[1]?.actor, rows[1]?.decision, rows[1]?.changes, rows[1]?.risk], [null, null, [], null], 'unknown stays unknown');
     assert.deepEqual(rows[2]?.actor, { truncated: true, characters: JSON.stringify({ source: 'audit', cmdline: 'x'.repeat(20_000) }).length });
-    assert.equal(rows[2]?.changes.length, FIELD_LIMITS.changes);
-    assert.ok(rows[2]?.changes.every((c) => c.length <= 64));
+    assert.deepEqual(rows[2]?.changes, [], 'a list longer than any real one is dropped as unknown');
     assert.ok((rows[2]?.risk ?? '').length < 100);
-    const stored = await core.store.listEvents({ agent: agent.id, limit: 1 });
+    const stored = await core.store.listEvents({ agent: agent.id, limit: 3 });
     assert.equal(typeof stored[0]?.actor, 'string', 'the store keeps the JSON text, as the agent sent it');
+    assert.deepEqual(stored.map((e) => e.changes), ['["content","mode"]', null, null]);
   });
 
   it('bounds each decision field alone and names it, leaving the others as they were', () => {
@@ -161,6 +161,10 @@ describe('policies at the controller (app factory, no socket)', () => {
     assert.deepEqual(cut, ['decision']);
     assert.equal(out.actor, e.actor);
     assert.deepEqual(JSON.parse(out.decision ?? ''), { truncated: true, characters: FIELD_LIMITS.decision + 1 });
+    const long = boundEvent({ ...e, decision: null, changes: JSON.stringify(['x'.repeat(FIELD_LIMITS.changes)]) }, (f) => cut.push(f));
+    assert.equal(long.changes, null, 'a cut list would be no list: dropped as unknown');
+    assert.deepEqual(cut, ['decision', 'changes']);
+    assert.equal(boundEvent({ ...e, decision: null, changes: '["content"]' }, (f) => cut.push(f)).changes, '["content"]');
   });
 
   it('reads the opponent in the words findFight uses, and keeps only the known fields of an actor', () => {
@@ -199,7 +203,7 @@ describe('controller store migration', () => {
       assert.deepEqual([r?.document, r?.baseline, r?.spec.onEscalation, r?.pausedFor], ['baseline', 'web', 'fail', 'operator']);
       assert.deepEqual((await store.listRolloutHosts(1))[0]?.escalations, []);
       const [e] = await store.listEvents({});
-      assert.deepEqual([e?.actor, e?.decision, e?.changes, e?.risk], [null, null, [], null]);
+      assert.deepEqual([e?.actor, e?.decision, e?.changes, e?.risk], [null, null, null, null]);
       assert.deepEqual(await store.listPolicyVersions(), []);
       await store.close();
     } finally {
