@@ -4,6 +4,7 @@ import { HsError } from '../lib/errors.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { Baseline, ResourceDecl } from '../lib/baseline/types.js';
+import { PolicySet, type ActivePolicy } from '../lib/policy/index.js';
 import type { AgentSettings } from './settings.js';
 import type { HostContext } from './resources/resource.js';
 import { registry } from './resources/registry.js';
@@ -42,6 +43,8 @@ export class Agent {
   private readonly log: Logger;
   private readonly clock: Clock;
   private active: ActiveBaseline[] = [];
+  /** The policy documents from the controller; kept and recorded, not yet consulted by the engine. */
+  private policySet = new PolicySet();
   /** Resource ids of each active baseline (declared and derived), for plans and convergence reports. */
   private managedIds = new Map<string, string[]>();
   private started = false;
@@ -121,6 +124,34 @@ export class Agent {
         detail: first?.error ? `${first.error.code}: ${first.error.message}` : '',
       };
     });
+  }
+
+  /**
+   * Makes `policies` the active policy set. A set naming one policy twice or with a version below 1 is refused as a whole
+   * (`policy_rejected`, and the previous set stays); otherwise `policy_activated` is recorded for each version new here.
+   */
+  async setPolicies(policies: ActivePolicy[], trigger: Trigger): Promise<void> {
+    const names = new Set<string>();
+    for (const p of policies) {
+      const name = p.document.name;
+      const problem = !Number.isInteger(p.version) || p.version < 1 ? `version ${p.version} is not a positive integer` : names.has(name) ? 'given twice in one set' : null;
+      if (problem) {
+        const err = new HsError('HS_POLICY_INVALID', `policy ${name}: ${problem}; the previous policies stay active`);
+        this.recordAgent('policy_rejected', trigger, err.message, { name, version: p.version });
+        throw err;
+      }
+      names.add(name);
+    }
+    const previous = new Map(this.policySet.policies.map((p) => [p.document.name, p.version]));
+    this.policySet = new PolicySet(policies);
+    for (const p of this.policySet.policies) {
+      const d = p.document;
+      if (previous.get(d.name) !== p.version) this.recordAgent('policy_activated', trigger, `${d.name} v${p.version} (${d.rules.length} rules, ${d.windows.size} windows)`, { name: d.name, version: p.version });
+    }
+  }
+
+  activePolicies(): readonly ActivePolicy[] {
+    return this.policySet.policies;
   }
 
   /** Records a baseline that was refused, so the audit says why the old one is still enforced. */

@@ -15,6 +15,8 @@ export const ERROR_CODES = {
   HS_POLICY_UNKNOWN_KEY: 'a key the policy format does not define',
   HS_POLICY_DUPLICATE: 'a window, key or policy name given twice',
   HS_POLICY_UNSUPPORTED: 'a policy feature reserved for a later version',
+  HS_POLICY_SIGNATURE: 'a policy whose signature does not verify',
+  HS_POLICY_STALE: 'a policy version older than the one held, or past its expiry',
   HS_RESOURCE_UNKNOWN_TYPE: 'a resource type this agent does not know',
   HS_HOST_PERMISSION: 'the host refused the operation (EACCES, EPERM)',
   HS_HOST_READ_ONLY: 'the filesystem is read-only (EROFS)',

@@ -20,6 +20,7 @@ import { escalationRoutes } from './routes/escalations.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { planRoutes } from './routes/plans.js';
+import { policyRoutes } from './routes/policies.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { sessionRoutes } from './routes/session.js';
 
@@ -129,6 +130,7 @@ export function createApp(ctx: ApiContext, opts: AppOptions = {}): App {
     ...dashboardRoutes(),
     ...sessionRoutes(auth),
     ...baselineRoutes(ctx),
+    ...policyRoutes(ctx),
     ...rolloutRoutes(ctx),
     ...planRoutes(ctx),
     ...agentRoutes(ctx),

@@ -8,12 +8,14 @@ import type { EventIngest } from '../events.js';
 import type { AgentGateway } from '../gateway/gateway.js';
 import type { ControllerMetrics } from '../metrics.js';
 import type { PlanService } from '../plans.js';
+import type { PolicyService } from '../policies.js';
 import type { RolloutEngine } from '../rollouts/engine.js';
 import type { ControllerStore } from '../store/types.js';
 
 export interface ApiContext {
   store: ControllerStore;
   baselines: BaselineService;
+  policies: PolicyService;
   enrollment: Enrollment;
   escalations: EscalationService;
   events: EventIngest;
