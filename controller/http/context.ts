@@ -10,6 +10,7 @@ import type { ControllerMetrics } from '../metrics.js';
 import type { PlanService } from '../plans.js';
 import type { RolloutEngine } from '../rollouts/engine.js';
 import type { ControllerStore } from '../store/types.js';
+import type { TuningService } from '../tuning/service.js';
 
 export interface ApiContext {
   store: ControllerStore;
@@ -20,6 +21,7 @@ export interface ApiContext {
   gateway: AgentGateway;
   rollouts: RolloutEngine;
   plans: PlanService;
+  tuning: TuningService;
   metrics: ControllerMetrics;
   clock: Clock;
   log: Logger;

@@ -56,7 +56,7 @@ export function statusOf(err: HsError): number {
     case 'HS_PROTOCOL':
       return 400;
     default:
-      return err.code.startsWith('HS_BASELINE') || err.code === 'HS_RESOURCE_UNKNOWN_TYPE' ? 422 : 500;
+      return err.code.startsWith('HS_BASELINE') || err.code.startsWith('HS_POLICY') || err.code === 'HS_RESOURCE_UNKNOWN_TYPE' ? 422 : 500;
   }
 }
 

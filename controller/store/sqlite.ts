@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import { HsError } from '../../lib/errors.js';
 import { openDatabase, type Database, type Statement } from '../../lib/sqlite.js';
+import { SqliteTuningStore } from './sqlite-tuning.js';
 import type {
   AgentBaselineRecord,
   AgentRecord,
@@ -23,7 +24,7 @@ import type {
   TargetRecord,
 } from './types.js';
 
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -102,12 +103,29 @@ const MIGRATIONS: Record<number, string> = {
     ALTER TABLE events ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE agents ADD COLUMN event_bytes INTEGER NOT NULL DEFAULT 0;
   `,
+  // Adaptive tuning: the structured fields of decision records, proposals, tuning settings, tuning document versions.
+  5: `
+    ALTER TABLE events ADD COLUMN actor TEXT;
+    ALTER TABLE events ADD COLUMN decision TEXT;
+    ALTER TABLE events ADD COLUMN changes TEXT;
+    ALTER TABLE events ADD COLUMN risk TEXT;
+    CREATE TABLE proposals (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
+      created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, decided_at INTEGER, decided_by TEXT, reason TEXT, body TEXT NOT NULL);
+    CREATE INDEX proposals_key ON proposals (key);
+    CREATE INDEX proposals_state ON proposals (state, id);
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL, updated_by TEXT NOT NULL);
+    CREATE TABLE tuning_documents (
+      name TEXT NOT NULL, version INTEGER NOT NULL, yaml TEXT NOT NULL, sha256 TEXT NOT NULL, created_at INTEGER NOT NULL,
+      created_by TEXT NOT NULL, PRIMARY KEY (name, version));
+  `,
 };
 
 /** What an event costs in storage, by the lengths of its text: the quantity per-agent quotas count. */
 export function eventSize(e: EventInput): number {
   const len = (v: string | null): number => (v === null ? 0 : v.length);
-  return 64 + len(e.resource) + e.event.length + len(e.trigger) + len(e.baseline) + len(e.observed) + len(e.desired) + len(e.diff) + len(e.detail) + e.prevHash.length + e.hash.length;
+  const structured = len(e.actor ?? null) + len(e.decision ?? null) + len(e.changes ?? null) + len(e.risk ?? null);
+  return 64 + len(e.resource) + e.event.length + len(e.trigger) + len(e.baseline) + len(e.observed) + len(e.desired) + len(e.diff) + len(e.detail) + e.prevHash.length + e.hash.length + structured;
 }
 
 type Row = Record<string, unknown>;
@@ -189,6 +207,10 @@ function eventFromRow(r: Row): EventRecord {
     detail: optStr(r.detail),
     prevHash: str(r.prev_hash),
     hash: str(r.hash),
+    actor: optStr(r.actor),
+    decision: optStr(r.decision),
+    changes: optStr(r.changes),
+    risk: optStr(r.risk),
   };
 }
 
@@ -311,13 +333,15 @@ export class SqliteControllerStore implements ControllerStore {
   private readonly db: Database;
   private readonly insertEvent: Statement;
   private readonly updateLastSeq: Statement;
+  readonly tuning: SqliteTuningStore;
 
   constructor(file: string) {
     this.db = openControllerDatabase(file);
     this.insertEvent = this.db.prepare(
-      `INSERT OR IGNORE INTO events (agent_id, seq, time, received_at, resource, event, trigger, baseline, version, observed, desired, diff, detail, prev_hash, hash, size)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT OR IGNORE INTO events (agent_id, seq, time, received_at, resource, event, trigger, baseline, version, observed, desired, diff, detail, prev_hash, hash, size, actor, decision, changes, risk)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
+    this.tuning = new SqliteTuningStore(this.db);
     this.updateLastSeq = this.db.prepare('UPDATE agents SET last_event_seq = MAX(last_event_seq, ?), event_bytes = event_bytes + ? WHERE id = ?');
   }
 
@@ -602,6 +626,7 @@ export class SqliteControllerStore implements ControllerStore {
           const size = eventSize(e);
           const res = this.insertEvent.run(
             agentId, e.seq, e.time, receivedAt, e.resource, e.event, e.trigger, e.baseline, e.version, e.observed, e.desired, e.diff, e.detail, e.prevHash, e.hash, size,
+            e.actor ?? null, e.decision ?? null, e.changes ?? null, e.risk ?? null,
           );
           if (res.changes === 1) {
             inserted.push({ ...e, id: num(res.lastInsertRowid), agentId, receivedAt });

@@ -2,6 +2,7 @@
 // a PostgreSQL implementation can fill it later without touching the rest, which is why every method returns a Promise.
 import type { Applied, HostFacts, Rejected } from '../../proto/codec.js';
 import type { Labels } from '../../lib/labels.js';
+import type { TuningStore } from './tuning.js';
 
 export interface JoinTokenRecord {
   id: string;
@@ -164,6 +165,14 @@ export interface EventInput {
   detail: string | null;
   prevHash: string;
   hash: string;
+  /** Structured fields of a decision record, as JSON text (absent from agents that do not send them yet): who made the change, */
+  actor?: string | null;
+  /** what decided it (`{action, cause, rule, reason}`), */
+  decision?: string | null;
+  /** which kinds of change the drift has (`["content","mode"]`), */
+  changes?: string | null;
+  /** and the resource's risk (`low` ... `critical`). */
+  risk?: string | null;
 }
 
 export interface EventRecord extends EventInput {
@@ -295,6 +304,9 @@ export interface ControllerStore {
   pendingDecisions(agentId: string): Promise<EscalationRecord[]>;
   /** Deletes up to `maxRows` escalations decided or resolved before `before` whose outcome is no longer pending. */
   deleteDecidedEscalationsBefore(before: number, maxRows: number): Promise<number>;
+
+  /** Outcomes, proposals, backtests and their settings (controller/tuning). */
+  readonly tuning: TuningStore;
 
   close(): Promise<void>;
 }
