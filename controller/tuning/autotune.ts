@@ -24,7 +24,7 @@ export interface VerdictInput {
   kind: ProposalKind;
   evidence: Record<string, unknown>;
   confidence: Confidence;
-  backtest: Pick<BacktestCounts, 'overriddenRejections' | 'criticalAutoRepaired' | 'transitions' | 'affected'> | null;
+  backtest: Pick<BacktestCounts, 'overriddenRejections' | 'criticalAutoRepaired' | 'transitions' | 'affected' | 'change'> | null;
 }
 
 export function autotuneVerdict(p: VerdictInput, minConfidence: number): Verdict {
@@ -35,7 +35,8 @@ export function autotuneVerdict(p: VerdictInput, minConfidence: number): Verdict
   if (p.kind === 'exception' && rejections < EXCEPTION_GRANTS) reasons.push(`operators granted this exception ${rejections} time(s); autotuning adds one granted at least ${EXCEPTION_GRANTS} times`);
   if (p.kind !== 'exception' && (p.evidence.rejectedEver === true || rejections > 0)) reasons.push('an operator once rejected drift of this resource');
   if (p.kind !== 'exception' && p.evidence.risk === 'critical') reasons.push('the resource is critical-risk');
-  const b = p.backtest;
+  // What the change itself does: against the policies in force when the backtest has that, else against what hosts did.
+  const b = p.backtest ? (p.backtest.change ?? p.backtest) : null;
   if (!b) reasons.push('it has no backtest');
   else {
     if (b.overriddenRejections > 0) reasons.push(`its backtest overrides ${b.overriddenRejections} operator rejection(s)`);

@@ -63,6 +63,18 @@ export interface BacktestCounts {
   transitions: Record<string, number>;
   /** Drifts decided differently, or overriding a rejection, or repairing critical drift by itself. */
   affected: number;
+  /**
+   * For a candidate: the same against the base policy replayed (what is in force) instead of what the hosts did, so what
+   * this change alone does. Absent for the base.
+   */
+  change?: ChangeCounts;
+}
+
+export interface ChangeCounts {
+  transitions: Record<string, number>;
+  overriddenRejections: number;
+  criticalAutoRepaired: number;
+  affected: number;
 }
 
 export interface BacktestResult extends BacktestCounts {
@@ -98,6 +110,7 @@ function zero(): BacktestCounts {
     criticalAutoRepaired: 0,
     transitions: {},
     affected: 0,
+    change: { transitions: {}, overriddenRejections: 0, criticalAutoRepaired: 0, affected: 0 },
   };
 }
 
@@ -112,6 +125,12 @@ function addCounts(into: BacktestCounts, from: BacktestCounts): void {
   into.criticalAutoRepaired += from.criticalAutoRepaired;
   into.affected += from.affected;
   for (const [k, n] of Object.entries(from.transitions)) into.transitions[k] = (into.transitions[k] ?? 0) + n;
+  const a = into.change as ChangeCounts;
+  const b = from.change as ChangeCounts;
+  a.overriddenRejections += b.overriddenRejections;
+  a.criticalAutoRepaired += b.criticalAutoRepaired;
+  a.affected += b.affected;
+  for (const [k, n] of Object.entries(b.transitions)) a.transitions[k] = (a.transitions[k] ?? 0) + n;
 }
 
 export function categoryOf(action: PolicyDecision['action']): Category {
@@ -222,13 +241,17 @@ export class Replay {
 
   finish(): BacktestResult[] {
     this.endHost();
-    return this.sets.map((_, i) => ({
-      since: this.opts.since,
-      until: this.opts.until,
-      ...(this.totals[i] as BacktestCounts),
-      events: this.events[i] as BacktestEvent[],
-      eventsTruncated: this.truncated[i] as boolean,
-    }));
+    return this.sets.map((_, i) => {
+      const { change, ...counts } = this.totals[i] as BacktestCounts;
+      return {
+        since: this.opts.since,
+        until: this.opts.until,
+        ...counts,
+        ...(i > 0 && change ? { change } : {}),
+        events: this.events[i] as BacktestEvent[],
+        eventsTruncated: this.truncated[i] as boolean,
+      };
+    });
   }
 
   private endHost(): void {
@@ -324,19 +347,31 @@ export class Replay {
 
   private closed(ep: Episode): void {
     const counted = ep.drift.time >= this.opts.since;
-    for (const lane of this.lanes) {
+    const base = this.lanes[0]?.eps.get(ep);
+    this.lanes.forEach((lane, i) => {
       const le = lane?.eps.get(ep);
-      if (!lane || !le) continue;
+      if (!lane || !le) return;
       lane.eps.delete(ep);
-      if (counted) this.tally(lane, ep, le);
-    }
+      if (counted) this.tally(lane, ep, le, i > 0 ? base : undefined);
+    });
   }
 
-  private tally(lane: LaneHost, ep: Episode, le: LaneEpisode): void {
+  private tally(lane: LaneHost, ep: Episode, le: LaneEpisode, base: LaneEpisode | undefined): void {
     const c = lane.counts;
     const before = ep.before === 'pending' ? 'monitor' : ep.before;
     const after = categoryOf(le.first.action);
     const critical = ep.info.policy.risk === 'critical' && le.autoRepair;
+    if (base) {
+      // What this candidate changes against the policies in force, replayed the same way.
+      const ch = c.change as ChangeCounts;
+      const was = categoryOf(base.first.action);
+      const overrides = le.overridden && !base.overridden;
+      const newlyCritical = critical && !base.autoRepair;
+      if (was !== after) ch.transitions[`${was}->${after}`] = (ch.transitions[`${was}->${after}`] ?? 0) + 1;
+      if (overrides) ch.overriddenRejections++;
+      if (newlyCritical) ch.criticalAutoRepaired++;
+      if (was !== after || overrides || newlyCritical || le.autoRepair !== base.autoRepair) ch.affected++;
+    }
     c.drifts++;
     if (before === 'escalate') c.escalationsBefore++;
     if (before === 'repair') c.autoRepairsBefore++;

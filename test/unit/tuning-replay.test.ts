@@ -172,6 +172,18 @@ describe('tuning: backtest replay', () => {
     assert.equal(r.drifts, 4);
   });
 
+  it('says what a candidate changes against the policies in force, apart from what they already change', () => {
+    const inForce = '    - match: { resource: "file:/etc/motd" }\n      action: repair\n';
+    const base = policy(inForce);
+    const set = policy(`${inForce}    - match: { resource: "file:/etc/issue" }\n      action: monitor\n`);
+    const [, c] = replay(fleet(), base, [{ set, resources: [ISSUE.id] }]);
+    assert.ok(c);
+    assert.deepEqual(c.transitions, { 'escalate->repair': 3, 'escalate->monitor': 2 }, 'against what the hosts did');
+    assert.deepEqual(c.change, { transitions: { 'escalate->monitor': 2 }, overriddenRejections: 0, criticalAutoRepaired: 0, affected: 2 });
+    const [, all] = replay(fleet(), base, [{ set: policy(`${inForce}    - action: repair\n`), resources: undefined }]);
+    assert.deepEqual(all?.change, { transitions: { 'escalate->repair': 3 }, overriddenRejections: 2, criticalAutoRepaired: 1, affected: 3 });
+  });
+
   it('a candidate lane forked on the hosts that drift on its resource equals a full replay of its policy', () => {
     const resources: Res[] = [MOTD, ISSUE, SHADOW, APP, { id: 'file:/etc/hosts', risk: 'medium' }];
     const step = fc.record({
@@ -217,7 +229,9 @@ describe('tuning: backtest replay', () => {
           const base = policy(`${text(baseRules)}    - action: repair\n      limits: { maxRepairsPerHour: ${limit} }\n`);
           const doc = parsePolicy(`apiVersion: homeostat/v1\nkind: Policy\nmetadata:\n  name: aaa-tuning\nspec:\n  priority: 1000\n  rules:\n${text([added])}`, { file: 'c.yaml' });
           const set = new PolicySet([...base.policies, { document: doc, version: 1 }]);
-          const forked = replay(hosts, base, [{ set, resources: [(resources[added.res] as Res).id] }])[1];
+          const [inForce, candidate] = replay(hosts, base, [{ set, resources: [(resources[added.res] as Res).id] }]);
+          assert.ok(inForce && candidate);
+          const { change, ...forked } = candidate;
           const full = replay(hosts, set)[0];
           assert.deepEqual(forked, full);
         },
