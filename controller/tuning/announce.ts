@@ -24,6 +24,7 @@ export class Announcer {
     private readonly store: ControllerStore,
     private readonly clock: Clock,
     private readonly log: Logger,
+    private readonly timeoutMs = WEBHOOK_TIMEOUT_MS,
   ) {}
 
   async announce(a: Announcement, webhook: string | null): Promise<void> {
@@ -37,7 +38,7 @@ export class Announcer {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ event: a.kind, time, ...a }),
         redirect: 'manual',
-        signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
+        signal: AbortSignal.timeout(this.timeoutMs),
       });
       await res.arrayBuffer().catch(() => undefined);
       if (res.status < 200 || res.status >= 300) throw new Error(`answered ${res.status}`);
