@@ -45,18 +45,22 @@ function bodyOf(p: Pick<ProposalRecord, (typeof BODY_KEYS)[number]>): string {
   return JSON.stringify(out);
 }
 
+/**
+ * One page of history in (agent, seq) order: keyset pages on the (agent_id, seq) unique index, each starting where the last
+ * one ended whatever was written since. `+time` keeps the planner off the time index, which would sort the whole range again
+ * for every page.
+ */
+export const HISTORY_SQL = `SELECT id, agent_id, seq, time, received_at, resource, event, trigger, baseline, version,
+         CASE WHEN event IN ('drift_detected', 'enforcement_paused') THEN detail END AS detail, actor, decision, changes, risk
+       FROM events
+       WHERE (agent_id, seq) > (?, ?) AND +time >= ? AND +time < ? AND (resource IS NOT NULL OR event = 'enforcement_paused')
+       ORDER BY agent_id, seq LIMIT ?`;
+
 export class SqliteTuningStore implements TuningStore {
   private readonly history: Statement;
 
   constructor(private readonly db: Database) {
-    // Keyset pages on the (agent_id, seq) unique index: each page starts where the last one ended, whatever was written since.
-    this.history = db.prepare(
-      `SELECT id, agent_id, seq, time, received_at, resource, event, trigger, baseline, version,
-         CASE WHEN event IN ('drift_detected', 'enforcement_paused') THEN detail END AS detail, actor, decision, changes, risk
-       FROM events
-       WHERE (agent_id, seq) > (?, ?) AND time >= ? AND time < ? AND (resource IS NOT NULL OR event = 'enforcement_paused')
-       ORDER BY agent_id, seq LIMIT ?`,
-    );
+    this.history = db.prepare(HISTORY_SQL);
   }
 
   async scanHistory(q: HistoryQuery): Promise<HistoryRow[]> {
