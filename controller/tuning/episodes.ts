@@ -78,7 +78,8 @@ export class EpisodeTracker {
     const ep = this.open.get(resource);
     switch (r.event) {
       case 'drift_detected': {
-        if (ep && ep.human?.action === 'approved' && ep.approvedRepairAt === undefined && !ep.redetected) {
+        // The host looks again at once when an approval arrives (trigger controller): that sighting belongs to the approved drift.
+        if (ep && ep.human?.action === 'approved' && ep.approvedRepairAt === undefined && !ep.redetected && r.trigger === 'controller') {
           ep.redetected = true;
           this.hooks.redetected?.(ep, r);
           return;

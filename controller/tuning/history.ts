@@ -91,7 +91,7 @@ export function decodeRow(r: HistoryRow): HistoryRecord {
  * one kind of change is one key.
  */
 export function changesOf(changes: string | null, detail: string | null): readonly string[] {
-  const text = changes ?? detail ?? '';
+  const text = changes !== null ? `c${changes}` : `d${detail ?? ''}`;
   const cached = changeCache.get(text);
   if (cached) return cached;
   let fields: string[] = [];

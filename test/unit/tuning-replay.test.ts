@@ -166,6 +166,18 @@ describe('tuning: backtest replay', () => {
     assert.deepEqual([limited.autoRepairsAfter, limited.escalationsAfter], [3, 4]);
   });
 
+  it('a drift after an approval that found nothing left to repair is a new drift, not the approved one seen again', () => {
+    const host = new Host('h1');
+    host.rec(T0, MOTD, 'drift_detected');
+    host.rec(T0 + 1, MOTD, 'escalated');
+    // Someone put the file back before the approval arrived: the agent records the approval and finds nothing to repair.
+    host.rec(T0 + 10 * MIN, MOTD, 'approved', 'controller');
+    host.rec(T0 + 2 * HOUR, MOTD, 'drift_detected');
+    host.rec(T0 + 2 * HOUR + 1, MOTD, 'escalated');
+    const [r] = replay([host], new PolicySet());
+    assert.deepEqual([r?.drifts, r?.escalationsBefore], [2, 2]);
+  });
+
   it('drifts before `since` build state but are not counted', () => {
     const [r] = replay(fleet(), new PolicySet(), [], T0 + 4 * HOUR);
     assert.ok(r);
