@@ -6,6 +6,7 @@
 //   knobs: HOSTS=1000 EVENTS=1000000 DB=/var/tmp/hs-bench-backtest/controller.db
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '../lib/log.js';
@@ -141,6 +142,8 @@ async function measure(what: string): Promise<void> {
   const doc = parsePolicy(readFileSync(EXAMPLE, 'utf8'), { file: EXAMPLE });
   const base = new PolicySet([{ document: doc, version: 1 }]);
   const range = { since: START, until: START + 2 * SPAN };
+  const u0 = process.resourceUsage();
+  const cpu0 = (u0.userCPUTime + u0.systemCPUTime) / 1e6;
   const t0 = performance.now();
   let line: string;
   if (what === 'backtest') {
@@ -159,8 +162,10 @@ async function measure(what: string): Promise<void> {
     line = `${o.records.toLocaleString('en')} records; ${o.byResource.size} resource keys, ${o.byRule.size} rules, ${o.byActor.size} actors`;
   }
   const seconds = (performance.now() - t0) / 1000;
+  const u = process.resourceUsage();
+  const cpu = (u.userCPUTime + u.systemCPUTime) / 1e6 - cpu0;
   await store.close();
-  process.stdout.write(`${JSON.stringify({ what, seconds, maxRssMB: process.resourceUsage().maxRSS / 1024, line })}\n`);
+  process.stdout.write(`${JSON.stringify({ what, seconds, cpu, maxRssMB: u.maxRSS / 1024, line })}\n`);
 }
 
 async function main(): Promise<void> {
@@ -168,11 +173,12 @@ async function main(): Promise<void> {
   if (!existsSync(DB)) await generate();
   else console.log(`using ${DB} (remove it to generate again)`);
   const budget: Record<string, string> = { backtest: '≤ 10 s, ≤ 512 MB', candidates: '', outcomes: '' };
+  console.log(`load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} cores`);
   for (const what of ['backtest', 'candidates', 'outcomes']) {
     const r = spawnSync(process.execPath, [SELF, 'measure', what], { encoding: 'utf8', env: process.env, maxBuffer: 1 << 20 });
     if (r.status !== 0) throw new Error(`${what} failed: ${r.stderr}`);
-    const m = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { seconds: number; maxRssMB: number; line: string };
-    console.log(`${what.padEnd(10)} ${m.seconds.toFixed(2)} s, peak RSS ${m.maxRssMB.toFixed(0)} MB${budget[what] ? ` (budget ${budget[what]})` : ''}: ${m.line}`);
+    const m = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { seconds: number; cpu: number; maxRssMB: number; line: string };
+    console.log(`${what.padEnd(10)} ${m.seconds.toFixed(2)} s (CPU ${m.cpu.toFixed(2)} s), peak RSS ${m.maxRssMB.toFixed(0)} MB${budget[what] ? ` (budget ${budget[what]})` : ''}: ${m.line}`);
   }
 }
 

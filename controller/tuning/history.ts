@@ -64,6 +64,20 @@ export async function* readHistory(store: ControllerStore, range: HistoryRange, 
 const KNOWN_FIELDS = new Set<string>([...CHANGE_KINDS, 'active', 'leftovers']);
 const EMPTY: readonly string[] = Object.freeze([]);
 const changeCache = new Map<string, readonly string[]>();
+const actorCache = new Map<string, Actor | undefined>();
+const decisionCache = new Map<string, RecordedDecision | undefined>();
+
+/**
+ * Records repeat the same few actors, decisions and details: each text is decoded once while it keeps coming (the cache is
+ * dropped when full, so it stays small). Decoded values are shared, never changed.
+ */
+function cached<T>(cache: Map<string, T>, text: string, decode: (text: string) => T): T {
+  if (cache.has(text)) return cache.get(text) as T;
+  const v = decode(text);
+  if (cache.size > 4096) cache.clear();
+  cache.set(text, v);
+  return v;
+}
 
 export function decodeRow(r: HistoryRow): HistoryRecord {
   return {
@@ -79,8 +93,8 @@ export function decodeRow(r: HistoryRow): HistoryRecord {
     version: r.version,
     detail: r.detail,
     changes: r.event === 'drift_detected' ? changesOf(r.changes, r.detail) : EMPTY,
-    actor: r.actor === null ? undefined : actorOf(r.actor),
-    decision: r.decision === null ? undefined : decisionOf(r.decision),
+    actor: r.actor === null ? undefined : cached(actorCache, r.actor, actorOf),
+    decision: r.decision === null ? undefined : cached(decisionCache, r.decision, decisionOf),
     risk: RISKS.includes(r.risk as Risk) ? (r.risk as Risk) : undefined,
   };
 }
