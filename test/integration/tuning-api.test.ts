@@ -224,6 +224,15 @@ describe('tuning API: outcomes, proposals, backtests, accept and revert', functi
     assert.equal(err.code, 'HS_POLICY_INVALID');
     assert.deepEqual([err.issues[0]?.location.line, err.issues[0]?.location.field], [7, 'spec.rules[0].action']);
     await call('POST', '/api/v1/backtest', { policy: everything, proposal: motd.id }, 400);
+    // Authenticated before a byte of the body is read, and bounded: a policy is at most 1 MiB, the body at most 2 MiB.
+    for (const url of ['/api/v1/outcomes', '/api/v1/proposals', '/api/v1/settings/autotune']) {
+      assert.equal((await core.app.inject({ method: 'GET', url, headers: { authorization: 'Bearer wrong' } })).status, 401);
+    }
+    const big = await core.app.inject({ method: 'POST', url: '/api/v1/backtest', headers: { authorization: `Bearer ${ADMIN}` }, body: { policy: 'x'.repeat(3 * 1024 * 1024) } });
+    assert.equal(big.status, 413);
+    const tooLong = await core.app.inject({ method: 'POST', url: '/api/v1/backtest', headers: { authorization: `Bearer ${ADMIN}` }, body: { policy: `# ${'x'.repeat(1024 * 1024)}\n` } });
+    assert.equal(tooLong.status, 422);
+    assert.match(tooLong.text(), /larger than 1024 KiB/);
     await call('POST', '/api/v1/backtest', {}, 400);
     await call('POST', '/api/v1/backtest', { proposal: 999 }, 404);
   });
