@@ -44,10 +44,29 @@ export interface Opponent {
   message: string;
 }
 
+/**
+ * Distinct hosts, counted in constant memory: the walk visits each host's records together, so a host is new exactly when it
+ * differs from the last one added.
+ */
+export class HostCount {
+  private n = 0;
+  private last: string | undefined;
+
+  add(host: string): void {
+    if (host === this.last) return;
+    this.last = host;
+    this.n++;
+  }
+
+  get size(): number {
+    return this.n;
+  }
+}
+
 /** Counts for one key. Times in ms; `decisionMs` over operators' approvals and rejections. */
 export class OutcomeAcc {
   drifts = 0;
-  readonly hosts = new Set<string>();
+  readonly hosts = new HostCount();
   autoRepairs = 0;
   held = 0;
   recurrences = 0;
@@ -64,8 +83,8 @@ export class OutcomeAcc {
   risk: Risk = 'low';
   first = Infinity;
   last = -Infinity;
-  readonly opponents = new Map<string, { actor: Actor; hosts: Set<string>; changes: number; message: string }>();
-  readonly schedules = new Map<string, { period: 'hour' | 'day'; phases: number[]; hosts: Set<string>; occurrences: number; on: number; off: number; message: string }>();
+  readonly opponents = new Map<string, { actor: Actor; hosts: HostCount; changes: number; message: string }>();
+  readonly schedules = new Map<string, { period: 'hour' | 'day'; phases: number[]; hosts: HostCount; occurrences: number; on: number; off: number; message: string }>();
 
   /** Successes: approvals and repairs that held; failures: rejections and recurrences. */
   confidence(): Confidence {
@@ -186,7 +205,7 @@ export async function computeOutcomes(deps: { store: ControllerStore; log: Logge
       const fight = findFight(h.attributed, { now: r.time, windowMs: h.flapMs });
       if (!fight) return;
       for (const acc of accOf(ep)) {
-        const o = acc.opponents.get(fight.opponent) ?? { actor: fight.actor, hosts: new Set<string>(), changes: 0, message: fight.message };
+        const o = acc.opponents.get(fight.opponent) ?? { actor: fight.actor, hosts: new HostCount(), changes: 0, message: fight.message };
         o.hosts.add(ep.agentId);
         o.changes = Math.max(o.changes, fight.changes);
         o.message = fight.message;
@@ -210,7 +229,7 @@ export async function computeOutcomes(deps: { store: ControllerStore; log: Logge
         const k = out.byResource.get(resourceKey({ ...h.key, change: p.change === '' ? [] : p.change.split(',') }));
         if (!k) continue;
         const bucket = `${p.period}:${Math.round(p.phaseMs / (p.period === 'hour' ? 4 * 60_000 : 30 * 60_000))}`;
-        const s = k.acc.schedules.get(bucket) ?? { period: p.period, phases: [], hosts: new Set<string>(), occurrences: 0, on: 0, off: 0, message: p.message };
+        const s = k.acc.schedules.get(bucket) ?? { period: p.period, phases: [], hosts: new HostCount(), occurrences: 0, on: 0, off: 0, message: p.message };
         const rule = PREDICTION_RULES[p.period];
         for (const e of events) {
           if (e.changes.join(',') !== p.change) continue;
