@@ -273,7 +273,6 @@ export class TuningService {
     const { results } = await this.walk(() =>
       runBacktest(this.deps, { base: new PolicySet(active), candidates: candidates.map((x) => x.c), since, until, maxEvents: STORED_EVENTS, stopped: () => this.closed }),
     );
-    if (this.closed) return false;
     const eligible: ProposalRecord[] = [];
     for (let i = 0; i < candidates.length; i++) {
       const { p } = candidates[i] as { p: ProposalRecord };
@@ -295,7 +294,10 @@ export class TuningService {
     if (this.walks >= MAX_WALKS) throw new HsError('HS_RATE_LIMITED', `${MAX_WALKS} replays of the history are already running; retry when they are done`, { retryable: true });
     this.walks++;
     try {
-      return await fn();
+      const out = await fn();
+      // A walk cut short by shutdown saw part of the history: nothing may be concluded from it.
+      if (this.closed) throw new HsError('HS_STORE', 'the controller is stopping; the history was not read to the end', { retryable: true });
+      return out;
     } finally {
       this.walks--;
     }
@@ -312,7 +314,9 @@ export class TuningService {
     const every = ms((await this.settings()).refreshInterval);
     this.timer = setTimeout(() => {
       this.refresh('schedule')
-        .catch((err: unknown) => this.deps.log.error({ err: errorMessage(err) }, 'proposal refresh failed'))
+        .catch((err: unknown) => {
+          if (!this.closed) this.deps.log.error({ err: errorMessage(err) }, 'proposal refresh failed');
+        })
         .finally(() => {
           if (!this.closed) void this.schedule().catch((err: unknown) => this.deps.log.error({ err: errorMessage(err) }, 'proposal refresh not scheduled'));
         });

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ManualClock } from '../../lib/clock.js';
 import { createControllerCore, type ControllerCore } from '../../controller/core.js';
+import { SqliteControllerStore } from '../../controller/store/sqlite.js';
 import { FleetHistory } from '../helpers/fleet-history.js';
 
 const ADMIN = 'tuning-admin';
@@ -365,5 +366,27 @@ describe('tuning API: bounded autotuning', function () {
     assert.equal(list.find((p) => p.id === motd.id)?.state, 'reverted');
     assert.equal(list.filter((p) => p.state === 'accepted').length, 0);
     assert.equal(heard.length, 2);
+  });
+});
+
+describe('tuning API: shutdown during a refresh', function () {
+  this.timeout(60_000);
+
+  it('concludes nothing from a history it did not read to the end: open proposals stay open', async () => {
+    const { core, clock, dir, fleet } = await controller();
+    try {
+      await history(fleet, clock);
+      const open = (await core.tuning.refresh()).filter((p) => p.state === 'open').map((p) => p.id);
+      assert.equal(open.length, 2);
+      const refresh = core.tuning.refresh();
+      await core.close();
+      await assert.rejects(refresh, /the controller is stopping/);
+      const store = new SqliteControllerStore(path.join(dir, 'controller.db'));
+      const after = await store.tuning.listProposals({});
+      await store.close();
+      assert.deepEqual(after.map((p) => [p.id, p.state]), open.map((id) => [id, 'open']));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
