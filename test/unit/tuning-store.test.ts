@@ -10,6 +10,7 @@ import { SqliteControllerStore } from '../../controller/store/sqlite.js';
 import { HISTORY_SQL } from '../../controller/store/sqlite-tuning.js';
 import type { EventInput } from '../../controller/store/types.js';
 import type { ProposalRecord } from '../../controller/store/tuning.js';
+import { changesOf } from '../../controller/tuning/history.js';
 
 const ev = (seq: number, time: number, over: Partial<EventInput> = {}): EventInput => ({
   seq,
@@ -114,6 +115,15 @@ describe('tuning store (SQLite)', () => {
     const v1 = await store.tuning.addTuningDocument({ name: 'homeostat-tuning', yaml: 'a', sha256: 'x', createdAt: 1, createdBy: 'carol' });
     const v2 = await store.tuning.addTuningDocument({ name: 'homeostat-tuning', yaml: 'a', sha256: 'x', createdAt: 2, createdBy: 'autotune' });
     assert.deepEqual([v1.version, v2.version, (await store.tuning.latestTuningDocument('homeostat-tuning'))?.createdBy], [1, 2, 'autotune']);
+  });
+
+  it("reads a drift's kinds of change from its changes field, else from its detail, whichever came first", () => {
+    assert.deepEqual(changesOf(null, 'mode: 0666 -> 0644; content: sha256:a -> sha256:b; active: inactive -> running'), ['content', 'mode', 'state']);
+    assert.deepEqual(changesOf(null, 'not: a field; exists: true -> false'), ['exists']);
+    // The same text as a changes field and as a detail means different things; neither answer may stand for the other.
+    assert.deepEqual(changesOf('["value"]', null), ['value']);
+    assert.deepEqual(changesOf(null, '["value"]'), []);
+    assert.deepEqual(changesOf('["value"]', null), ['value']);
   });
 
   it('migrates a schema 4 database: its events stay, without structured fields', async () => {
