@@ -20,6 +20,9 @@ import { openSigningKey } from './signing-key.js';
 import { Retention, DEFAULT_RETENTION, type RetentionOptions } from './store/retention.js';
 import { SqliteControllerStore } from './store/sqlite.js';
 import type { ControllerStore } from './store/types.js';
+import { LocalPolicyPublisher } from './tuning/publisher.js';
+import { TuningService } from './tuning/service.js';
+import type { AutotuneMode } from './tuning/settings.js';
 
 export interface CoreOptions {
   dataDir: string;
@@ -39,6 +42,8 @@ export interface CoreOptions {
   events?: Partial<EventLimits>;
   escalations?: Partial<EscalationLimits>;
   retention?: Partial<RetentionOptions>;
+  /** `--autotune`: sets bounded autotuning on or off at start (absent: the stored setting stands, off by default). */
+  autotune?: AutotuneMode;
   clock?: Clock;
   log?: Logger;
 }
@@ -56,6 +61,7 @@ export interface ControllerCore {
   gateway: AgentGateway;
   rollouts: RolloutEngine;
   plans: PlanService;
+  tuning: TuningService;
   metrics: ControllerMetrics;
   retention: Retention;
   app: App;
@@ -110,7 +116,9 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
   const rollouts = new RolloutEngine({ store, baselines, policies, gateway, events, escalations, clock, log }, { tickMs: 250, ...opts.rollouts });
   await rollouts.load();
   const plans = new PlanService({ store, baselines, gateway, clock, log, signingKey });
-  const app = createApp({ store, baselines, policies, enrollment, escalations, events, gateway, rollouts, plans, metrics, clock, log, adminToken: admin.token }, opts.http);
+  const tuning = new TuningService({ store, publisher: new LocalPolicyPublisher(store, clock), clock, log });
+  await tuning.start(opts.autotune);
+  const app = createApp({ store, baselines, policies, enrollment, escalations, events, gateway, rollouts, plans, tuning, metrics, clock, log, adminToken: admin.token }, opts.http);
   // Renewal keeps signatures fresh for connected agents; checking hourly is plenty against a validity of days.
   const validity = opts.signatureValidityMs ?? DEFAULT_SIGNATURE_VALIDITY_MS;
   const renew = async (): Promise<void> => {
@@ -142,6 +150,7 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
     gateway,
     rollouts,
     plans,
+    tuning,
     metrics,
     retention,
     app,
@@ -149,6 +158,7 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
       clearInterval(renewal);
       await retention.close();
       plans.close();
+      await tuning.close();
       await rollouts.close();
       await gateway.close();
       await events.flush();

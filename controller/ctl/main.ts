@@ -10,6 +10,7 @@ import { exitAfterOutput, guardOutput } from '../../lib/exit.js';
 import { parseLabelAllowance, parseLabels } from '../../lib/labels.js';
 import { versionLine } from '../../lib/version.js';
 import { ApiClient } from './client.js';
+import { addTuningCommands } from './tuning.js';
 
 interface Globals {
   server: string;
@@ -295,6 +296,7 @@ export function program(): Command {
       });
       out(json, r, () => `${r.token}\n(expires ${time(r.expiresAt)}; agents: homeostat-agent run --controller URL --token TOKEN)`);
     });
+  addTuningCommands(p, { client, out, table, time });
   return p;
 }
 

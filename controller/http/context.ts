@@ -11,6 +11,7 @@ import type { PlanService } from '../plans.js';
 import type { PolicyService } from '../policies.js';
 import type { RolloutEngine } from '../rollouts/engine.js';
 import type { ControllerStore } from '../store/types.js';
+import type { TuningService } from '../tuning/service.js';
 
 export interface ApiContext {
   store: ControllerStore;
@@ -22,6 +23,7 @@ export interface ApiContext {
   gateway: AgentGateway;
   rollouts: RolloutEngine;
   plans: PlanService;
+  tuning: TuningService;
   metrics: ControllerMetrics;
   clock: Clock;
   log: Logger;

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import { HsError } from '../../lib/errors.js';
 import { openDatabase, type Database, type Statement } from '../../lib/sqlite.js';
+import { SqliteTuningStore } from './sqlite-tuning.js';
 import type {
   AgentBaselineRecord,
   AgentRecord,
@@ -25,7 +26,7 @@ import type {
   TargetRecord,
 } from './types.js';
 
-const SCHEMA_VERSION = 5;
+const SCHEMA_VERSION = 6;
 
 /** The schema steps, each run once in a transaction; exported so a test can build a database of an older schema. */
 export const MIGRATIONS: Readonly<Record<number, string>> = {
@@ -129,6 +130,18 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
     ALTER TABLE escalations ADD COLUMN actor TEXT;
     ALTER TABLE escalations ADD COLUMN decision TEXT;
     ALTER TABLE escalations ADD COLUMN opponent TEXT;
+  `,
+  // Adaptive tuning: proposals, tuning settings, and the versions of the tuning policy document.
+  6: `
+    CREATE TABLE proposals (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
+      created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, decided_at INTEGER, decided_by TEXT, reason TEXT, body TEXT NOT NULL);
+    CREATE INDEX proposals_key ON proposals (key);
+    CREATE INDEX proposals_state ON proposals (state, id);
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL, updated_by TEXT NOT NULL);
+    CREATE TABLE tuning_documents (
+      name TEXT NOT NULL, version INTEGER NOT NULL, yaml TEXT NOT NULL, sha256 TEXT NOT NULL, created_at INTEGER NOT NULL,
+      created_by TEXT NOT NULL, PRIMARY KEY (name, version));
   `,
 };
 
@@ -397,6 +410,7 @@ export class SqliteControllerStore implements ControllerStore {
   /** For events without decision fields (every event of an agent before protocol 4): the columns default to NULL. */
   private readonly insertPlainEvent: Statement;
   private readonly updateLastSeq: Statement;
+  readonly tuning: SqliteTuningStore;
 
   constructor(file: string) {
     this.db = openControllerDatabase(file);
@@ -409,6 +423,7 @@ export class SqliteControllerStore implements ControllerStore {
       `INSERT OR IGNORE INTO events (agent_id, seq, time, received_at, resource, event, trigger, baseline, version, observed, desired, diff, detail, prev_hash, hash, size)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
+    this.tuning = new SqliteTuningStore(this.db);
     this.updateLastSeq = this.db.prepare('UPDATE agents SET last_event_seq = MAX(last_event_seq, ?), event_bytes = event_bytes + ? WHERE id = ?');
   }
 

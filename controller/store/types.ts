@@ -2,6 +2,7 @@
 // a PostgreSQL implementation can fill it later without touching the rest, which is why every method returns a Promise.
 import type { Applied, HostFacts, Rejected } from '../../proto/codec.js';
 import type { Labels } from '../../lib/labels.js';
+import type { TuningStore } from './tuning.js';
 
 export interface JoinTokenRecord {
   id: string;
@@ -374,6 +375,9 @@ export interface ControllerStore {
   pendingDecisions(agentId: string): Promise<EscalationRecord[]>;
   /** Deletes up to `maxRows` escalations decided or resolved before `before` whose outcome is no longer pending. */
   deleteDecidedEscalationsBefore(before: number, maxRows: number): Promise<number>;
+
+  /** Outcomes, proposals, backtests and their settings (controller/tuning). */
+  readonly tuning: TuningStore;
 
   close(): Promise<void>;
 }
