@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { openDatabase } from '../../lib/sqlite.js';
-import { SqliteControllerStore } from '../../controller/store/sqlite.js';
+import { MIGRATIONS, SqliteControllerStore } from '../../controller/store/sqlite.js';
 import { HISTORY_SQL } from '../../controller/store/sqlite-tuning.js';
 import type { EventInput } from '../../controller/store/types.js';
 import type { ProposalRecord } from '../../controller/store/tuning.js';
@@ -128,11 +128,11 @@ describe('tuning store (SQLite)', () => {
 
   it('migrates a schema 4 database: its events stay, without structured fields', async () => {
     await store.close();
-    const file = path.join(dir, 'controller.db');
+    const file = path.join(dir, 'controller-v4.db');
+    // A database as schema 4 left it: the migrations up to 4 and nothing later.
     const db = openDatabase(file);
-    db.exec(`DROP TABLE proposals; DROP TABLE settings; DROP TABLE tuning_documents;
-      ALTER TABLE events DROP COLUMN actor; ALTER TABLE events DROP COLUMN decision; ALTER TABLE events DROP COLUMN changes; ALTER TABLE events DROP COLUMN risk;
-      INSERT INTO events (agent_id, seq, time, received_at, resource, event, prev_hash, hash, detail) VALUES ('old', 1, 10, 10, 'file:/etc/motd', 'drift_detected', '', 'h', 'mode: 0666 -> 0644');
+    for (let v = 1; v <= 4; v++) db.exec(MIGRATIONS[v] ?? '');
+    db.exec(`INSERT INTO events (agent_id, seq, time, received_at, resource, event, prev_hash, hash, detail) VALUES ('old', 1, 10, 10, 'file:/etc/motd', 'drift_detected', '', 'h', 'mode: 0666 -> 0644');
       PRAGMA user_version = 4;`);
     db.close();
     store = new SqliteControllerStore(file);
