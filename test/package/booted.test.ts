@@ -109,7 +109,7 @@ describe('package: installed on a booted Debian 12 host', function () {
     // Node alone names the process MainThread; pgrep (on this machine, in the host's PID namespace) looks at that name.
     const pgrep = await sh('pgrep', ['--ns', String(host.leader), '--nslist', 'pid', '-x', 'homeostat-agent']);
     // pgrep gives this machine's process ids; NSpid's last field is the id inside the host.
-    const inside = pgrep.stdout.trim().split('\n').map((pid) => /^NSpid:.*\s(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    const inside = pgrep.stdout.trim().split('\n').filter(Boolean).map((pid) => /^NSpid:.*\s(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
     assert.deepEqual(inside, [s.MainPID], `pgrep: ${pgrep.stdout} ${pgrep.stderr}`);
   });
 
