@@ -9,7 +9,7 @@
 # --baseline  a baseline file the agent enforces by itself (repeatable; standalone without --controller). It is
 #             checked first and enforced where it is: keep it there, e.g. in /etc/homeostat/baselines/.
 # --labels    labels this host asks for; the controller grants only what the token allows (token create --allow-labels)
-#             and refuses the enrollment otherwise (homeostat-agent status says so).
+#             and refuses the enrollment otherwise (homeostat-agent status says so). --labels '' removes them.
 # --insecure-http  allow a plain ws:// controller (one run with --insecure-http); refused for a token that pins TLS.
 # --no-controller  forget the controller and token (the host goes standalone; needs --baseline or baselines configured).
 # --package   a homeostat-agent_*.deb (installed with dpkg) or the bare homeostat-agent executable
@@ -55,7 +55,7 @@ while [ $# -gt 0 ]; do
     --no-start) start=0; shift ;;
     --uninstall) uninstall=1; shift ;;
     --purge) purge=1; shift ;;
-    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) say "unknown argument: $1"; usage ;;
   esac
 done
