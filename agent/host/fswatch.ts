@@ -152,10 +152,16 @@ export class DirWatchHub implements FileWatchHub {
       // made in between, neither saw it. Look again now that the anchor is armed; a creation after this look is an event.
       // An anchor armed earlier has seen (or will report) whatever was made since.
       if (!anchored.fresh || statDir(anchored.next) === undefined) return;
+      if (round === MAX_ANCHOR_ROUNDS - 1) {
+        // Folders on the way keep appearing and vanishing: keep this anchor, try again on a later turn of the event
+        // loop (not from here), and let the resync look at the paths meanwhile.
+        const anchor = anchored.anchor;
+        setImmediate(() => this.replan(anchor));
+        this.requestResync();
+        return;
+      }
       this.leaveAnchor(anchored.anchor, dir);
     }
-    // Folders on the way keep appearing and vanishing: keep the anchor in hand and let the resync look.
-    this.requestResync();
   }
 
   /** Waits for missing `dir` from its nearest existing ancestor; undefined when no ancestor can be watched. */

@@ -2,7 +2,7 @@
 // still seen, and a directory the agent may not read (the daemon as uid 65534) is logged once and never loops.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DirWatchHub } from '../../agent/host/fswatch.js';
 import { silentLogger } from '../../lib/log.js';
@@ -40,6 +40,35 @@ describe('path watcher (agent/host/fswatch.ts)', function () {
       writeFileSync(file, 'x\n');
       await waitFor(() => reasons.length > 0, 5_000, 'an event for the file');
       assert.deepEqual(hub.state().watched, [b]);
+    } finally {
+      await hub.close();
+    }
+  });
+
+  it('follows folders made in every gap, ten deep, in bounded steps, and ends up watching the parent', async () => {
+    const levels = Array.from({ length: 10 }, (_, i) => `a${i + 1}`);
+    const target = path.join(t.dir, ...levels);
+    let made = 0;
+    let lost = 0;
+    // Each time the hub finds a folder on the way missing, the one below the deepest existing folder appears: the hub
+    // has to look again, level after level, more often than it does in one go.
+    const hub = new DirWatchHub(silentLogger, () => lost++, {
+      missing: (dir) => {
+        if (dir !== target && existsSync(path.dirname(dir)) && !existsSync(dir)) {
+          mkdirSync(dir);
+          made++;
+        }
+      },
+    });
+    const reasons: string[] = [];
+    try {
+      hub.watchPath(path.join(target, 'f'), (reason) => reasons.push(reason));
+      await waitFor(() => made === 9 && Object.keys(hub.state().anchors).join() === path.dirname(target), 5_000, 'every folder but the last made, waited for from a9');
+      assert.ok(lost >= 1, 'the paths were left to a resync while the hub caught up');
+      mkdirSync(target);
+      await waitFor(() => hub.state().watched.includes(target), 5_000, 'the parent watched');
+      writeFileSync(path.join(target, 'f'), 'x\n');
+      await waitFor(() => reasons.includes('rename') || reasons.includes('change'), 5_000, 'an event for the file');
     } finally {
       await hub.close();
     }
