@@ -17,12 +17,16 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-/** Baselines cached by an earlier run: what an agent enforces when it starts without files and without its controller. */
-export function cachedBaselines(store: AgentStore): { baselines: Baseline[]; versions: Record<string, number>; origin: 'local' | 'controller' } {
+/**
+ * Baselines cached by an earlier run: what an agent enforces when it starts without its controller (`only: 'controller'`),
+ * or when its configured files cannot be loaded (all of them: the last good set).
+ */
+export function cachedBaselines(store: AgentStore, only?: 'controller'): { baselines: Baseline[]; versions: Record<string, number>; origin: 'local' | 'controller' } {
   const baselines: Baseline[] = [];
   const versions: Record<string, number> = {};
   let origin: 'local' | 'controller' = 'local';
   for (const b of store.getActive()) {
+    if (only && b.origin !== only) continue;
     const sources = b.sources;
     baselines.push(
       parseBaseline(b.text, {
@@ -62,9 +66,12 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
     if (!(await loadFromFiles('startup'))) {
       const cached = cachedBaselines(store);
       await agent.activate(cached.baselines, { origin: cached.origin, versions: cached.versions }, 'startup');
+    } else {
+      forgetUnconfigured(store, agent, new Set(agent.activeBaselines().map((b) => b.name)), log);
     }
   } else {
-    const cached = cachedBaselines(store);
+    forgetUnconfigured(store, agent, new Set(), log);
+    const cached = cachedBaselines(store, 'controller');
     if (cached.baselines.length > 0) {
       log.info({ baselines: Object.keys(cached.versions) }, 'enforcing cached baselines');
       await agent.activate(cached.baselines, { origin: cached.origin, versions: cached.versions }, 'startup');
@@ -122,6 +129,19 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
     return stopping;
   };
   return { agent, done, stop };
+}
+
+/**
+ * Local baselines are the files configured now: one cached from a file that is no longer configured (its `baselines:`
+ * entry removed) stops being enforced, and the audit says so. Only a controller's assignments outlive their source.
+ */
+function forgetUnconfigured(store: AgentStore, agent: Agent, configured: Set<string>, log: Logger): void {
+  for (const b of store.getActive()) {
+    if (b.origin !== 'local' || configured.has(b.name)) continue;
+    store.deactivate(b.name);
+    agent.engine.recordAgentEvent('baseline_removed', 'startup', `${b.name} v${b.version}: its file is no longer configured (baselines in the config file, or --baseline)`, b);
+    log.info({ baseline: b.name, version: b.version }, 'local baseline no longer configured: not enforced');
+  }
 }
 
 async function serveMetrics(listen: string, metrics: AgentMetrics, log: Logger): Promise<Server> {

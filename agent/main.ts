@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Entry point of `homeostat-agent`: hands the arguments to the CLI and exits with its code once its output is written.
 import { exitAfterOutput, guardOutput } from '../lib/exit.js';
+import { setProcessTitle } from '../lib/proctitle.js';
 import { main } from './cli/program.js';
 
+setProcessTitle('homeostat-agent', process.argv.slice(2), ['--token']);
 guardOutput();
 main(process.argv.slice(2)).then(exitAfterOutput, (err: unknown) => {
   process.stderr.write(`homeostat-agent: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

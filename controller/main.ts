@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { errorMessage } from '../lib/errors.js';
 import { exitAfterOutput, guardOutput } from '../lib/exit.js';
+import { setProcessTitle } from '../lib/proctitle.js';
 import type { LogLevel } from '../lib/log.js';
 import { createLogger } from '../lib/logger.js';
 import { parseDuration } from '../lib/clock.js';
@@ -58,9 +59,8 @@ function adminToken(flags: RunFlags, log: ReturnType<typeof createLogger>): stri
   if (flags.adminToken !== undefined && flags.adminTokenFile !== undefined) throw new Error('give --admin-token or --admin-token-file, not both');
   if (flags.adminTokenFile !== undefined) return readAdminTokenFile(flags.adminTokenFile);
   if (flags.adminToken !== undefined) {
+    // The process title (set at start) no longer shows it, but it was readable while the process started.
     log.warn({}, '--admin-token puts the operator token where every local user can read it (ps, /proc); use --admin-token-file or HOMEOSTAT_ADMIN_TOKEN');
-    // Overwrites the command line that ps shows, so the token is visible only while the process starts.
-    process.title = 'homeostat-controller run';
     return flags.adminToken;
   }
   return process.env.HOMEOSTAT_ADMIN_TOKEN || undefined;
@@ -172,6 +172,7 @@ export function program(): Command {
   return p;
 }
 
+setProcessTitle('homeostat-controller', process.argv.slice(2), ['--admin-token']);
 guardOutput();
 program()
   .parseAsync(process.argv)

@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   HS_HOST_NO_SUCH_USER: 'an owner or group the host does not have',
   HS_HOST_SYMLINK: 'a symlink stands where a managed file should be',
   HS_HOST_UNSAFE_PATH: 'a managed path goes through a symlink, or a change could be redirected by another user',
+  HS_HOST_MOUNT_GONE: 'the filesystem a managed path was on is no longer mounted',
   HS_HOST_IO: 'any other failure of the host to do what was asked',
   HS_HOST_TIMEOUT: 'the host did not answer in time',
   HS_VALIDATE_REJECTED: "the resource's validate command refused the new content",

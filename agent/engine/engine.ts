@@ -11,6 +11,7 @@ import type { AuditEntry, AuditEvent, NewAuditEntry, Trigger } from '../store/ty
 import { WorkQueue } from './queue.js';
 import { decide, ESCALATE_AFTER_FAILURES, retryDelayMs, type Decision } from './policy.js';
 import { sha256 } from '../host/fsops.js';
+import { MOUNT_CHANGED } from '../host/fswatch.js';
 
 /** A declared resource and the baseline version it came from. */
 export interface ManagedResource {
@@ -277,7 +278,10 @@ export class Engine {
   private async arm(rt: Runtime): Promise<void> {
     if (!rt.resource.watch) return;
     try {
-      rt.disposeWatch = await rt.resource.watch(() => this.queue.add(rt.managed.decl.id, 'watch'));
+      rt.disposeWatch = await rt.resource.watch((reason) => {
+        if (reason === MOUNT_CHANGED) rt.retryAt = 0; // what failed for want of a filesystem may work now: no backoff
+        this.queue.add(rt.managed.decl.id, 'watch');
+      });
     } catch (err) {
       // A watch that cannot be armed leaves the resource to its poll and the resync; the reconcile reports the cause.
       this.opts.log.warn({ resource: rt.managed.decl.id, err: errorMessage(err) }, 'watch failed');

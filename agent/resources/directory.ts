@@ -4,12 +4,17 @@ import { HsError, hostError } from '../../lib/errors.js';
 import type { ResourceDecl } from '../../lib/baseline/types.js';
 import { accounts } from '../host/accounts.js';
 import { fileType, lstatAt, mkdirAt, octal, permBits, rmdirAt, setMetadataAt } from '../host/fsops.js';
+import { MountHome } from '../host/mounts.js';
 import { openParent, splitManaged, withParent, type HeldDir } from '../host/pathwalk.js';
 import type { Change, HostContext, Resource, ResourceKind, StateSummary } from './resource.js';
 
-export type DirectoryObserved =
+export type DirectoryObserved = (
   | { kind: 'missing' }
-  | { kind: 'present'; type: 'file' | 'directory' | 'symlink' | 'other'; mode: number; uid: number; gid: number };
+  | { kind: 'present'; type: 'file' | 'directory' | 'symlink' | 'other'; mode: number; uid: number; gid: number }
+) & {
+  /** The device of the parent directory, when it exists. */
+  parentDev?: bigint;
+};
 
 export class DirectoryResource implements Resource<DirectoryObserved> {
   readonly id: string;
@@ -19,6 +24,8 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
   private readonly mode: number | undefined;
   private readonly owner: string | number | undefined;
   private readonly group: string | number | undefined;
+  /** The filesystem the parent directory was seen compliant on: no repair writes to another one where it went away. */
+  private readonly home: MountHome;
 
   constructor(
     readonly decl: ResourceDecl,
@@ -27,7 +34,9 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
     const f = decl.fields;
     this.id = decl.id;
     this.path = decl.name;
-    this.name = splitManaged(decl.name).name;
+    const { parents, name } = splitManaged(decl.name);
+    this.name = name;
+    this.home = new MountHome(`/${parents.join('/')}`);
     this.ensure = f.ensure === 'absent' ? 'absent' : 'present';
     this.mode = typeof f.mode === 'string' ? parseInt(f.mode, 8) : undefined;
     this.owner = typeof f.owner === 'string' || typeof f.owner === 'number' ? f.owner : undefined;
@@ -38,8 +47,9 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
     try {
       return withParent(this.path, this.id, (dir): DirectoryObserved => {
         const st = dir ? lstatAt(dir, this.name) : undefined;
-        if (!st) return { kind: 'missing' };
-        return { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid) };
+        const parent = dir ? { parentDev: dir.dev } : {};
+        if (!st) return { kind: 'missing', ...parent };
+        return { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid), ...parent };
       });
     } catch (err) {
       throw hostError(err, this.id, `reading ${this.path}`);
@@ -59,10 +69,15 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
     return changes;
   }
 
+  commit(o: DirectoryObserved): void {
+    if (o.parentDev !== undefined) this.home.learn(o.parentDev);
+  }
+
   async apply(o: DirectoryObserved): Promise<void> {
     const p = this.path;
     let dir: HeldDir | undefined;
     try {
+      this.home.check(this.id);
       dir = openParent(p, this.id, this.ensure === 'present' ? { create: { mode: 0o755 } } : {});
       if (!dir) return; // absent, and so is its parent
       if (this.ensure === 'absent') {

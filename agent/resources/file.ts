@@ -20,6 +20,7 @@ import {
   unlinkAt,
   type MetadataChange,
 } from '../host/fsops.js';
+import { MountHome } from '../host/mounts.js';
 import { openParent, splitManaged, withParent, type HeldDir } from '../host/pathwalk.js';
 import { isLeftover, isTempOf, TempFileIndex } from '../host/tempfiles.js';
 import { runValidator } from '../host/validator.js';
@@ -70,6 +71,8 @@ export type FileObserved = (
 ) & {
   /** Temporary files an interrupted repair left next to the path (looked for at a resource's first observation). */
   leftovers: string[];
+  /** The device of the parent directory, when it exists. */
+  parentDev?: bigint;
 };
 
 function readSpec(decl: ResourceDecl): FileSpec {
@@ -115,6 +118,8 @@ export class FileResource implements Resource<FileObserved> {
   private desiredHmacCache: string | undefined;
   /** Set once an observation found no temporary files left by an earlier process: they cannot appear again. */
   private leftoversChecked = false;
+  /** The filesystem the parent directory was seen compliant on: no repair writes to another one where it went away. */
+  private readonly home: MountHome;
 
   constructor(
     readonly decl: ResourceDecl,
@@ -122,13 +127,20 @@ export class FileResource implements Resource<FileObserved> {
   ) {
     this.id = decl.id;
     this.spec = readSpec(decl);
-    this.name = splitManaged(this.spec.path).name;
+    const { parents, name } = splitManaged(this.spec.path);
+    this.name = name;
+    this.home = new MountHome(`/${parents.join('/')}`);
   }
 
   async observe(): Promise<FileObserved> {
     const p = this.spec.path;
     try {
-      return withParent(p, this.id, (dir) => (dir ? this.observeIn(dir) : { kind: 'missing', leftovers: NONE }));
+      return withParent(p, this.id, (dir): FileObserved => {
+        if (!dir) return { kind: 'missing', leftovers: NONE };
+        const o = this.observeIn(dir);
+        o.parentDev = dir.dev;
+        return o;
+      });
     } catch (err) {
       throw hostError(err, this.id, `reading ${p}`);
     }
@@ -184,6 +196,7 @@ export class FileResource implements Resource<FileObserved> {
    * hash go to the journal, so its next observation costs one lstat. Observation itself never writes anything.
    */
   commit(o: FileObserved): void {
+    if (o.parentDev !== undefined) this.home.learn(o.parentDev);
     if (o.kind !== 'file' || o.readAtNs === undefined) return;
     if (o.stat.ctimeNs + SETTLE_NS > o.readAtNs) return;
     if (this.spec.sha256 !== undefined && o.sha256 !== this.spec.sha256) return;
@@ -224,6 +237,7 @@ export class FileResource implements Resource<FileObserved> {
     const p = s.path;
     let dir: HeldDir | undefined;
     try {
+      this.home.check(this.id);
       dir = openParent(p, this.id, s.ensure === 'present' ? { create: { mode: 0o755 } } : {});
       if (!dir) return; // absent and its folder is gone: nothing to remove
       this.removeLeftovers(dir, o.leftovers);
