@@ -101,7 +101,7 @@ describe('homeostatctl against a real controller', function () {
 
   it('creates a join token, pushes and rolls out a baseline, and lists the enrolled agent enforcing it', async () => {
     const { token } = await ok<{ token: string }>(['token', 'create', '--ttl', '1h', '--labels', 'role=web']);
-    assert.match(token, /^hsj1\./);
+    assert.match(token, /^hsj2\./);
     const file = path.join(tmp.dir, 'web.yaml');
     writeFileSync(
       file,
