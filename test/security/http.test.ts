@@ -206,6 +206,29 @@ describe('HTTP edge against hostile clients (real sockets)', function () {
       ws.close();
     });
 
+    it('keeps an enrolled agent connected past the maximum age of an unauthenticated connection', async () => {
+      // The finding: connections were released from the pre-authentication caps only after an operator request, so every
+      // agent was cut at the maximum age (40 s by default) and reconnected, over and over.
+      const c = await start({ limits: { maxAgeMs: 300 } });
+      const { token } = (await c.core.app.inject({ method: 'POST', url: '/api/v1/enrollment-tokens', headers: { authorization: `Bearer ${ADMIN}` }, body: {} })).json<{ token: string }>();
+      const ws = new WebSocket(`${c.agentUrl}/agent`, { perMessageDeflate: false });
+      let closed: number | null = null;
+      ws.on('close', (code) => (closed = code));
+      await new Promise<void>((resolve, reject) => {
+        ws.on('message', (data: Buffer) => {
+          if (decodeControllerMessage(data)?.body === 'welcome') resolve();
+        });
+        ws.on('error', reject);
+        ws.on('open', () => ws.send(encodeAgentMessage({ hello: { protocolVersion: PROTOCOL_VERSION, agentVersion: 'test', joinToken: token, labels: {} } })));
+      });
+      // A later connection that stays unauthenticated is closed at the maximum age: by then the agent's is older still.
+      const idle = await connect();
+      assert.equal(await idle.closed(5000), '');
+      assert.equal(closed, null, 'the agent was not disconnected');
+      assert.equal(ws.readyState, WebSocket.OPEN);
+      ws.close();
+    });
+
     it('closes an agent connection that upgraded but never completes its hello', async () => {
       const c = await start({ gateway: { helloTimeoutMs: 60_000 }, limits: { upgradeAuthTimeoutMs: 300 } });
       const ws = await connect();
