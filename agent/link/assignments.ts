@@ -2,6 +2,7 @@
 // set, caches the signed documents for restarts without network, remembers per name the last signed thing accepted (across
 // removals and restarts, so nothing older can be replayed), and pauses enforcement once signatures expire.
 import { parseBaseline } from '../../lib/baseline/index.js';
+import { sourcesFromMap } from '../../lib/baseline/sources.js';
 import type { Baseline } from '../../lib/baseline/types.js';
 import type { Clock } from '../../lib/clock.js';
 import { HsError, errorMessage, type ErrorCode } from '../../lib/errors.js';
@@ -25,11 +26,7 @@ type StoredPrior = Required<Prior>;
 export function materialize(doc: BaselineDoc): Baseline {
   const b = parseBaseline(doc.yaml, {
     file: doc.file || `${doc.name}.yaml`,
-    readSource: (rel: string): Buffer => {
-      const bytes = Object.hasOwn(doc.sources, rel) ? doc.sources[rel] : undefined;
-      if (bytes === undefined) throw new HsError('HS_BASELINE_SOURCE', `source file ${rel} is not in the signed document`);
-      return Buffer.from(bytes);
-    },
+    readSource: sourcesFromMap(doc.sources, (rel) => `source file ${rel} is not in the signed document`),
   });
   if (b.name !== doc.name) throw new HsError('HS_BASELINE_INVALID', `signed as ${doc.name} but the YAML names ${b.name}`);
   if (b.origin.sha256 !== doc.sha256) throw new HsError('HS_BASELINE_SIGNATURE', `${doc.name} v${doc.version}: content does not match its signed sha256`);
