@@ -24,7 +24,7 @@ export function parseJsonBody(body: Buffer | string, opts: { dataMaps?: readonly
     }
     return v;
   } catch (err) {
-    if (err instanceof ForbiddenKey) throw new HsError('HS_CONFIG', `the request body has a "${err.key}" key, which is never accepted`);
+    if (err instanceof ForbiddenKey) throw new HsError('HS_CONFIG', `the request body has a "${err.key}" key where none is accepted`);
     throw new HsError('HS_CONFIG', `the request body is not valid JSON: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
 }
