@@ -68,7 +68,7 @@ describe('package: installed on a booted Debian 12 host', function () {
     mkdirSync(pkg, { recursive: true });
     copyFileSync(DEB, path.join(pkg, path.basename(DEB)));
     copyFileSync(path.join(REPO, 'packaging/install.sh'), path.join(pkg, 'install.sh'));
-    const r = await host?.exec(['sh', '/root/pkg/install.sh', '--package', `/root/pkg/${path.basename(DEB)}`, '--controller', server.replace(/^http/, 'ws'), '--token', token], { timeoutMs: 120_000 });
+    const r = await host?.exec(['sh', '/root/pkg/install.sh', '--package', `/root/pkg/${path.basename(DEB)}`, '--controller', server.replace(/^http/, 'ws'), '--token', token, '--insecure-http'], { timeoutMs: 120_000 });
     assert.equal(r?.code, 0, `${r?.stdout}\n${r?.stderr}\n${await journal()}`);
     const unit = await host?.show(UNIT, ['ActiveState', 'SubState', 'NRestarts', 'Result', 'UnitFileState']);
     assert.deepEqual(unit, { ActiveState: 'active', SubState: 'running', NRestarts: '0', Result: 'success', UnitFileState: 'enabled' }, await journal());
