@@ -2,6 +2,7 @@
 // baselines when a new one is bad or the controller is away.
 import { createServer, type Server } from 'node:http';
 import { parseBaseline, loadBaselineFiles } from '../lib/baseline/index.js';
+import { sourcesFromMap } from '../lib/baseline/sources.js';
 import { BaselineInvalidError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { Baseline } from '../lib/baseline/types.js';
@@ -27,15 +28,10 @@ export function cachedBaselines(store: AgentStore, only?: 'controller'): { basel
   let origin: 'local' | 'controller' = 'local';
   for (const b of store.getActive()) {
     if (only && b.origin !== only) continue;
-    const sources = b.sources;
     baselines.push(
       parseBaseline(b.text, {
         file: `cache:${b.name}@${b.version}`,
-        readSource: (rel) => {
-          const data = sources[rel];
-          if (data === undefined) throw new Error(`source ${rel} missing from the cached version`);
-          return Buffer.from(data, 'base64');
-        },
+        readSource: sourcesFromMap(b.sources, (rel) => `source ${rel} missing from the cached version`),
       }),
     );
     versions[b.name] = b.version;

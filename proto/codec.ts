@@ -325,6 +325,11 @@ export function encodeBaselineDoc(doc: BaselineDoc): Uint8Array {
   return types.baselineDoc.encode(doc).finish();
 }
 
+/**
+ * `sources` comes back with every file name as a key of its own: the protobufjs that package.json requires (^7.6.6)
+ * defines a `__proto__` map key as a property instead of assigning it, so a signed name can never set the map's prototype
+ * (test/unit/baseline-doc-sources.test.ts). Read it by own keys only (lib/baseline/sources.ts sourcesFromMap).
+ */
 export function decodeBaselineDoc(bytes: Uint8Array): BaselineDoc {
   return decodeWith(types.baselineDoc, bytes, 'baseline document') as unknown as BaselineDoc;
 }

@@ -2,6 +2,7 @@
 // its signed policies (handed to the agent's policy set), each kind on its own shelf (shelf.ts) with the same trust rules,
 // cache and replay guard. Enforcement pauses while any signature the agent holds, of either kind, is past its expiry.
 import { parseBaseline } from '../../lib/baseline/index.js';
+import { sourcesFromMap } from '../../lib/baseline/sources.js';
 import type { Baseline } from '../../lib/baseline/types.js';
 import type { Clock } from '../../lib/clock.js';
 import { HsError } from '../../lib/errors.js';
@@ -18,11 +19,7 @@ const MAX_TIMER_MS = 3_600_000;
 export function materialize(doc: BaselineDoc): Baseline {
   const b = parseBaseline(doc.yaml, {
     file: doc.file || `${doc.name}.yaml`,
-    readSource: (rel: string): Buffer => {
-      const bytes = Object.hasOwn(doc.sources, rel) ? doc.sources[rel] : undefined;
-      if (bytes === undefined) throw new HsError('HS_BASELINE_SOURCE', `source file ${rel} is not in the signed document`);
-      return Buffer.from(bytes);
-    },
+    readSource: sourcesFromMap(doc.sources, (rel) => `source file ${rel} is not in the signed document`),
   });
   if (b.name !== doc.name) throw new HsError('HS_BASELINE_INVALID', `signed as ${doc.name} but the YAML names ${b.name}`);
   if (b.origin.sha256 !== doc.sha256) throw new HsError('HS_BASELINE_SIGNATURE', `${doc.name} v${doc.version}: content does not match its signed sha256`);

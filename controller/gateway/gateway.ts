@@ -168,6 +168,8 @@ export class AgentGateway implements GatewayContext {
       this.alive.set(ws, true);
       ws.on('pong', () => this.alive.set(ws, true));
       new AgentSession(this, ws, req.socket as Socket, slot, `${address}:${req.socket.remotePort ?? 0}`, head.length);
+      // The HTTP edge follows each connection to release it from its pre-authentication caps once the hello is accepted.
+      this.wss.emit('connection', ws, req);
     });
   }
 
