@@ -6,6 +6,7 @@ import { HsError, errorMessage } from '../lib/errors.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { Baseline, ResourceDecl } from '../lib/baseline/types.js';
+import { PolicySet, type ActivePolicy } from '../lib/policy/index.js';
 import type { HostContext } from './resources/resource.js';
 import { registry } from './resources/registry.js';
 import type { Engine, ManagedResource, BaselineRef } from './engine/engine.js';
@@ -61,6 +62,8 @@ export class Agent {
   private readonly log: Logger;
   private readonly closeHost: (() => Promise<void>) | undefined;
   private readonly sets: Record<BaselineOrigin, ActiveSet> = { local: EMPTY, controller: EMPTY };
+  /** The policy documents from the controller; kept and recorded, not yet consulted by the engine (docs/policy.md). */
+  private policySet = new PolicySet();
   private started = false;
   /** Called after each activation that changed the managed set (the daemon gives memory back then). */
   afterActivation: (() => void) | undefined;
@@ -133,14 +136,14 @@ export class Agent {
    * Baselines of `origin` cached by an earlier run that are not to be enforced now (a host managed by a controller and
    * given no baseline files of its own): no longer active in the cache, each recorded as removed, saying why.
    */
-  dropCached(origin: BaselineOrigin, cached: { name: string; version: number; signedBy: string | undefined }[], why: string): void {
+  dropCached(origin: BaselineOrigin, cached: { name: string; version: number; signedBy: string | undefined }[], detail: (b: BaselineRef) => string): void {
     for (const b of cached) {
       try {
         this.store?.deactivate(origin, b.signedBy, b.name);
       } catch (err) {
         this.log.error({ baseline: b.name, err: errorMessage(err) }, 'cached baseline not deactivated');
       }
-      this.recordAgent('baseline_removed', 'startup', `${b.name} v${b.version} (${origin}) no longer enforced: ${why}`, b);
+      this.recordAgent('baseline_removed', 'startup', detail(b), b);
     }
   }
 
@@ -172,6 +175,34 @@ export class Agent {
         };
       }),
     );
+  }
+
+  /**
+   * Makes `policies` the active policy set. A set naming one policy twice or with a version below 1 is refused as a whole
+   * (`policy_rejected`, and the previous set stays); otherwise `policy_activated` is recorded for each version new here.
+   */
+  async setPolicies(policies: ActivePolicy[], trigger: Trigger): Promise<void> {
+    const names = new Set<string>();
+    for (const p of policies) {
+      const name = p.document.name;
+      const problem = !Number.isInteger(p.version) || p.version < 1 ? `version ${p.version} is not a positive integer` : names.has(name) ? 'given twice in one set' : null;
+      if (problem) {
+        const err = new HsError('HS_POLICY_INVALID', `policy ${name}: ${problem}; the previous policies stay active`);
+        this.recordAgent('policy_rejected', trigger, err.message, { name, version: p.version });
+        throw err;
+      }
+      names.add(name);
+    }
+    const previous = new Map(this.policySet.policies.map((p) => [p.document.name, p.version]));
+    this.policySet = new PolicySet(policies);
+    for (const p of this.policySet.policies) {
+      const d = p.document;
+      if (previous.get(d.name) !== p.version) this.recordAgent('policy_activated', trigger, `${d.name} v${p.version} (${d.rules.length} rules, ${d.windows.size} windows)`, { name: d.name, version: p.version });
+    }
+  }
+
+  activePolicies(): readonly ActivePolicy[] {
+    return this.policySet.policies;
   }
 
   /** Records a baseline that was refused, so the audit says why the old one is still enforced. */

@@ -105,15 +105,20 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   // The controller's last signed baselines go first: the local files cannot take a resource the controller assigned.
   await activateCached('controller', cached.controller);
   if (config.baselines.length > 0) {
-    if (!(await loadFromFiles('startup'))) await activateCached('local', cached.local);
+    if (await loadFromFiles('startup')) {
+      const configured = new Set(agent.activeBaselines().filter((a) => a.origin === 'local').map((a) => a.name));
+      forgetUnconfigured(agent, cached.local, configured);
+    } else {
+      await activateCached('local', cached.local);
+    }
   } else if (!config.controller) {
-    await activateCached('local', cached.local);
+    forgetUnconfigured(agent, cached.local, new Set());
   } else if (cached.local.baselines.length > 0) {
     // Managed and given no files: the host's own baselines of an earlier standalone run are not enforced any more, so the
     // controller can take over the names and resources they had (docs/controller.md, "From standalone to managed").
     const why = 'the agent is managed by a controller and given no baseline files of its own';
     log.warn({ baselines: Object.keys(cached.local.versions) }, 'cached local baselines not enforced: managed by a controller and given no baseline files');
-    agent.dropCached('local', Object.entries(cached.local.versions).map(([name, version]) => ({ name, version, signedBy: undefined })), why);
+    agent.dropCached('local', Object.entries(cached.local.versions).map(([name, version]) => ({ name, version, signedBy: undefined })), (b) => `${b.name} v${b.version} (local) no longer enforced: ${why}`);
   }
   closeInterrupted(agent, store, log);
   await agent.start();
@@ -175,6 +180,21 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
     return stopping;
   };
   return { agent, done, stop };
+}
+
+/**
+ * Local baselines are the files configured now: one cached from a file that is no longer configured (its `baselines:`
+ * entry removed) stops being enforced, and the audit says so. Only a controller's assignments outlive their source; a
+ * cached copy of a local baseline is only the fallback for a configured file that cannot be loaded.
+ */
+function forgetUnconfigured(agent: Agent, cached: CachedSet, configured: Set<string>): void {
+  const gone = Object.entries(cached.versions).filter(([name]) => !configured.has(name));
+  if (gone.length === 0) return;
+  agent.dropCached(
+    'local',
+    gone.map(([name, version]) => ({ name, version, signedBy: undefined })),
+    (b) => `${b.name} v${b.version}: its file is no longer configured (baselines in the config file, or --baseline)`,
+  );
 }
 
 /**

@@ -14,11 +14,15 @@ import { createApp, type App, type AppOptions } from './http/app.js';
 import { ensureDataDir, loadAdminToken } from './identity.js';
 import { ControllerMetrics } from './metrics.js';
 import { PlanService } from './plans.js';
+import { PolicyService } from './policies.js';
 import { RolloutEngine, type RolloutEngineOptions } from './rollouts/engine.js';
 import { openSigningKey } from './signing-key.js';
 import { Retention, DEFAULT_RETENTION, type RetentionOptions } from './store/retention.js';
 import { SqliteControllerStore } from './store/sqlite.js';
 import type { ControllerStore } from './store/types.js';
+import { LocalPolicyPublisher } from './tuning/publisher.js';
+import { TuningService } from './tuning/service.js';
+import type { AutotuneMode } from './tuning/settings.js';
 
 export interface CoreOptions {
   dataDir: string;
@@ -38,6 +42,8 @@ export interface CoreOptions {
   events?: Partial<EventLimits>;
   escalations?: Partial<EscalationLimits>;
   retention?: Partial<RetentionOptions>;
+  /** `--autotune`: sets bounded autotuning on or off at start (absent: the stored setting stands, off by default). */
+  autotune?: AutotuneMode;
   clock?: Clock;
   log?: Logger;
 }
@@ -49,11 +55,13 @@ export interface ControllerCore {
   adminTokenFile: string | null;
   enrollment: Enrollment;
   baselines: BaselineService;
+  policies: PolicyService;
   events: EventIngest;
   escalations: EscalationService;
   gateway: AgentGateway;
   rollouts: RolloutEngine;
   plans: PlanService;
+  tuning: TuningService;
   metrics: ControllerMetrics;
   retention: Retention;
   app: App;
@@ -85,6 +93,8 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
   const enrollment = new Enrollment(store, clock, opts.fingerprint, publicKeyFingerprint(signingKey.publicKey));
   const baselines = new BaselineService(store, signingKey, clock, log, opts.signatureValidityMs ?? DEFAULT_SIGNATURE_VALIDITY_MS);
   await baselines.load();
+  const policies = new PolicyService(store, signingKey, clock, log, opts.signatureValidityMs ?? DEFAULT_SIGNATURE_VALIDITY_MS);
+  await policies.load();
   const events = new EventIngest(store, clock, log, opts.events);
   events.observer = {
     fieldCut: (field) => metrics.eventFieldsCut.inc({ field }),
@@ -99,21 +109,27 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
     return escalations.observe(inserted);
   });
   const gateway = new AgentGateway(
-    { store, enrollment, baselines, events, escalations, metrics, log, clock, signingPublicKey: signingKey.publicKey, signingKeyId: signingKey.keyId },
+    { store, enrollment, baselines, policies, events, escalations, metrics, log, clock, signingPublicKey: signingKey.publicKey, signingKeyId: signingKey.keyId },
     opts.gateway,
   );
   // Before any agent connects: a restarted controller resumes its rollouts and hands out what their waves reached.
-  const rollouts = new RolloutEngine({ store, baselines, gateway, events, clock, log }, { tickMs: 250, ...opts.rollouts });
+  const rollouts = new RolloutEngine({ store, baselines, policies, gateway, events, escalations, clock, log }, { tickMs: 250, ...opts.rollouts });
   await rollouts.load();
   const plans = new PlanService({ store, baselines, gateway, clock, log, signingKey });
-  const app = createApp({ store, baselines, enrollment, escalations, events, gateway, rollouts, plans, metrics, clock, log, adminToken: admin.token }, opts.http);
+  const tuning = new TuningService({ store, publisher: new LocalPolicyPublisher(store, clock), clock, log });
+  await tuning.start(opts.autotune);
+  const app = createApp({ store, baselines, policies, enrollment, escalations, events, gateway, rollouts, plans, tuning, metrics, clock, log, adminToken: admin.token }, opts.http);
   // Renewal keeps signatures fresh for connected agents; checking hourly is plenty against a validity of days.
   const validity = opts.signatureValidityMs ?? DEFAULT_SIGNATURE_VALIDITY_MS;
+  const renew = async (): Promise<void> => {
+    await baselines.renewDue();
+    await policies.renewDue();
+  };
   const renewal = setInterval(
-    () => void baselines.renewDue().catch((err: unknown) => log.error({ err: errorMessage(err) }, 'signature renewal failed')),
+    () => void renew().catch((err: unknown) => log.error({ err: errorMessage(err) }, 'signature renewal failed')),
     Math.min(3_600_000, Math.max(1000, validity / 4)),
   ).unref();
-  await baselines.renewDue();
+  await renew();
   const retention = new Retention(store, clock, log, { ...DEFAULT_RETENTION, ...opts.retention });
   retention.onPass = (r) => {
     metrics.eventsDeleted.inc({ reason: 'age' }, r.eventsAged);
@@ -128,11 +144,13 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
     adminTokenFile: admin.file,
     enrollment,
     baselines,
+    policies,
     events,
     escalations,
     gateway,
     rollouts,
     plans,
+    tuning,
     metrics,
     retention,
     app,
@@ -140,6 +158,7 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
       clearInterval(renewal);
       await retention.close();
       plans.close();
+      await tuning.close();
       await rollouts.close();
       await gateway.close();
       await events.flush();

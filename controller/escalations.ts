@@ -1,10 +1,12 @@
 // Escalations: opened from the agents' own events (escalated, suppressed_flapping, repair_failed), one open per agent and
-// resource; decided by operators; delivered to the agent as signed decisions until it acknowledges them. An agent can
-// open them only for resources of a baseline version this controller assigns it, and only so many at once.
+// resource, showing who made the drift and, for a fight, the opponent; decided by operators; delivered to the agent as
+// signed decisions until it acknowledges them. An agent can open them only for resources of a baseline version this
+// controller assigns it, and only so many at once.
 import type { Clock } from '../lib/clock.js';
 import { HsError, errorMessage } from '../lib/errors.js';
 import { selectorMatches } from '../lib/labels.js';
 import type { Logger } from '../lib/log.js';
+import { ACTOR_SOURCES, actorLabel, type Actor } from '../lib/policy/actor.js';
 import { signBytes, type SigningKey } from '../lib/signing.js';
 import { encodeDecisionDoc, type DecisionAck, type DecisionAction, type DecisionDoc } from '../proto/codec.js';
 import type { ControllerStore, EscalationRecord, EventRecord } from './store/types.js';
@@ -35,8 +37,68 @@ export interface DecisionInput {
   by: string;
 }
 
+/**
+ * The actor an agent sent as JSON, kept to the known fields of their types (the text is the agent's: anything else is
+ * dropped); null when it is not an actor at all.
+ */
+export function actorOf(text: string | null): Actor | null {
+  if (text === null || text.length > 64 * 1024) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
+  const o = v as Record<string, unknown>;
+  const source = ACTOR_SOURCES.find((x) => x === o.source);
+  if (source === undefined) return null;
+  const a: Actor = { source };
+  const strings = ['exe', 'cmdline', 'user', 'loginUser', 'unit', 'detail'] as const;
+  const numbers = ['pid', 'uid', 'loginUid', 'time'] as const;
+  for (const k of strings) if (typeof o[k] === 'string') a[k] = (o[k] as string).slice(0, 4096);
+  for (const k of numbers) if (typeof o[k] === 'number' && Number.isFinite(o[k])) a[k] = o[k] as number;
+  if (Array.isArray(o.parents)) a.parents = o.parents.filter((p): p is string => typeof p === 'string').slice(0, 64).map((p) => p.slice(0, 4096));
+  return a;
+}
+
+/**
+ * The opponent a flap escalation names: lib/policy/patterns.ts's findFight words it `fighting /usr/bin/puppet
+ * (puppet.service): 6 changes in 10 min`, in the decision's reason or the event's detail. Null when none is named.
+ */
+export function opponentOf(...texts: (string | null | undefined)[]): string | null {
+  for (const t of texts) {
+    const m = t ? /fighting (.+?): \d+ changes in /.exec(t.slice(0, 4096)) : null;
+    if (m?.[1]) return m[1];
+  }
+  return null;
+}
+
+/** The reason of a decision an agent sent as JSON, if it has one. */
+function decisionReason(text: string | null): string | null {
+  if (text === null) return null;
+  try {
+    const d = JSON.parse(text) as unknown;
+    return typeof d === 'object' && d !== null && typeof (d as { reason?: unknown }).reason === 'string' ? (d as { reason: string }).reason : null;
+  } catch {
+    return null;
+  }
+}
+
+/** What the escalation shows of the event that opened (or last repeated) it: who, how it was decided, whom it fights. */
+function attribution(e: EventRecord): Pick<EscalationRecord, 'actor' | 'decision' | 'opponent'> {
+  return { actor: e.actor, decision: e.decision, opponent: e.event === 'suppressed_flapping' ? opponentOf(decisionReason(e.decision), e.detail) : null };
+}
+
+/** A short name for the actor of an escalation (`/usr/bin/puppet (puppet.service)`), or null when none is known. */
+export function actorLabelOf(text: string | null): string | null {
+  const a = actorOf(text);
+  return a ? actorLabel(a) : null;
+}
+
 export class EscalationService {
   private readonly listeners = new Set<(agentId: string) => void>();
+  private readonly updates = new Set<(e: { id: number; agentId: string }) => void>();
   /** agent + resource of every open escalation, so the common case (a routine repair) costs no query. */
   private readonly openKeys = new Set<string>();
   private readonly openPerAgent = new Map<string, number>();
@@ -123,6 +185,22 @@ export class EscalationService {
     return () => this.listeners.delete(listener);
   }
 
+  /** Called whenever an escalation is decided, resolved, or its decision carried out (rollouts waiting on it look again). */
+  onUpdate(listener: (e: { id: number; agentId: string }) => void): () => void {
+    this.updates.add(listener);
+    return () => this.updates.delete(listener);
+  }
+
+  private updated(id: number, agentId: string): void {
+    for (const l of this.updates) {
+      try {
+        l({ id, agentId });
+      } catch (err) {
+        this.log.error({ err: errorMessage(err), escalation: id }, 'escalation listener failed');
+      }
+    }
+  }
+
   /** Opens, repeats or resolves escalations from newly persisted events (never run twice for one event). */
   async observe(events: EventRecord[]): Promise<void> {
     for (const e of events) {
@@ -130,7 +208,15 @@ export class EscalationService {
       if (ESCALATING_EVENTS.has(e.event)) {
         const open = this.openKeys.has(key(e.agentId, e.resource)) ? await this.store.findOpenEscalation(e.agentId, e.resource) : undefined;
         if (open) {
-          await this.store.updateEscalation(open.id, { repeats: open.repeats + 1, detail: e.detail ?? open.detail });
+          // The latest event that names an actor or an opponent says most about who is at work now.
+          const seen = attribution(e);
+          await this.store.updateEscalation(open.id, {
+            repeats: open.repeats + 1,
+            detail: e.detail ?? open.detail,
+            ...(seen.actor !== null ? { actor: seen.actor } : {}),
+            ...(seen.decision !== null ? { decision: seen.decision } : {}),
+            ...(seen.opponent !== null ? { opponent: seen.opponent } : {}),
+          });
           continue;
         }
         const why = await this.refusal({ ...e, resource: e.resource });
@@ -146,6 +232,7 @@ export class EscalationService {
           version: e.version,
           kind: e.event,
           detail: e.detail,
+          ...attribution(e),
           observed: e.observed,
           desired: e.desired,
           diff: e.diff,
@@ -168,6 +255,7 @@ export class EscalationService {
         // The controller's time: the agent's own clock (or a hostile agent) must not decide when retention removes it.
         if (open) await this.store.updateEscalation(open.id, { status: 'resolved', decidedAt: e.receivedAt, decidedBy: 'agent' });
         this.markClosed(e.agentId, e.resource);
+        if (open) this.updated(open.id, e.agentId);
       }
     }
   }
@@ -209,6 +297,7 @@ export class EscalationService {
     this.markClosed(rec.agentId, rec.resource);
     this.log.info({ escalation: id, agent: rec.agentId, resource: rec.resource, action: d.action }, 'escalation decided');
     for (const l of this.listeners) l(rec.agentId);
+    this.updated(id, rec.agentId);
     return { ...rec, ...patch };
   }
 
@@ -218,6 +307,7 @@ export class EscalationService {
     const rec = Number.isInteger(id) ? await this.store.getEscalation(id) : undefined;
     if (!rec || rec.agentId !== agentId) return;
     await this.store.updateEscalation(id, { outcome: ack.ok ? 'done' : 'failed', outcomeError: ack.ok ? null : ack.error });
+    this.updated(id, agentId);
   }
 
   pending(agentId: string): Promise<EscalationRecord[]> {

@@ -1,6 +1,7 @@
 // What one agent may put into the controller's event store: a rate per agent (a token bucket the ingest waits on, so the
 // controller acknowledges only what it accepted and the agent keeps the rest in its outbox), and a size bound per field
-// (longer text is cut, with a marker saying so).
+// (longer text is cut, with a marker saying so; a JSON field is replaced by a JSON marker; the list of changed fields, far
+// longer than any real one, is dropped as unknown).
 import type { Clock } from '../lib/clock.js';
 import type { EventInput } from './store/types.js';
 
@@ -25,6 +26,11 @@ export const FIELD_LIMITS = {
   detail: 4096,
   prevHash: 128,
   hash: 128,
+  actor: 8 * 1024,
+  decision: 4 * 1024,
+  risk: 16,
+  /** The changed field kinds as JSON text: a real list (`["content","mode"]`) takes tens of characters. */
+  changes: 2048,
 } as const;
 
 export type BoundedField = keyof typeof FIELD_LIMITS;
@@ -42,21 +48,23 @@ export function boundEvent(e: EventInput, onCut: (field: BoundedField) => void):
     out[field] = value;
     onCut(field);
   };
-  for (const field of ['resource', 'event', 'trigger', 'baseline', 'diff', 'detail', 'prevHash', 'hash'] as const) {
+  for (const field of ['resource', 'event', 'trigger', 'baseline', 'diff', 'detail', 'prevHash', 'hash', 'risk'] as const) {
     const v = e[field];
-    if (v !== null && v.length > FIELD_LIMITS[field]) set(field, cut(v, FIELD_LIMITS[field]));
+    if (v != null && v.length > FIELD_LIMITS[field]) set(field, cut(v, FIELD_LIMITS[field]));
   }
-  for (const field of ['observed', 'desired'] as const) {
+  for (const field of ['observed', 'desired', 'actor', 'decision'] as const) {
     const v = e[field];
-    if (v !== null && v.length > FIELD_LIMITS[field]) set(field, JSON.stringify({ truncated: true, characters: v.length }));
+    if (v != null && v.length > FIELD_LIMITS[field]) set(field, JSON.stringify({ truncated: true, characters: v.length }));
   }
+  // Cut, the list would no longer be one: dropped, it says "unknown" (readers fall back on the detail).
+  if (e.changes != null && e.changes.length > FIELD_LIMITS.changes) set('changes', null);
   return out ?? e;
 }
 
 /** What an event costs against the rate: one per started KiB of its text. */
 export function eventCost(e: EventInput): number {
-  const len = (v: string | null): number => (v === null ? 0 : v.length);
-  const chars = len(e.resource) + len(e.observed) + len(e.desired) + len(e.diff) + len(e.detail) + e.event.length;
+  const len = (v: string | null | undefined): number => (v == null ? 0 : v.length);
+  const chars = len(e.resource) + len(e.observed) + len(e.desired) + len(e.diff) + len(e.detail) + e.event.length + len(e.actor) + len(e.decision);
   return 1 + Math.floor(chars / 1024);
 }
 

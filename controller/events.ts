@@ -30,6 +30,10 @@ export function eventFromWire(e: WireEvent): EventInput {
     detail: opt(e.detail),
     prevHash: e.prevHash,
     hash: e.hash,
+    actor: opt(e.actorJson ?? ''),
+    decision: opt(e.decisionJson ?? ''),
+    changes: e.changes && e.changes.length > 0 ? JSON.stringify(e.changes) : null,
+    risk: opt(e.risk ?? ''),
   };
 }
 

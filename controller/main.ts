@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { errorMessage } from '../lib/errors.js';
 import { exitAfterOutput, guardOutput } from '../lib/exit.js';
+import { setProcessTitle } from '../lib/proctitle.js';
 import type { LogLevel } from '../lib/log.js';
 import { createLogger } from '../lib/logger.js';
 import { parseDuration } from '../lib/clock.js';
@@ -13,6 +14,7 @@ import { DEFAULT_EVENT_LIMITS } from './event-limits.js';
 import { DEFAULT_CONNECTION_LIMITS } from './http/connections.js';
 import { startController } from './server.js';
 import { DEFAULT_RETENTION } from './store/retention.js';
+import { AUTOTUNE_MODES, type AutotuneMode } from './tuning/settings.js';
 
 interface RunFlags {
   dataDir: string;
@@ -35,6 +37,7 @@ interface RunFlags {
   maxOpenEscalations: string;
   maxConnectionsPerAddress: string;
   maxUnauthenticatedConnections: string;
+  autotune?: AutotuneMode;
   logLevel: LogLevel;
 }
 
@@ -56,9 +59,8 @@ function adminToken(flags: RunFlags, log: ReturnType<typeof createLogger>): stri
   if (flags.adminToken !== undefined && flags.adminTokenFile !== undefined) throw new Error('give --admin-token or --admin-token-file, not both');
   if (flags.adminTokenFile !== undefined) return readAdminTokenFile(flags.adminTokenFile);
   if (flags.adminToken !== undefined) {
+    // The process title (set at start) no longer shows it, but it was readable while the process started.
     log.warn({}, '--admin-token puts the operator token where every local user can read it (ps, /proc); use --admin-token-file or HOMEOSTAT_ADMIN_TOKEN');
-    // Overwrites the command line that ps shows, so the token is visible only while the process starts.
-    process.title = 'homeostat-controller run';
     return flags.adminToken;
   }
   return process.env.HOMEOSTAT_ADMIN_TOKEN || undefined;
@@ -120,6 +122,7 @@ async function run(flags: RunFlags): Promise<number> {
     escalations: { maxOpenPerAgent: n.maxOpenEscalations },
     retention: { eventMaxAgeMs: n.eventRetention, eventBytesPerAgent: n.eventQuota, escalationMaxAgeMs: n.escalationRetention },
     limits: { perAddress: n.maxConnectionsPerAddress, unauthenticated: n.maxUnauthenticatedConnections },
+    ...(flags.autotune !== undefined ? { autotune: flags.autotune } : {}),
     log,
   });
   log.info({ url: c.url, agents: `${c.agentUrl}/agent`, fingerprint: c.fingerprint, adminTokenFile: c.core.adminTokenFile }, 'controller listening');
@@ -161,6 +164,7 @@ export function program(): Command {
     .option('--max-open-escalations <n>', 'open escalations one agent may have', String(DEFAULT_ESCALATION_LIMITS.maxOpenPerAgent))
     .option('--max-connections-per-address <n>', 'connections one address (IPv6: one /64) may hold before authenticating', String(DEFAULT_CONNECTION_LIMITS.perAddress))
     .option('--max-unauthenticated-connections <n>', 'connections all addresses together may hold before authenticating', String(DEFAULT_CONNECTION_LIMITS.unauthenticated))
+    .addOption(new Option('--autotune <mode>', 'bounded: apply tuning proposals within their bounds by itself; off: never (default: the stored setting, off unless changed)').choices([...AUTOTUNE_MODES]))
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
     .action(async (flags: RunFlags) => {
       process.exitCode = await run(flags);
@@ -168,6 +172,7 @@ export function program(): Command {
   return p;
 }
 
+setProcessTitle('homeostat-controller', process.argv.slice(2), ['--admin-token']);
 guardOutput();
 program()
   .parseAsync(process.argv)

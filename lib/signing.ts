@@ -1,4 +1,4 @@
-// Ed25519 signatures shared by both sides: the controller signs baseline versions, decisions, plan requests and removals;
+// Ed25519 signatures shared by both sides: the controller signs baseline and policy versions, decisions, plan requests and removals;
 // the agent verifies them against the key it pinned from its join token. Keys travel as raw 32-byte public keys; private
 // keys stay in PEM on the controller.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
@@ -13,11 +13,13 @@ export interface SigningKey {
 }
 
 /**
- * Documents signed with a domain (plans, removals) are signed as `0x07 "homeostat/<domain>/v1" 0x00 payload`. Baselines and
- * decisions are signed over their bare payload (as since protocol 1); 0x07 is a protobuf tag with the invalid wire type 7,
- * so a domain-signed message never decodes as one of them, and each domain's signatures verify only in that domain.
+ * Documents signed with a domain (plans, removals, policies and their removals) are signed as
+ * `0x07 "homeostat/<domain>/v1" 0x00 payload`. Baselines and decisions are signed over their bare payload (as since
+ * protocol 1); 0x07 is a protobuf tag with the invalid wire type 7, so a domain-signed message never decodes as one of
+ * them, and each domain's signatures verify only in that domain: a policy's signature never passes for a baseline's, nor a
+ * policy's removal for a baseline's.
  */
-export type SigningDomain = 'plan' | 'removal';
+export type SigningDomain = 'plan' | 'removal' | 'policy' | 'policy-removal';
 
 function domainMessage(domain: SigningDomain, payload: Uint8Array): Buffer {
   return Buffer.concat([Buffer.from([0x07]), Buffer.from(`homeostat/${domain}/v1`), Buffer.from([0]), payload]);

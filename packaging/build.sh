@@ -11,7 +11,8 @@
 #   3. bundle   esbuild: one CommonJS file per binary, every dependency inside
 #   4. sea      the bundle plus the addon as an asset, with V8's code cache and the runtime flags, injected
 #               into a stripped copy of the runtime
-#   5. deb      homeostat-agent_VERSION_amd64.deb with the unit, a default config and scripts
+#   5. deb      homeostat-agent_VERSION_amd64.deb with the unit, a default config and scripts;
+#               beside them install.sh and the systemd units, for hosts installed without the .deb
 # Network: only the Debian archive (debootstrap, step 2). HOMEOSTAT_BETTER_SQLITE3=DIR builds with another
 # copy of better-sqlite3 (its JavaScript and its addon), e.g. to show what the package tests catch.
 set -euo pipefail
@@ -204,6 +205,10 @@ if [ "$want_deb" = 1 ]; then
   "$here/debian/build-deb.sh" "$out/homeostat-agent" "$version" "$glibc" "$out"
 fi
 
+# What an install needs beside the executable: install.sh finds the unit (and the .deb or the executable) next to it.
+install -m 0755 "$here/install.sh" "$out/install.sh"
+install -m 0644 "$here/systemd/homeostat-agent.service" "$here/systemd/homeostat-controller.service" "$out/"
+
 cat >"$out/BUILDINFO" <<EOF
 version=$version
 node=$node_version
@@ -216,5 +221,5 @@ addon_glibc=$addon_glibc
 node_glibc=$node_glibc
 glibc_floor=$glibc
 EOF
-(cd "$out" && sha256sum homeostat-* >SHA256SUMS)
-log "done: $out/{$(printf 'homeostat-%s,' "${targets[@]}")BUILDINFO,SHA256SUMS}$([ "$want_deb" = 1 ] && echo " homeostat-agent_${version}_amd64.deb")"
+(cd "$out" && sha256sum homeostat-* install.sh >SHA256SUMS)
+log "done: $out/{$(printf 'homeostat-%s,' "${targets[@]}")install.sh,homeostat-agent.service,homeostat-controller.service,BUILDINFO,SHA256SUMS}$([ "$want_deb" = 1 ] && echo " homeostat-agent_${version}_amd64.deb")"

@@ -9,8 +9,12 @@ import { PROTO_TEXT } from './schema.js';
  *   2: plan requests and results (what a version would change), convergence reports after assignments (rollout health).
  *   3: signed plan requests (PlanDoc, per agent, expiring); signed removals (RemovalDoc) and held issue times; hello labels
  *      are only requests (facts no longer folded in) and the welcome carries the trusted labels.
+ *   4: signed policy documents and their removals in assignments, held and acknowledged like baselines; events carry the
+ *      actor, the decision, the changed fields and the risk.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
+/** The first protocol whose agents are sent policies. */
+export const POLICY_PROTOCOL_VERSION = 4;
 /** The oldest agent protocol the controller still serves. */
 export const MIN_PROTOCOL_VERSION = 1;
 
@@ -58,6 +62,8 @@ export interface Hello {
   facts: HostFacts | null;
   enforcing: Applied[];
   held: Held[];
+  policies: Applied[];
+  policyHeld: Held[];
 }
 
 export interface Heartbeat {
@@ -72,6 +78,9 @@ export interface AssignmentAck {
   rejected: Rejected[];
   enforcementPaused: boolean;
   held: Held[];
+  policies: Applied[];
+  policiesRejected: Rejected[];
+  policyHeld: Held[];
 }
 
 /** One audit record on the wire; empty strings and 0 stand for "none". */
@@ -89,6 +98,11 @@ export interface WireEvent {
   detail: string;
   prevHash: string;
   hash: string;
+  /** Protocol 4 (decoded as '' and [] from older agents): the actor and decision as JSON, the changed fields, the risk. */
+  actorJson?: string;
+  decisionJson?: string;
+  changes?: string[];
+  risk?: string;
 }
 
 export interface EventBatch {
@@ -134,6 +148,10 @@ export interface SignedDoc {
 export interface Assignment {
   baselines: SignedBaseline[];
   removals: SignedDoc[];
+  /** Encoded PolicyDocs signed in the policy domain (protocol 4). */
+  policies: SignedDoc[];
+  /** Encoded RemovalDocs of policy names, signed in the policy-removal domain. */
+  policyRemovals: SignedDoc[];
 }
 
 export interface RemovalDoc {
@@ -158,6 +176,17 @@ export interface BaselineDoc {
   sha256: string;
   yaml: string;
   sources: Record<string, Uint8Array>;
+  file: string;
+  issuedAt: number;
+  expiresAt: number;
+  rollback: boolean;
+}
+
+export interface PolicyDoc {
+  name: string;
+  version: number;
+  sha256: string;
+  yaml: string;
   file: string;
   issuedAt: number;
   expiresAt: number;
@@ -256,6 +285,7 @@ const types = {
   decisionDoc: root.lookupType('homeostat.v1.DecisionDoc'),
   planDoc: root.lookupType('homeostat.v1.PlanDoc'),
   removalDoc: root.lookupType('homeostat.v1.RemovalDoc'),
+  policyDoc: root.lookupType('homeostat.v1.PolicyDoc'),
 };
 const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, defaults: true, oneofs: true };
 
@@ -295,6 +325,11 @@ export function encodeBaselineDoc(doc: BaselineDoc): Uint8Array {
   return types.baselineDoc.encode(doc).finish();
 }
 
+/**
+ * `sources` comes back with every file name as a key of its own: the protobufjs that package.json requires (^7.6.6)
+ * defines a `__proto__` map key as a property instead of assigning it, so a signed name can never set the map's prototype
+ * (test/unit/baseline-doc-sources.test.ts). Read it by own keys only (lib/baseline/sources.ts sourcesFromMap).
+ */
 export function decodeBaselineDoc(bytes: Uint8Array): BaselineDoc {
   return decodeWith(types.baselineDoc, bytes, 'baseline document') as unknown as BaselineDoc;
 }
@@ -323,4 +358,12 @@ export function encodeRemovalDoc(doc: RemovalDoc): Uint8Array {
 
 export function decodeRemovalDoc(bytes: Uint8Array): RemovalDoc {
   return decodeWith(types.removalDoc, bytes, 'removal document') as unknown as RemovalDoc;
+}
+
+export function encodePolicyDoc(doc: PolicyDoc): Uint8Array {
+  return types.policyDoc.encode(doc).finish();
+}
+
+export function decodePolicyDoc(bytes: Uint8Array): PolicyDoc {
+  return decodeWith(types.policyDoc, bytes, 'policy document') as unknown as PolicyDoc;
 }

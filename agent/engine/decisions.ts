@@ -129,6 +129,11 @@ export class Decisions {
     return { escalate: d.failures === ESCALATE_AFTER_FAILURES || (!e.retryable && d.failures === 1), retryInMs };
   }
 
+  /** The next reconcile repairs at once instead of waiting out the backoff of earlier failures. */
+  liftBackoff(rt: Runtime): void {
+    if (rt.drift) rt.drift.retryAt = 0;
+  }
+
   /** An operator approved a repair: lift suppression and backoff, repair once. */
   approve(rt: Runtime): void {
     const d = driftState(rt);

@@ -8,6 +8,7 @@ import type { HostContext, Resource } from '../resources/resource.js';
 import { registry } from '../resources/registry.js';
 import type { AuditEntry, AuditEvent, Trigger } from '../store/types.js';
 import { sha256 } from '../host/fsops.js';
+import { MOUNT_CHANGED } from '../host/fswatch.js';
 import { Decisions, type ExceptionStore } from './decisions.js';
 import { Polls } from './polls.js';
 import { errorJson, finishedWithin, reconcile, type EngineStats, type ReconcileContext } from './reconcile.js';
@@ -289,7 +290,10 @@ export class Engine {
     if (!rt.resource.watch) return;
     const id = rt.id;
     try {
-      rt.disposeWatch = await rt.resource.watch(() => this.queue.add(id, 'watch'));
+      rt.disposeWatch = await rt.resource.watch((reason) => {
+        if (reason === MOUNT_CHANGED) this.decisions.liftBackoff(rt); // what failed for want of a filesystem may work now
+        this.queue.add(id, 'watch');
+      });
     } catch (err) {
       // A watch that cannot be armed leaves the resource to its poll and the resync; the reconcile reports the cause.
       this.opts.log.warn({ resource: id, err: errorMessage(err) }, 'watch failed');

@@ -1,7 +1,8 @@
 // The agent's link to its controller: enrolls once (pinning the controller's signing key from the join token), then keeps a
 // connection (reconnecting with jittered backoff, woken early when an unreachable controller answers again), applies signed
-// assignments and removals, delivers the audit outbox in order with acknowledgements, answers signed plan requests, and
-// carries out signed decisions. When it cannot connect it says why (status), not only that it is offline.
+// assignments and removals of baselines and policies, delivers the audit outbox in order with acknowledgements, answers
+// signed plan requests, and carries out signed decisions. When it cannot connect it says why (status), not only that it
+// is offline.
 import { systemClock, type Clock } from '../../lib/clock.js';
 import { HsError, errorMessage } from '../../lib/errors.js';
 import { parseJoinToken, type JoinToken } from '../../lib/join-token.js';
@@ -9,7 +10,7 @@ import type { Labels } from '../../lib/labels.js';
 import type { Logger } from '../../lib/log.js';
 import { keyIdOf, publicKeyFingerprint } from '../../lib/signing.js';
 import { VERSION } from '../../lib/version.js';
-import { PROTOCOL_VERSION, type ControllerMessage, type Decision, type HostFacts, type PlanRequest, type WireEvent, type Welcome } from '../../proto/codec.js';
+import { POLICY_PROTOCOL_VERSION, PROTOCOL_VERSION, type ControllerMessage, type Decision, type HostFacts, type PlanRequest, type WireEvent, type Welcome } from '../../proto/codec.js';
 import type { AuditEntry } from '../store/types.js';
 import type { LinkedAgent, LinkStore } from './agent-port.js';
 import { AssignmentKeeper } from './assignments.js';
@@ -50,7 +51,21 @@ const DEFAULT_BATCH = 1000;
 /** How long delivery waits after the outbox could not be read before it tries again. */
 const OUTBOX_RETRY_MS = 5000;
 
-export function wireEvent(e: AuditEntry): WireEvent {
+/**
+ * What a decision record carries besides the audit entry's own fields, once the engine fills it in: the actor, the
+ * decision, the changed field kinds and the resource's risk. Absent or null when unknown.
+ */
+export interface DecisionFields {
+  actor?: unknown;
+  decision?: unknown;
+  changes?: readonly string[] | null;
+  risk?: string | null;
+}
+
+/** JSON text of an object, or '' for none (the wire's "unknown"). */
+const jsonOrEmpty = (v: unknown): string => (v === undefined || v === null ? '' : JSON.stringify(v));
+
+export function wireEvent(e: AuditEntry & DecisionFields): WireEvent {
   return {
     seq: e.seq,
     time: e.time,
@@ -65,6 +80,10 @@ export function wireEvent(e: AuditEntry): WireEvent {
     detail: e.detail ?? '',
     prevHash: e.prevHash,
     hash: e.hash,
+    actorJson: jsonOrEmpty(e.actor),
+    decisionJson: jsonOrEmpty(e.decision),
+    changes: [...(e.changes ?? [])],
+    risk: e.risk ?? '',
   };
 }
 
@@ -104,6 +123,8 @@ export class ControllerLink {
   private unsubscribeAudit: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private maxMessageBytes = 8 * 1024 * 1024;
+  /** The protocol the welcoming controller speaks: one before policies says nothing about them in its assignments. */
+  private controllerProtocol = 0;
 
   constructor(
     private readonly agent: LinkedAgent,
@@ -137,7 +158,7 @@ export class ControllerLink {
     this.agentId = this.creds?.agentId ?? null;
     if (this.creds) {
       this.keeper = new AssignmentKeeper(this.agent, Buffer.from(this.creds.signingPublicKey, 'base64'), this.creds.agentId, this.clock, this.log);
-      this.keeper.loadCache();
+      await this.keeper.loadCache();
     }
     this.facts = this.opts.facts ?? (await collectFacts());
     this.unsubscribeAudit = this.agent.onAudit(() => this.wakeOutbox?.());
@@ -248,6 +269,8 @@ export class ControllerLink {
         ...(facts ? { facts } : {}),
         enforcing: this.keeper?.enforcing() ?? [],
         held: this.keeper?.held() ?? [],
+        policies: this.keeper?.policies() ?? [],
+        policyHeld: this.keeper?.policyHeld() ?? [],
       },
     });
   }
@@ -267,7 +290,7 @@ export class ControllerLink {
     switch (msg.body) {
       case 'assignment': {
         if (!this.keeper) return;
-        const ack = await this.keeper.apply(msg.assignment);
+        const ack = await this.keeper.apply(msg.assignment, { policies: this.controllerProtocol >= POLICY_PROTOCOL_VERSION });
         conn.send({ assignmentAck: ack });
         for (const r of ack.rejected) conn.send({ error: { code: r.code, message: `${r.name} v${r.version}: ${r.message}`, retryable: false } });
         // Not awaited: the engine settling must not hold up the next frame.
@@ -316,7 +339,7 @@ export class ControllerLink {
       };
       saveCredentials(this.opts.stateDir, this.creds);
       this.keeper = new AssignmentKeeper(this.agent, key, w.agentId, this.clock, this.log);
-      this.keeper.loadCache();
+      await this.keeper.loadCache();
       this.log.info({ agent: w.agentId, key: presented }, 'enrolled with the controller');
     } else if (key.toString('base64') !== this.creds.signingPublicKey) {
       const pinned = keyIdOf(Buffer.from(this.creds.signingPublicKey, 'base64'));
@@ -329,6 +352,7 @@ export class ControllerLink {
       return this.refuseController(conn, 'protocol', `the controller welcomed agent ${w.agentId}, not ${this.creds.agentId}`);
     }
     this.welcomedConn = conn;
+    this.controllerProtocol = w.protocolVersion;
     this.agentId = w.agentId;
     this.saveMeta('agent.id', w.agentId);
     this.saveMeta('controller.url', this.opts.url);
@@ -398,7 +422,7 @@ export class ControllerLink {
       let bytes = 0;
       for (const it of items) {
         const e = wireEvent(it.entry);
-        const size = 200 + e.observedJson.length + e.desiredJson.length + e.diff.length + e.detail.length + e.resource.length;
+        const size = 200 + e.observedJson.length + e.desiredJson.length + e.diff.length + e.detail.length + e.resource.length + (e.actorJson?.length ?? 0) + (e.decisionJson?.length ?? 0);
         if (events.length > 0 && bytes + size > budget) break;
         events.push(e);
         bytes += size;

@@ -6,12 +6,17 @@ import { accounts } from '../host/accounts.js';
 import { fileType, lstatAt, mkdirAt, octal, permBits, rmdirAt, setMetadataAt } from '../host/fsops.js';
 import type { BigIntStats } from 'node:fs';
 import { closeFd, fsGuard, lstatAsync, openParentAsync } from '../host/fsguard.js';
+import { MountHome } from '../host/mounts.js';
 import { openParent, splitManaged, withParent, type HeldDir } from '../host/pathwalk.js';
 import type { Change, HostContext, Resource, ResourceKind, StateSummary } from './resource.js';
 
-export type DirectoryObserved =
+export type DirectoryObserved = (
   | { kind: 'missing' }
-  | { kind: 'present'; type: 'file' | 'directory' | 'symlink' | 'other'; mode: number; uid: number; gid: number };
+  | { kind: 'present'; type: 'file' | 'directory' | 'symlink' | 'other'; mode: number; uid: number; gid: number }
+) & {
+  /** The device of the parent directory, when it exists. */
+  parentDev?: bigint;
+};
 
 export class DirectoryResource implements Resource<DirectoryObserved> {
   readonly id: string;
@@ -21,6 +26,8 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
   private readonly mode: number | undefined;
   private readonly owner: string | number | undefined;
   private readonly group: string | number | undefined;
+  /** The filesystem the parent directory was seen compliant on: no repair writes to another one where it went away. */
+  private readonly home: MountHome;
 
   constructor(
     decl: ResourceDecl,
@@ -29,7 +36,9 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
     const f = decl.fields;
     this.id = decl.id;
     this.path = decl.name;
-    this.name = splitManaged(decl.name).name;
+    const { parents, name } = splitManaged(decl.name);
+    this.name = name;
+    this.home = new MountHome(`/${parents.join('/')}`);
     this.ensure = f.ensure === 'absent' ? 'absent' : 'present';
     this.mode = typeof f.mode === 'string' ? parseInt(f.mode, 8) : undefined;
     this.owner = typeof f.owner === 'string' || typeof f.owner === 'number' ? f.owner : undefined;
@@ -38,8 +47,10 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
 
   async observe(): Promise<DirectoryObserved> {
     let o: DirectoryObserved;
-    const present = (st: BigIntStats | undefined): DirectoryObserved =>
-      st ? { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid) } : { kind: 'missing' };
+    const present = (st: BigIntStats | undefined, parentDev?: bigint): DirectoryObserved => {
+      const parent = parentDev === undefined ? {} : { parentDev };
+      return st ? { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid), ...parent } : { kind: 'missing', ...parent };
+    };
     try {
       // A filesystem that can hang (NFS, FUSE, ...) is read through the thread pool within a deadline (host/fsguard.ts).
       const remote = fsGuard.mounts.hanging(this.path);
@@ -53,7 +64,7 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
               await closeFd(dir.fd);
             }
           })
-        : withParent(this.path, this.id, (dir) => present(dir ? lstatAt(dir, this.name) : undefined));
+        : withParent(this.path, this.id, (dir) => (dir ? present(lstatAt(dir, this.name), dir.dev) : { kind: 'missing' }));
     } catch (err) {
       throw hostError(err, this.id, `reading ${this.path}`);
     }
@@ -75,12 +86,17 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
     return changes;
   }
 
+  commit(o: DirectoryObserved): void {
+    if (o.parentDev !== undefined) this.home.learn(o.parentDev);
+  }
+
   async apply(o: DirectoryObserved): Promise<void> {
     const p = this.path;
     let dir: HeldDir | undefined;
     try {
       const remote = fsGuard.mounts.hanging(p);
       if (remote) fsGuard.refuseIfHung(remote, this.id, `repairing ${p}`);
+      this.home.check(this.id);
       dir = openParent(p, this.id, this.ensure === 'present' ? { create: { mode: 0o755 } } : {});
       if (!dir) return; // absent, and so is its parent
       if (this.ensure === 'absent') {

@@ -22,6 +22,7 @@ import {
   type MetadataChange,
 } from '../host/fsops.js';
 import { closeFd, fsGuard, lstatAsync, openParentAsync, readAtAsync, readdirAsync, readlinkAsync } from '../host/fsguard.js';
+import { MountHome } from '../host/mounts.js';
 import { openParent, splitManaged, withParent, type HeldDir } from '../host/pathwalk.js';
 import { isLeftover, isTempOf, TempFileIndex } from '../host/tempfiles.js';
 import { runValidator } from '../host/validator.js';
@@ -72,6 +73,8 @@ export type FileObserved = (
 ) & {
   /** Temporary files an interrupted repair left next to the path (looked for at a resource's first observation). */
   leftovers: string[];
+  /** The device of the parent directory, when it exists. */
+  parentDev?: bigint;
 };
 
 /**
@@ -141,6 +144,8 @@ export class FileResource implements Resource<FileObserved> {
   private desiredHmacCache: string | undefined;
   /** Set once an observation found no temporary files left by an earlier process: they cannot appear again. */
   private leftoversChecked = false;
+  /** The filesystem the parent directory was seen compliant on: no repair writes to another one where it went away. */
+  private readonly home: MountHome;
 
   constructor(
     decl: ResourceDecl,
@@ -148,7 +153,9 @@ export class FileResource implements Resource<FileObserved> {
   ) {
     this.id = decl.id;
     this.spec = readSpec(decl);
-    this.name = splitManaged(this.spec.path).name;
+    const { parents, name } = splitManaged(this.spec.path);
+    this.name = name;
+    this.home = new MountHome(`/${parents.join('/')}`);
   }
 
   async observe(): Promise<FileObserved> {
@@ -159,7 +166,12 @@ export class FileResource implements Resource<FileObserved> {
       const remote = fsGuard.mounts.hanging(p);
       o = remote
         ? await fsGuard.run(remote, this.id, `reading ${p}`, () => this.observeRemote())
-        : withParent(p, this.id, (dir) => (dir ? this.observeIn(dir) : { kind: 'missing', leftovers: NONE }));
+        : withParent(p, this.id, (dir): FileObserved => {
+            if (!dir) return { kind: 'missing', leftovers: NONE };
+            const seen = this.observeIn(dir);
+            seen.parentDev = dir.dev;
+            return seen;
+          });
     } catch (err) {
       throw hostError(err, this.id, `reading ${p}`);
     }
@@ -266,6 +278,7 @@ export class FileResource implements Resource<FileObserved> {
    * hash go to the journal, so its next observation costs one lstat. Observation itself never writes anything.
    */
   commit(o: FileObserved): void {
+    if (o.parentDev !== undefined) this.home.learn(o.parentDev);
     if (o.kind !== 'file' || o.readAtNs === undefined) return;
     if (o.stat.ctimeNs + SETTLE_NS > o.readAtNs) return;
     if (this.spec.sha256 !== undefined && o.sha256 !== this.spec.sha256) return;
@@ -310,6 +323,7 @@ export class FileResource implements Resource<FileObserved> {
       // The observation just before went through the guard; a filesystem found hung since is not written to.
       const remote = fsGuard.mounts.hanging(p);
       if (remote) fsGuard.refuseIfHung(remote, this.id, `repairing ${p}`);
+      this.home.check(this.id);
       dir = openParent(p, this.id, s.ensure === 'present' ? { create: { mode: 0o755 } } : {});
       if (!dir) return; // absent and its folder is gone: nothing to remove
       this.removeLeftovers(dir, o.leftovers);

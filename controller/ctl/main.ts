@@ -4,11 +4,13 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { loadBaselineFile } from '../../lib/baseline/index.js';
+import { loadPolicyFile } from '../../lib/policy/index.js';
 import { BaselineInvalidError, errorMessage } from '../../lib/errors.js';
 import { exitAfterOutput, guardOutput } from '../../lib/exit.js';
 import { parseLabelAllowance, parseLabels } from '../../lib/labels.js';
 import { versionLine } from '../../lib/version.js';
 import { ApiClient } from './client.js';
+import { addTuningCommands } from './tuning.js';
 
 interface Globals {
   server: string;
@@ -84,25 +86,62 @@ export function program(): Command {
       out(json, res, () => res.diff || '(no difference)');
     });
 
-  const rollout = p.command('rollout').description('staged rollouts in waves with health gates');
+  const policy = p.command('policy').description('policy versions (governance rules the agents decide drift by)');
+  policy
+    .command('push <file>')
+    .description('validate locally, then store a new version')
+    .option('--rollout', 'also roll the new version out to every selected agent')
+    .action(async (file: string, o: { rollout?: boolean }, cmd: Command) => {
+      const { api, json } = client(cmd);
+      const doc = loadPolicyFile(file);
+      const res = await api.call<{ name: string; version: number; created: boolean }>('POST', '/api/v1/policies', { yaml: doc.origin.text, file: path.basename(file) });
+      const rollout = o.rollout ? await api.call<Row>('POST', '/api/v1/rollouts', { policy: res.name, version: res.version }) : undefined;
+      out(json, { ...res, rollout }, () => `policy ${res.name} version ${res.version}${res.created ? '' : ' (unchanged)'}${rollout ? `, rollout ${String(rollout.id)} started` : ''}`);
+    });
+  policy
+    .command('list')
+    .description('names, versions and what is rolled out')
+    .action(async (_o: unknown, cmd: Command) => {
+      const { api, json } = client(cmd);
+      const rows = await api.call<{ name: string; latest: number; target: { version: number } | null; versions: { rules: number }[] }[]>('GET', '/api/v1/policies');
+      out(json, rows, () =>
+        table([['NAME', 'LATEST', 'ROLLED OUT', 'RULES'], ...rows.map((r) => [r.name, String(r.latest), r.target ? String(r.target.version) : '-', String(r.versions[r.versions.length - 1]?.rules ?? '-')])]),
+      );
+    });
+  policy
+    .command('diff <name> <from> <to>')
+    .description('unified diff between two versions')
+    .action(async (name: string, from: string, to: string, _o: unknown, cmd: Command) => {
+      const { api, json } = client(cmd);
+      const res = await api.call<{ diff: string }>('GET', `/api/v1/policies/${encodeURIComponent(name)}/diff?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
+      out(json, res, () => res.diff || '(no difference)');
+    });
+
+  const rollout = p.command('rollout').description('staged rollouts of baselines and policies in waves with health gates');
   const showRollout = (r: Row): string => {
-    const head = `rollout ${String(r.id)}: ${String(r.baseline)} v${String(r.version)}${r.rollback ? ' (rollback)' : ''} ${String(r.state)}, wave ${Number(r.currentWave) + 1}/${String(r.waveCount)} — ${String(r.converged)}/${String(r.targeted)} converged, ${String(r.failed)} failed, ${String(r.offline)} offline`;
+    const what = r.document === 'policy' ? `policy ${String(r.policy)}` : String(r.baseline);
+    const head = `rollout ${String(r.id)}: ${what} v${String(r.version)}${r.rollback ? ' (rollback)' : ''} ${String(r.state)}, wave ${Number(r.currentWave) + 1}/${String(r.waveCount)} — ${String(r.converged)}/${String(r.targeted)} converged, ${String(r.failed)} failed, ${String(r.offline)} offline${Number(r.awaitingDecision) > 0 ? `, ${String(r.awaitingDecision)} awaiting decisions` : ''}${Number(r.unsupported) > 0 ? `, ${String(r.unsupported)} unsupported` : ''}`;
     const hosts = Array.isArray(r.hosts) ? (r.hosts as Row[]) : [];
     const bad = hosts.filter((h) => h.reason).map((h) => `  ${String(h.agentId)}  wave ${Number(h.wave) + 1}  ${String(h.status)}${h.rolledBack ? ' (rolled back)' : ''}: ${String(h.reason)}`);
-    return [head, ...(r.reason ? [`  ${String(r.reason)}`] : []), ...bad].join('\n');
+    const escalations = (Array.isArray(r.escalations) ? (r.escalations as Row[]) : [])
+      .filter((e) => e.status === 'open' || e.status === 'not yet opened')
+      .map((e) => `  escalation ${e.id === null ? '(not yet opened)' : String(e.id)}  ${String(e.agentId)}  ${String(e.resource)}: decide with \`homeostatctl approve|reject ID\``);
+    return [head, ...(r.reason ? [`  ${String(r.reason)}`] : []), ...bad, ...escalations].join('\n');
   };
   rollout
     .command('start <name> <version>')
-    .description('roll a version out in waves (default 1 host, 10 %, 50 %, 100 %); an unhealthy wave rolls back')
+    .description('roll a baseline (or, with --policy, a policy) version out in waves (default 1 host, 10 %, 50 %, 100 %); an unhealthy wave rolls back')
+    .option('--policy', 'NAME is a policy, not a baseline')
     .option('--waves <list>', 'cumulative waves, e.g. 1h,10,50,100 (N% of the hosts, or Nh for N hosts)')
     .option('--max-failed <n>', 'failed hosts tolerated before the gate stops the rollout', '0')
     .option('--soak <duration>', 'how long a converged wave must stay healthy, e.g. 60s')
     .option('--ack-timeout <duration>', 'how long a host may take to acknowledge and converge')
     .option('--canary <labels>', 'hosts with these labels go first, e.g. canary=yes')
     .option('--on-failure <what>', 'rollback (default) or pause')
+    .option('--on-escalation <what>', "pause (default: the wave waits for the operator's decisions on what the new version escalates), ignore, or fail")
     .option('--all-at-once', 'every host at once, ungated')
     .option('--supersede', 'replace a rollout of this baseline that is still running or paused')
-    .action(async (name: string, version: string, o: { waves?: string; maxFailed: string; soak?: string; ackTimeout?: string; canary?: string; onFailure?: string; allAtOnce?: boolean; supersede?: boolean }, cmd: Command) => {
+    .action(async (name: string, version: string, o: { policy?: boolean; waves?: string; maxFailed: string; soak?: string; ackTimeout?: string; canary?: string; onFailure?: string; onEscalation?: string; allAtOnce?: boolean; supersede?: boolean }, cmd: Command) => {
       const { api, json } = client(cmd);
       const waves = o.waves?.split(',').map((w) => (/^\d+h$/.test(w.trim()) ? { hosts: Number(w.trim().slice(0, -1)) } : Number(w.replace('%', ''))));
       const strategy = o.allAtOnce
@@ -112,8 +151,9 @@ export function program(): Command {
             gate: { maxFailedHosts: Number(o.maxFailed), ...(o.soak ? { soakSeconds: o.soak } : {}), ...(o.ackTimeout ? { ackTimeoutSeconds: o.ackTimeout } : {}) },
             ...(o.canary ? { canary: { matchLabels: parseLabels(o.canary) } } : {}),
             ...(o.onFailure ? { onFailure: o.onFailure } : {}),
+            ...(o.onEscalation ? { onEscalation: o.onEscalation } : {}),
           };
-      const r = await api.call<Row>('POST', '/api/v1/rollouts', { baseline: name, version: Number(version), strategy, supersede: o.supersede ?? false });
+      const r = await api.call<Row>('POST', '/api/v1/rollouts', { [o.policy ? 'policy' : 'baseline']: name, version: Number(version), strategy, supersede: o.supersede ?? false });
       out(json, r, () => showRollout(r));
     });
   rollout
@@ -207,8 +247,16 @@ export function program(): Command {
     .option('--status <status>', 'open | approved | rejected | resolved | all', 'open')
     .action(async (o: { status: string }, cmd: Command) => {
       const { api, json } = client(cmd);
-      const rows = await api.call<{ id: number; agentId: string; resource: string; kind: string; openedAt: number; status: string; repeats: number }[]>('GET', `/api/v1/escalations${o.status === 'all' ? '' : `?status=${o.status}`}`);
-      out(json, rows, () => table([['ID', 'AGENT', 'RESOURCE', 'KIND', 'OPENED', 'STATUS'], ...rows.map((e) => [String(e.id), e.agentId, e.resource, e.kind, time(e.openedAt), e.status])]));
+      const rows = await api.call<{ id: number; agentId: string; resource: string; kind: string; openedAt: number; status: string; repeats: number; actorLabel: string | null; opponent: string | null }[]>(
+        'GET',
+        `/api/v1/escalations${o.status === 'all' ? '' : `?status=${encodeURIComponent(o.status)}`}`,
+      );
+      out(json, rows, () =>
+        table([
+          ['ID', 'AGENT', 'RESOURCE', 'KIND', 'OPENED', 'STATUS', 'ACTOR'],
+          ...rows.map((e) => [String(e.id), e.agentId, e.resource, e.kind, time(e.openedAt), e.status, e.opponent ? `fighting ${e.opponent}` : (e.actorLabel ?? '-')]),
+        ]),
+      );
     });
   p.command('approve <id>')
     .description('the agent repairs the drift, once')
@@ -248,6 +296,7 @@ export function program(): Command {
       });
       out(json, r, () => `${r.token}\n(expires ${time(r.expiresAt)}; agents: homeostat-agent run --controller URL --token TOKEN)`);
     });
+  addTuningCommands(p, { client, out, table, time });
   return p;
 }
 

@@ -80,6 +80,7 @@ export const DASHBOARD_JS = `'use strict';
       api('/api/v1/escalations?status=open', 'GET'),
       api('/api/v1/baselines', 'GET'),
       api('/api/v1/events?order=desc&limit=50', 'GET'),
+      api('/api/v1/policies', 'GET'),
     ]).then(function (r) {
       rows('#agents', r[0], function (a) {
         return [a.id, a.facts && a.facts.hostname,
@@ -93,9 +94,12 @@ export const DASHBOARD_JS = `'use strict';
         actions.appendChild(button('approve', function () { decide(e.id, 'approve'); }));
         actions.appendChild(document.createTextNode(' '));
         actions.appendChild(button('reject', function () { decide(e.id, 'reject'); }));
-        return [e.id, e.agentId, e.resource, e.kind, time(e.openedAt), actions];
+        // Who made the drift as the agent named it; for a fight, the opponent.
+        var who = e.opponent ? 'fighting ' + text(e.opponent) : e.actorLabel;
+        return [e.id, e.agentId, e.resource, e.kind, time(e.openedAt), who, actions];
       });
       rows('#baselines', r[2], function (b) { return [b.name, b.latest, b.target ? b.target.version : '-']; });
+      rows('#policies', r[4], function (p) { return [p.name, p.latest, p.target ? p.target.version : '-']; });
       rows('#events', r[3], function (e) {
         var code = document.createElement('code');
         code.textContent = text(e.resource);

@@ -1,6 +1,7 @@
 // The agent gateway: the WebSocket endpoint at /agent with its limits on connections that have not said hello yet, the
 // registry of connected agents, ping/pong liveness, batched liveness and acknowledgement writes, and pushing assignments
-// (with signed removals), decisions and label changes to connected agents as soon as they change.
+// (baselines and, from protocol 4, policies, each with signed removals), decisions and label changes to connected agents as
+// soon as they change.
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -9,16 +10,18 @@ import type { Clock } from '../../lib/clock.js';
 import { errorMessage } from '../../lib/errors.js';
 import type { Labels } from '../../lib/labels.js';
 import type { Logger } from '../../lib/log.js';
-import { encodeControllerMessage, type AssignmentAck, type Convergence, type PlanResult, type SignedBaseline, type SignedDoc } from '../../proto/codec.js';
+import { POLICY_PROTOCOL_VERSION, encodeControllerMessage, type AssignmentAck, type Convergence, type PlanResult, type SignedDoc } from '../../proto/codec.js';
 import type { BaselineService } from '../baselines.js';
+import type { DocumentService, Signed, VersionRecord } from '../documents.js';
 import type { Enrollment } from '../enrollment.js';
 import type { EscalationService } from '../escalations.js';
 import type { EventIngest } from '../events.js';
 import type { ControllerMetrics } from '../metrics.js';
+import type { PolicyService } from '../policies.js';
 import type { AgentBaselineRecord, ControllerStore } from '../store/types.js';
 import { PreAuthSlots, RateLimiter, type BucketOptions } from './limits.js';
 import { QuietLog } from './quiet-log.js';
-import { AgentSession, CLOSE } from './session.js';
+import { AgentSession, CLOSE, type Holding } from './session.js';
 
 export interface GatewayOptions {
   /** The largest frame of an agent whose hello was accepted. */
@@ -66,6 +69,7 @@ export interface GatewayDeps {
   store: ControllerStore;
   enrollment: Enrollment;
   baselines: BaselineService;
+  policies: PolicyService;
   events: EventIngest;
   escalations: EscalationService;
   metrics: ControllerMetrics;
@@ -84,7 +88,8 @@ export interface GatewayContext extends GatewayDeps {
   register(s: AgentSession): void;
   unregister(s: AgentSession): void;
   sendAssignment(s: AgentSession): void;
-  recordAcknowledgement(agentId: string, rows: AgentBaselineRecord[]): void;
+  /** What an agent acknowledged: its baselines, and its policies (null for an agent before protocol 4, which has none). */
+  recordAcknowledgement(agentId: string, rows: AgentBaselineRecord[], policies: AgentBaselineRecord[] | null): void;
   report(r: AgentReport): void;
 }
 
@@ -94,6 +99,7 @@ export class AgentGateway implements GatewayContext {
   readonly store: ControllerStore;
   readonly enrollment: Enrollment;
   readonly baselines: BaselineService;
+  readonly policies: PolicyService;
   readonly events: EventIngest;
   readonly escalations: EscalationService;
   readonly metrics: ControllerMetrics;
@@ -102,7 +108,7 @@ export class AgentGateway implements GatewayContext {
   readonly signingPublicKey: Buffer;
   readonly signingKeyId: string;
   private readonly sessions = new Map<string, AgentSession>();
-  private readonly pendingAcks = new Map<string, AgentBaselineRecord[]>();
+  private readonly pendingAcks = new Map<string, { baselines: AgentBaselineRecord[]; policies: AgentBaselineRecord[] | null }>();
   private readonly timers: NodeJS.Timeout[] = [];
   private ackFlush: Promise<void> | null = null;
   private readonly unsubscribe: (() => void)[] = [];
@@ -120,6 +126,7 @@ export class AgentGateway implements GatewayContext {
     this.store = deps.store;
     this.enrollment = deps.enrollment;
     this.baselines = deps.baselines;
+    this.policies = deps.policies;
     this.events = deps.events;
     this.escalations = deps.escalations;
     this.metrics = deps.metrics;
@@ -134,6 +141,7 @@ export class AgentGateway implements GatewayContext {
     this.timers.push(setInterval(() => this.pingAll(), this.opts.pingIntervalMs).unref());
     this.timers.push(setInterval(() => void this.flushSeen(), this.opts.flushIntervalMs).unref());
     this.unsubscribe.push(this.baselines.onChange(() => this.pushAssignments()));
+    this.unsubscribe.push(this.policies.onChange(() => this.pushAssignments()));
     this.unsubscribe.push(
       this.escalations.onDecision((id) => {
         this.pushDecisions(id).catch((err: unknown) => this.log.error({ agent: id, err: errorMessage(err) }, 'decision not pushed; the agent gets it at its next connection'));
@@ -160,6 +168,8 @@ export class AgentGateway implements GatewayContext {
       this.alive.set(ws, true);
       ws.on('pong', () => this.alive.set(ws, true));
       new AgentSession(this, ws, req.socket as Socket, slot, `${address}:${req.socket.remotePort ?? 0}`, head.length);
+      // The HTTP edge follows each connection to release it from its pre-authentication caps once the hello is accepted.
+      this.wss.emit('connection', ws, req);
     });
   }
 
@@ -230,48 +240,65 @@ export class AgentGateway implements GatewayContext {
   }
 
   /**
-   * Sends an agent its assignment when it changed. From protocol 3 on, a baseline it may hold and is no longer assigned
-   * gets a removal signed for it, and a document issued before the agent's removal of that name is issued again (the agent
-   * accepts nothing older than a removal). Frames without such per-agent parts are shared between agents.
+   * Sends an agent its assignment when it changed: its baselines and, from protocol 4 on, its policies. From protocol 3 on,
+   * a document it may hold and is no longer assigned gets a removal signed for it, and a document issued before the agent's
+   * removal of that name is issued again (the agent accepts nothing older than a removal). Frames without such per-agent
+   * parts are shared between agents.
    */
   sendAssignment(s: AgentSession, frames?: Map<string, Uint8Array>): void {
     if (s.agentId === null || s.isClosed) return;
-    const a = this.baselines.assignmentFor(s.labels, s.agentId);
-    const baselines: SignedBaseline[] = [...a.baselines];
+    const b = this.partFor(s, this.baselines, s.docs.baseline, s.protocolVersion >= 3);
+    const p = s.protocolVersion >= POLICY_PROTOCOL_VERSION ? this.partFor(s, this.policies, s.docs.policy, true) : null;
+    const shared = p ? `${b.shared}|policies:${p.shared}` : b.shared;
+    const own = [...b.own, ...(p?.own.map((x) => `policy:${x}`) ?? [])];
+    const key = own.length > 0 ? `${shared}|${own.join(',')}` : shared;
+    if (key === s.assignmentKey) return;
+    let frame = own.length === 0 ? frames?.get(key) : undefined;
+    if (!frame) {
+      frame = encodeControllerMessage({ assignment: { baselines: b.docs, removals: b.removals, ...(p ? { policies: p.docs, policyRemovals: p.removals } : {}) } });
+      if (own.length === 0) frames?.set(key, frame);
+    }
+    s.assignmentKey = key;
+    for (const [part, h] of [[b, s.docs.baseline], ...(p ? [[p, s.docs.policy] as const] : [])] as const) {
+      h.sent = new Map(part.names.map((name, i) => [name, part.issued[i] ?? 0]));
+      for (const name of part.names) h.mayHold.add(name);
+    }
+    s.sendFrame(frame);
+    this.metrics.assignmentsSent.inc();
+  }
+
+  /** One kind's documents for this agent, re-issued after its removals, with removals of what it holds and is not assigned. */
+  private partFor<V extends VersionRecord>(
+    s: AgentSession,
+    docs: DocumentService<V>,
+    h: Holding,
+    signedRemovals: boolean,
+  ): { names: string[]; docs: Signed[]; issued: number[]; removals: SignedDoc[]; own: string[]; shared: string } {
+    const a = docs.assignmentFor(s.labels, s.agentId);
+    const out = [...a.docs];
     const issued = a.records.map((r) => r.issuedAt);
     const removals: SignedDoc[] = [];
     const own: string[] = [];
-    if (s.protocolVersion >= 3) {
+    if (signedRemovals && s.agentId !== null) {
       a.records.forEach((r, i) => {
-        const h = s.held.get(r.name);
-        if (!h?.removed || r.issuedAt > h.issuedAt) return;
-        const again = this.baselines.reissue(r, h.issuedAt);
-        baselines[i] = { payload: again.payload, signature: again.signature, keyId: again.keyId };
+        const held = h.held.get(r.name);
+        if (!held?.removed || r.issuedAt > held.issuedAt) return;
+        const again = docs.reissue(r, held.issuedAt);
+        out[i] = { payload: again.payload, signature: again.signature, keyId: again.keyId };
         issued[i] = again.issuedAt;
         own.push(`${r.name}@${again.version}/${again.issuedAt}`);
       });
       const assigned = new Set(a.names);
-      for (const name of assigned) s.removals.delete(name);
-      for (const name of s.mayHold) {
+      for (const name of assigned) h.removals.delete(name);
+      for (const name of h.mayHold) {
         if (assigned.has(name)) continue;
-        const r = s.removals.get(name) ?? this.baselines.signRemoval(s.agentId, name, s.held.get(name)?.version ?? 0);
-        s.removals.set(name, r);
+        const r = h.removals.get(name) ?? docs.signRemoval(s.agentId, name, h.held.get(name)?.version ?? 0);
+        h.removals.set(name, r);
         removals.push(r.signed);
         own.push(`-${name}/${r.issuedAt}`);
       }
     }
-    const key = own.length > 0 ? `${a.key}|${own.join(',')}` : a.key;
-    if (key === s.assignmentKey) return;
-    let frame = own.length === 0 ? frames?.get(key) : undefined;
-    if (!frame) {
-      frame = encodeControllerMessage({ assignment: { baselines, removals } });
-      if (own.length === 0) frames?.set(key, frame);
-    }
-    s.assignmentKey = key;
-    s.sent = new Map(a.names.map((name, i) => [name, issued[i] ?? 0]));
-    for (const name of a.names) s.mayHold.add(name);
-    s.sendFrame(frame);
-    this.metrics.assignmentsSent.inc();
+    return { names: a.names, docs: out, issued, removals, own, shared: a.key };
   }
 
   /** After a rollout or renewal: every connected agent whose assignment changed gets it (frames shared per selection). */
@@ -290,8 +317,8 @@ export class AgentGateway implements GatewayContext {
     }
   }
 
-  recordAcknowledgement(agentId: string, rows: AgentBaselineRecord[]): void {
-    this.pendingAcks.set(agentId, rows);
+  recordAcknowledgement(agentId: string, rows: AgentBaselineRecord[], policies: AgentBaselineRecord[] | null): void {
+    this.pendingAcks.set(agentId, { baselines: rows, policies });
     if (!this.ackFlush) this.ackFlush = this.flushAcks();
   }
 
@@ -299,10 +326,12 @@ export class AgentGateway implements GatewayContext {
   async flushAcks(): Promise<void> {
     await new Promise<void>((r) => setImmediate(r));
     while (this.pendingAcks.size > 0) {
-      const updates = [...this.pendingAcks].map(([agentId, rows]) => ({ agentId, rows }));
+      const updates = [...this.pendingAcks];
       this.pendingAcks.clear();
       try {
-        await this.store.setAgentBaselines(updates);
+        await this.store.setAgentBaselines(updates.map(([agentId, a]) => ({ agentId, rows: a.baselines })));
+        const policies = updates.flatMap(([agentId, a]) => (a.policies ? [{ agentId, rows: a.policies }] : []));
+        if (policies.length > 0) await this.store.setAgentPolicies(policies);
       } catch (err) {
         this.log.error({ err, agents: updates.length }, 'acknowledgements not persisted');
       }

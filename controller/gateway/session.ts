@@ -8,10 +8,12 @@ import { ERROR_CODES, HsError, errorMessage, type ErrorCode } from '../../lib/er
 import type { Labels } from '../../lib/labels.js';
 import {
   MIN_PROTOCOL_VERSION,
+  POLICY_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   decodeAgentMessage,
   encodeControllerMessage,
   type AgentMessage,
+  type Applied,
   type AssignmentAck,
   type Held,
   type Hello,
@@ -20,7 +22,7 @@ import {
 } from '../../proto/codec.js';
 import { Enrollment } from '../enrollment.js';
 import { eventFromWire } from '../events.js';
-import type { AgentBaselineRecord } from '../store/types.js';
+import type { AgentBaselineRecord, DocumentKind } from '../store/types.js';
 import type { GatewayContext } from './gateway.js';
 import type { PreAuthSlot } from './limits.js';
 
@@ -62,6 +64,44 @@ export interface SentRemoval {
   issuedAt: number;
 }
 
+/** What the controller knows of one kind of signed document (baselines or policies) on a connected agent. */
+export class Holding {
+  /** Per name, the issue time of the document in the last assignment sent. */
+  sent = new Map<string, number>();
+  /** Per name, the last signed thing the agent says it accepted (hello and acknowledgements). */
+  held = new Map<string, Held>();
+  /** Names this agent may hold from this controller: reported in its hello or acknowledgements, or sent to it. */
+  readonly mayHold = new Set<string>();
+  /** Removals signed for this agent on this connection, by name. */
+  readonly removals = new Map<string, SentRemoval>();
+
+  /** Takes what the agent says it holds; true when it holds something it was not sent, or removed what it is sent again. */
+  note(applied: Applied[], held: Held[]): boolean {
+    let stale = false;
+    // Bounded like `held`: each name may cost a signed removal.
+    for (const a of applied.slice(0, 10_000)) {
+      this.mayHold.add(a.name);
+      stale ||= !this.sent.has(a.name);
+    }
+    if (held.length > 0) {
+      this.held = new Map(held.slice(0, 10_000).map((x) => [x.name, x]));
+      for (const [name, x] of this.held) {
+        if (x.removed) {
+          this.mayHold.delete(name);
+          this.removals.delete(name);
+        } else {
+          this.mayHold.add(name);
+        }
+      }
+    }
+    for (const [name, h] of this.held) {
+      const sentAt = this.sent.get(name);
+      stale ||= h.removed ? sentAt !== undefined && sentAt <= h.issuedAt : sentAt === undefined;
+    }
+    return stale;
+  }
+}
+
 export class AgentSession {
   agentId: string | null = null;
   labels: Labels = {};
@@ -69,14 +109,8 @@ export class AgentSession {
   connectedAt: number;
   /** Key of the last assignment sent, so unchanged agents are not sent it again. */
   assignmentKey: string | null = null;
-  /** Per name, the issue time of the document in the last assignment sent. */
-  sent = new Map<string, number>();
-  /** Per baseline name, the last signed thing the agent says it accepted (protocol 3: hello and acknowledgements). */
-  held = new Map<string, Held>();
-  /** Names this agent may enforce from this controller: reported in its hello or acknowledgements, or sent to it. */
-  readonly mayHold = new Set<string>();
-  /** Removals signed for this agent on this connection, by name. */
-  readonly removals = new Map<string, SentRemoval>();
+  /** Baselines and policies this agent holds, was sent, or had removed on this connection. */
+  readonly docs: Record<DocumentKind, Holding> = { baseline: new Holding(), policy: new Holding() };
   seen: { lastSeen: number; outboxPending: number; outboxDropped: number; enforcementPaused: boolean; dirty: boolean };
   lastError: { code: string; message: string; at: number } | null = null;
   private chain: Promise<void> = Promise.resolve();
@@ -277,8 +311,9 @@ export class AgentSession {
     this.agentId = agentId;
     this.protocolVersion = h.protocolVersion;
     this.labels = labels;
-    for (const a of h.enforcing) this.mayHold.add(a.name);
-    this.noteHeld(h.held);
+    if (this.protocolVersion >= 3) this.docs.baseline.note(h.enforcing, h.held);
+    else for (const a of h.enforcing) this.docs.baseline.mayHold.add(a.name);
+    if (this.protocolVersion >= POLICY_PROTOCOL_VERSION) this.docs.policy.note(h.policies, h.policyHeld);
     ctx.register(this);
     ctx.metrics.connections.inc({ result: 'ok' });
     this.send({
@@ -293,7 +328,9 @@ export class AgentSession {
         labels,
       },
     });
-    if (h.enforcing.length > 0) this.acknowledged({ enforcing: h.enforcing, rejected: [], enforcementPaused: false, held: h.held });
+    if (h.enforcing.length > 0 || h.policies.length > 0) {
+      this.acknowledged({ enforcing: h.enforcing, rejected: [], enforcementPaused: false, held: h.held, policies: h.policies, policiesRejected: [], policyHeld: h.policyHeld });
+    }
     ctx.sendAssignment(this);
     for (const d of await ctx.escalations.pending(agentId)) {
       if (d.decisionPayload && d.decisionSignature) {
@@ -302,47 +339,32 @@ export class AgentSession {
     }
   }
 
-  private noteHeld(held: Held[]): void {
-    if (this.protocolVersion < 3 || held.length === 0) return;
-    this.held = new Map(held.slice(0, 10_000).map((x) => [x.name, x]));
-    for (const [name, x] of this.held) {
-      if (x.removed) {
-        this.mayHold.delete(name);
-        this.removals.delete(name);
-      } else {
-        this.mayHold.add(name);
-      }
-    }
-  }
-
   private acknowledged(ack: AssignmentAck): void {
     if (this.agentId === null) return;
+    const agentId = this.agentId;
     const at = this.ctx.clock.now();
-    const rows: AgentBaselineRecord[] = [
-      ...ack.enforcing.map((a) => ({ agentId: this.agentId ?? '', name: a.name, version: a.version, sha256: a.sha256, state: 'enforcing' as const, error: null, at })),
-      ...ack.rejected.map((r) => ({ agentId: this.agentId ?? '', name: r.name, version: r.version, sha256: '', state: 'rejected' as const, error: `${r.code}: ${r.message}`.slice(0, 1000), at })),
+    const rowsOf = (enforcing: Applied[], rejected: AssignmentAck['rejected']): AgentBaselineRecord[] => [
+      ...enforcing.map((a) => ({ agentId, name: a.name, version: a.version, sha256: a.sha256, state: 'enforcing' as const, error: null, at })),
+      ...rejected.map((r) => ({ agentId, name: r.name, version: r.version, sha256: '', state: 'rejected' as const, error: `${r.code}: ${r.message}`.slice(0, 1000), at })),
     ];
     for (const r of ack.rejected) {
       this.ctx.metrics.baselineRejections.inc({ code: metricCode(r.code) });
-      this.ctx.quiet.write('warn', `refused-baseline:${this.agentId}`, { agent: this.agentId, baseline: r.name.slice(0, 100), version: r.version, code: r.code.slice(0, 64), message: r.message.slice(0, 300) }, 'agent refused a baseline');
+      this.ctx.quiet.write('warn', `refused-baseline:${agentId}`, { agent: agentId, baseline: r.name.slice(0, 100), version: r.version, code: r.code.slice(0, 64), message: r.message.slice(0, 300) }, 'agent refused a baseline');
+    }
+    const policies = this.protocolVersion >= POLICY_PROTOCOL_VERSION;
+    for (const r of policies ? ack.policiesRejected : []) {
+      this.ctx.quiet.write('warn', `refused-policy:${agentId}`, { agent: agentId, policy: r.name.slice(0, 100), version: r.version, code: r.code.slice(0, 64), message: r.message.slice(0, 300) }, 'agent refused a policy');
     }
     this.seen.enforcementPaused = ack.enforcementPaused;
-    let stale = false;
-    for (const a of ack.enforcing) {
-      this.mayHold.add(a.name);
-      stale ||= !this.sent.has(a.name);
-    }
-    this.noteHeld(ack.held);
-    this.ctx.recordAcknowledgement(this.agentId, rows);
-    this.ctx.report({ kind: 'acknowledged', agentId: this.agentId, ack });
     // The agent holds something it was not sent (a removal is due), or removed a name it is sent with an older signature
     // (a re-issue is due): only then is its assignment computed again.
-    if (this.protocolVersion < 3) return;
-    for (const [name, h] of this.held) {
-      const sentAt = this.sent.get(name);
-      stale ||= h.removed ? sentAt !== undefined && sentAt <= h.issuedAt : sentAt === undefined;
-    }
-    if (stale) this.ctx.sendAssignment(this);
+    let stale = false;
+    if (this.protocolVersion >= 3) stale = this.docs.baseline.note(ack.enforcing, ack.held);
+    else for (const a of ack.enforcing) this.docs.baseline.mayHold.add(a.name);
+    if (policies) stale = this.docs.policy.note(ack.policies, ack.policyHeld) || stale;
+    this.ctx.recordAcknowledgement(agentId, rowsOf(ack.enforcing, ack.rejected), policies ? rowsOf(ack.policies, ack.policiesRejected) : null);
+    this.ctx.report({ kind: 'acknowledged', agentId, ack });
+    if (stale && this.protocolVersion >= 3) this.ctx.sendAssignment(this);
   }
 
   private onClose(): void {

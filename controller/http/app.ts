@@ -13,15 +13,20 @@ import type { ApiContext } from './context.js';
 import { DEFAULT_ADMIN_BODY_LIMIT, statusOf, type ApiRequest, type ApiResponse, type Route } from './router.js';
 import { agentLabelRoutes } from './routes/agent-labels.js';
 import { agentRoutes } from './routes/agents.js';
+import { backtestRoutes } from './routes/backtest.js';
 import { baselineRoutes } from './routes/baselines.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { enrollmentTokenRoutes } from './routes/enrollment-tokens.js';
 import { escalationRoutes } from './routes/escalations.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
+import { outcomeRoutes } from './routes/outcomes.js';
 import { planRoutes } from './routes/plans.js';
+import { policyRoutes } from './routes/policies.js';
+import { proposalRoutes } from './routes/proposals.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { sessionRoutes } from './routes/session.js';
+import { settingsRoutes } from './routes/settings.js';
 
 export interface InjectRequest {
   method: string;
@@ -129,6 +134,7 @@ export function createApp(ctx: ApiContext, opts: AppOptions = {}): App {
     ...dashboardRoutes(),
     ...sessionRoutes(auth),
     ...baselineRoutes(ctx),
+    ...policyRoutes(ctx),
     ...rolloutRoutes(ctx),
     ...planRoutes(ctx),
     ...agentRoutes(ctx),
@@ -136,6 +142,10 @@ export function createApp(ctx: ApiContext, opts: AppOptions = {}): App {
     ...eventRoutes(ctx),
     ...escalationRoutes(ctx),
     ...enrollmentTokenRoutes(ctx),
+    ...outcomeRoutes(ctx),
+    ...proposalRoutes(ctx),
+    ...backtestRoutes(ctx),
+    ...settingsRoutes(ctx),
   ];
 
   const app = Fastify({

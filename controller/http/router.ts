@@ -56,7 +56,7 @@ export function statusOf(err: HsError): number {
     case 'HS_PROTOCOL':
       return 400;
     default:
-      return err.code.startsWith('HS_BASELINE') || err.code === 'HS_RESOURCE_UNKNOWN_TYPE' ? 422 : 500;
+      return err.code.startsWith('HS_BASELINE') || err.code.startsWith('HS_POLICY') || err.code === 'HS_RESOURCE_UNKNOWN_TYPE' ? 422 : 500;
   }
 }
 
@@ -66,11 +66,12 @@ export function json(status: number, body: unknown): ApiResponse {
 
 /**
  * The request body as a JSON object (an empty body is `{}`); HS_CONFIG when it is not JSON, not an object, or carries
- * `__proto__` or `constructor.prototype` keys, which could otherwise reach inherited properties of objects built from it.
+ * `__proto__` or `constructor.prototype` keys, which could otherwise reach inherited properties of objects built from it
+ * (`__proto__` is a name like any other inside the `dataMaps` members, see parseJsonBody).
  */
-export function jsonBody<T>(req: ApiRequest): T {
+export function jsonBody<T>(req: ApiRequest, opts: { dataMaps?: readonly string[] } = {}): T {
   if (req.body.length === 0) return {} as T;
-  const v = parseJsonBody(req.body);
+  const v = parseJsonBody(req.body, opts);
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new HsError('HS_CONFIG', 'the request body must be a JSON object');
   return v as T;
 }

@@ -1,14 +1,21 @@
-// The rollout engine: staged rollouts in waves with health gates, automatic rollback and operator control. Shaped like a
-// reconcile loop: agent reports only mark hosts and ask for a pass; a pass reads a rollout's whole state, advances it one
-// step if it can, and asks to be called again. Every state change is in the store first, so a restarted controller resumes.
+// The rollout engine: staged rollouts of baselines and policies in waves with health gates, automatic rollback, operator
+// control, and waits for the operator's decisions on what a new version escalates. Shaped like a reconcile loop: agent
+// reports only mark hosts and ask for a pass; a pass reads a rollout's whole state, advances it one step if it can, and
+// asks to be called again. Every state change is in the store first, so a restarted controller resumes.
 import { HsError } from '../../lib/errors.js';
 import type { Clock } from '../../lib/clock.js';
 import { selectorMatches } from '../../lib/labels.js';
 import type { Logger } from '../../lib/log.js';
+import { POLICY_PROTOCOL_VERSION, type Applied, type Rejected } from '../../proto/codec.js';
 import type { BaselineService } from '../baselines.js';
+import type { DocumentService, VersionRecord } from '../documents.js';
+import type { EscalationService } from '../escalations.js';
 import type { EventIngest } from '../events.js';
 import type { AgentGateway, AgentReport } from '../gateway/gateway.js';
-import type { ControllerStore, EventRecord, RolloutHostRecord, RolloutHostStatus, RolloutRecord, RolloutState, RolloutStrategy } from '../store/types.js';
+import type { PolicyService } from '../policies.js';
+import type { ControllerStore, DocumentKind, EventRecord, RolloutHostRecord, RolloutHostStatus, RolloutRecord, RolloutState, RolloutStrategy } from '../store/types.js';
+import { addEscalations, concernsRollout, ownEscalation, waveDecisions } from './approvals.js';
+import { listedEscalations, rolloutView } from './view.js';
 import { assignWaves } from './waves.js';
 
 export interface RolloutEngineOptions {
@@ -17,6 +24,9 @@ export interface RolloutEngineOptions {
 }
 
 export interface StartRollout {
+  /** What is rolled out; default a baseline. */
+  document?: DocumentKind;
+  /** The name of the baseline (or policy) rolled out. */
   baseline: string;
   version: number;
   kind: 'all-at-once' | 'waves';
@@ -35,8 +45,10 @@ interface Live {
   dirty: Set<string>;
 }
 
-/** Events from the agents that make a host of the current wave unhealthy. */
+/** Events from the agents that make a host of the current wave unhealthy (an escalation of the new version's own: see onEscalation). */
 const UNHEALTHY_EVENTS = new Set(['repair_failed', 'escalated', 'suppressed_flapping']);
+/** Hosts of the current wave in these states hold it up. */
+const UNSETTLED: RolloutHostStatus[] = ['waiting', 'sent', 'acknowledged', 'escalated'];
 const ACTIVE: RolloutState[] = ['running', 'paused'];
 const FINAL: RolloutState[] = ['completed', 'rolled_back', 'aborted', 'superseded'];
 
@@ -53,14 +65,28 @@ export class RolloutEngine {
   private readonly legacy = new Set<string>();
 
   constructor(
-    private readonly deps: { store: ControllerStore; baselines: BaselineService; gateway: AgentGateway; events: EventIngest; clock: Clock; log: Logger },
+    private readonly deps: {
+      store: ControllerStore;
+      baselines: BaselineService;
+      policies: PolicyService;
+      gateway: AgentGateway;
+      events: EventIngest;
+      escalations: EscalationService;
+      clock: Clock;
+      log: Logger;
+    },
     private readonly opts: RolloutEngineOptions = { tickMs: 250 },
   ) {}
+
+  /** The signed documents a rollout hands out: its baseline's or its policy's. */
+  private docs(r: { document: DocumentKind }): DocumentService<VersionRecord> {
+    return r.document === 'policy' ? this.deps.policies : this.deps.baselines;
+  }
 
   /** Restores running and paused rollouts (and what an aborted one left staged); call before agents connect. */
   async load(): Promise<void> {
     const latest = new Map<string, RolloutRecord>();
-    for (const r of await this.deps.store.listRollouts()) latest.set(r.baseline, r);
+    for (const r of await this.deps.store.listRollouts()) latest.set(`${r.document}:${r.baseline}`, r);
     for (const r of latest.values()) {
       if (!r.signed && ACTIVE.includes(r.state)) {
         // The controller stopped inside start(), before the version was signed: nothing was handed out.
@@ -69,8 +95,8 @@ export class RolloutEngine {
       }
       if (!r.signed || !(ACTIVE.includes(r.state) || r.state === 'aborted')) continue;
       const hosts = await this.deps.store.listRolloutHosts(r.id);
-      const v = await this.deps.baselines.version(r.baseline, r.version);
-      this.deps.baselines.restoreStaged(r.baseline, {
+      const v = await this.docs(r).version(r.baseline, r.version);
+      this.docs(r).restoreStaged(r.baseline, {
         rolloutId: r.id,
         record: { name: r.baseline, version: r.version, rollback: r.rollback, rolloutId: r.id, ...r.signed },
         selector: v.selector,
@@ -80,6 +106,8 @@ export class RolloutEngine {
     }
     this.unsubscribe.push(this.deps.gateway.onReport((rep) => this.onReport(rep)));
     this.unsubscribe.push(this.deps.events.onInserted((evs) => this.onEvents(evs)));
+    // A decision (or the agent carrying it out) may let a waiting wave go on.
+    this.unsubscribe.push(this.deps.escalations.onUpdate(() => this.kick()));
     this.kick();
   }
 
@@ -102,19 +130,22 @@ export class RolloutEngine {
    * failure marks it aborted with the cause (never a `running` record with nothing behind it).
    */
   private async begin(req: StartRollout): Promise<RolloutRecord> {
-    const { store, baselines, clock } = this.deps;
-    const v = await baselines.version(req.baseline, req.version);
-    const rolling = [...this.live.values()].find((l) => l.r.baseline === req.baseline);
+    const { store, clock } = this.deps;
+    const document = req.document ?? 'baseline';
+    const docs = this.docs({ document });
+    const v = await docs.version(req.baseline, req.version);
+    const rolling = [...this.live.values()].find((l) => l.r.document === document && l.r.baseline === req.baseline);
     if (rolling && !req.supersede) {
-      throw new HsError('HS_CONFLICT', `rollout ${rolling.r.id} of ${req.baseline} is ${rolling.r.state}; pass "supersede": true to replace it`);
+      throw new HsError('HS_CONFLICT', `rollout ${rolling.r.id} of ${document} ${req.baseline} is ${rolling.r.state}; pass "supersede": true to replace it`);
     }
     const agents = (await store.listAgents()).filter((a) => a.revokedAt === null && selectorMatches(v.selector ?? undefined, a.labels));
     const now = clock.now();
     if (rolling) await this.finish(rolling, 'superseded', 'superseded by a newer rollout', req.by);
     // Hosts an aborted or superseded rollout left on its version go back to the fleet's version before the new waves.
-    await baselines.unstage(req.baseline);
-    const previous = baselines.target(req.baseline);
+    await docs.unstage(req.baseline);
+    const previous = docs.target(req.baseline);
     const draft: Omit<RolloutRecord, 'id'> = {
+      document,
       baseline: req.baseline,
       version: req.version,
       previousVersion: previous?.version ?? null,
@@ -126,26 +157,38 @@ export class RolloutEngine {
       currentWave: -1,
       waveStartedAt: null,
       reason: null,
+      pausedFor: null,
       updatedAt: now,
       finishedAt: null,
       signed: null,
     };
     const r = await store.addRollout(draft);
     try {
-      const staged = await baselines.stage(req.baseline, req.version, r.id);
+      const staged = await docs.stage(req.baseline, req.version, r.id);
       const { payload, signature, keyId, issuedAt, expiresAt } = staged.record;
       r.signed = { payload, signature, keyId, issuedAt, expiresAt };
       await store.updateRollout(r.id, { signed: r.signed });
       const waves = assignWaves(agents, req.spec, `rollout-${r.id}`);
-      const hosts: RolloutHostRecord[] = agents.map((a) => ({ rolloutId: r.id, agentId: a.id, wave: waves.get(a.id) ?? 0, status: 'waiting', reason: null, rolledBack: false, updatedAt: now }));
+      // Agents too old for policies are listed, not waited for: they keep what they have.
+      const unsupported = (a: { protocolVersion: number }): boolean => document === 'policy' && a.protocolVersion < POLICY_PROTOCOL_VERSION;
+      const hosts: RolloutHostRecord[] = agents.map((a) => ({
+        rolloutId: r.id,
+        agentId: a.id,
+        wave: waves.get(a.id) ?? 0,
+        status: unsupported(a) ? 'unsupported' : 'waiting',
+        reason: unsupported(a) ? `agent protocol ${a.protocolVersion} predates policies (${POLICY_PROTOCOL_VERSION})` : null,
+        rolledBack: false,
+        updatedAt: now,
+        escalations: [],
+      }));
       await store.putRolloutHosts(hosts);
       const live = this.toLive(r, hosts);
       this.live.set(r.id, live);
-      await this.audit(live, 'rollout_started', { version: r.version, previousVersion: r.previousVersion, hosts: hosts.length, waves: live.waves, strategy: req.spec, by: req.by ?? null });
+      await this.audit(live, 'rollout_started', { document, version: r.version, previousVersion: r.previousVersion, hosts: hosts.length, waves: live.waves, strategy: req.spec, by: req.by ?? null });
       return live.r;
     } catch (err) {
       this.live.delete(r.id);
-      if (baselines.staging(req.baseline)?.rolloutId === r.id) await baselines.unstage(req.baseline).catch(() => undefined);
+      if (docs.staging(req.baseline)?.rolloutId === r.id) await docs.unstage(req.baseline).catch(() => undefined);
       await this.abandon(r, `could not start: ${err instanceof Error ? err.message : String(err)}`).catch((e: unknown) => this.deps.log.error({ err: e, rollout: r.id }, 'rollout not marked aborted'));
       throw err;
     }
@@ -173,15 +216,19 @@ export class RolloutEngine {
     const conflict = (): HsError => new HsError('HS_CONFLICT', `rollout ${id} is ${r.state}; cannot ${action}`);
     switch (action) {
       case 'pause':
-        if (!l || r.state !== 'running') throw conflict();
-        await this.setState(l, 'paused', `paused by ${by ?? 'an operator'}`);
+        // A rollout waiting for decisions may be paused by an operator too: then it stays paused until resumed.
+        if (!l || !(r.state === 'running' || (r.state === 'paused' && r.pausedFor === 'escalations'))) throw conflict();
+        await this.setState(l, 'paused', `paused by ${by ?? 'an operator'}`, { pausedFor: 'operator' });
         await this.audit(l, 'rollout_paused', { by: by ?? null });
         break;
       case 'resume':
         if (!l || r.state !== 'paused') throw conflict();
+        if (r.pausedFor === 'escalations') {
+          throw new HsError('HS_CONFLICT', `rollout ${id} waits for decisions on escalations (${r.reason ?? ''}); approve or reject them, or abort or roll back the rollout`);
+        }
         // Timeouts count from the resumption, not from before the pause.
         l.r.waveStartedAt = this.deps.clock.now();
-        await this.setState(l, 'running', null);
+        await this.setState(l, 'running', null, { waveStartedAt: l.r.waveStartedAt });
         await this.audit(l, 'rollout_resumed', { by: by ?? null });
         break;
       case 'abort':
@@ -194,7 +241,7 @@ export class RolloutEngine {
           break;
         }
         // An aborted rollout may still have hosts on its version.
-        const staged = this.deps.baselines.staging(r.baseline);
+        const staged = this.docs(r).staging(r.baseline);
         if (r.state !== 'aborted' || staged?.rolloutId !== r.id) throw conflict();
         const hosts = await this.deps.store.listRolloutHosts(r.id);
         const dead = this.toLive(r, hosts);
@@ -211,36 +258,15 @@ export class RolloutEngine {
     const r = l?.r ?? (await this.deps.store.getRollout(id));
     if (!r) return undefined;
     const hosts = (l ? [...l.hosts.values()] : await this.deps.store.listRolloutHosts(id)).sort((a, b) => a.wave - b.wave || a.agentId.localeCompare(b.agentId));
-    const count = (pred: (h: RolloutHostRecord) => boolean): number => hosts.reduce((n, h) => n + (pred(h) ? 1 : 0), 0);
-    const waveCount = hosts.reduce((m, h) => Math.max(m, h.wave + 1), 0);
-    const waves = Array.from({ length: waveCount }, (_, i) => {
-      const in_ = hosts.filter((h) => h.wave === i);
-      const by: Partial<Record<RolloutHostStatus, number>> = {};
-      for (const h of in_) by[h.status] = (by[h.status] ?? 0) + 1;
-      return { wave: i, hosts: in_.length, state: i < r.currentWave ? 'done' : i === r.currentWave ? r.state : 'pending', ...by };
-    });
     const steps = await this.deps.store.listControllerEvents({ rolloutId: id, limit: 1000 });
-    const { signed: _signed, ...rest } = r;
-    return {
-      ...rest,
-      waveCount,
-      targeted: hosts.length,
-      acknowledged: count((h) => h.status === 'acknowledged' || h.status === 'converged'),
-      converged: count((h) => h.status === 'converged'),
-      failed: count((h) => h.status === 'failed'),
-      offline: count((h) => h.status === 'offline'),
-      pending: count((h) => h.status === 'waiting' || h.status === 'sent' || h.status === 'offline'),
-      rejected: count((h) => h.status === 'failed' && (h.reason ?? '').startsWith('rejected')),
-      rolledBack: count((h) => h.rolledBack),
-      waves,
-      ...(opts.hosts ? { hosts: hosts.map(({ rolloutId: _r, ...h }) => h) } : {}),
-      steps: steps.map((e) => ({ time: e.time, kind: e.kind, ...e.detail })),
-    };
+    const ids = listedEscalations(hosts).flatMap((x) => (x.id === null ? [] : [x.id]));
+    const escalations = ids.length > 0 ? await this.deps.store.getEscalations(ids) : [];
+    return rolloutView(r, hosts, steps, escalations, opts);
   }
 
-  /** The rollout of this baseline that is running or paused, if any. */
-  activeFor(baseline: string): RolloutRecord | undefined {
-    return [...this.live.values()].find((l) => l.r.baseline === baseline)?.r;
+  /** The rollout of this baseline (or policy) that is running or paused, if any. */
+  activeFor(name: string, document: DocumentKind = 'baseline'): RolloutRecord | undefined {
+    return [...this.live.values()].find((l) => l.r.document === document && l.r.baseline === name)?.r;
   }
 
   // ---- the loop ----
@@ -282,8 +308,9 @@ export class RolloutEngine {
     })().finally(() => {
       this.passing = null;
       if (this.timer) clearTimeout(this.timer);
-      // Ask to be called again while anything is running: soaks end and timeouts expire without any report.
-      if (!this.closed && [...this.live.values()].some((l) => l.r.state === 'running')) {
+      // Ask to be called again while anything is running (soaks end and timeouts expire without any report) or waits for
+      // decisions (their outcomes are looked up).
+      if (!this.closed && [...this.live.values()].some((l) => l.r.state === 'running' || l.r.pausedFor === 'escalations')) {
         this.timer = setTimeout(() => void this.pass(), this.opts.tickMs);
         this.timer.unref();
       }
@@ -293,16 +320,20 @@ export class RolloutEngine {
 
   /** One step for one rollout, from its whole state. */
   private async reconcile(l: Live): Promise<void> {
-    if (l.r.state !== 'running') return this.flushHosts(l);
+    const waitingForDecisions = l.r.state === 'paused' && l.r.pausedFor === 'escalations';
+    if (l.r.state !== 'running' && !waitingForDecisions) return this.flushHosts(l);
     const now = this.deps.clock.now();
     if (l.waves === 0) return this.complete(l);
     if (l.r.currentWave < 0) return this.startWave(l, 0);
     const gate = l.r.spec.gate;
     const wave = [...l.hosts.values()].filter((h) => h.wave === l.r.currentWave);
     const started = l.r.waveStartedAt ?? now;
-    for (const h of wave) {
-      if ((h.status === 'sent' || h.status === 'acknowledged') && now - started > gate.ackTimeoutSeconds * 1000) {
-        this.mark(l, h, 'failed', h.status === 'sent' ? `no acknowledgement within ${gate.ackTimeoutSeconds} s` : `not converged within ${gate.ackTimeoutSeconds} s`);
+    const pending = await this.settleDecisions(l, wave, now);
+    if (!waitingForDecisions) {
+      for (const h of wave) {
+        if ((h.status === 'sent' || h.status === 'acknowledged') && now - started > gate.ackTimeoutSeconds * 1000) {
+          this.mark(l, h, 'failed', h.status === 'sent' ? `no acknowledgement within ${gate.ackTimeoutSeconds} s` : `not converged within ${gate.ackTimeoutSeconds} s`);
+        }
       }
     }
     await this.flushHosts(l);
@@ -312,9 +343,24 @@ export class RolloutEngine {
       await this.audit(l, 'wave_unhealthy', { wave: l.r.currentWave, failed: failed.length, maxFailedHosts: gate.maxFailedHosts, reasons });
       const reason = `wave ${l.r.currentWave} unhealthy: ${failed.length} failed host(s) > ${gate.maxFailedHosts} allowed (${reasons.slice(0, 3).join('; ')})`;
       if (l.r.spec.onFailure === 'rollback') return this.rollBack(l, reason);
-      return this.setState(l, 'paused', reason);
+      return this.setState(l, 'paused', reason, { pausedFor: 'operator' });
     }
-    if (wave.some((h) => h.status === 'sent' || h.status === 'acknowledged' || h.status === 'waiting')) return;
+    // The new version escalated: the wave waits for the operator's decisions instead of failing its hosts.
+    if (pending.length > 0) {
+      if (waitingForDecisions) return;
+      const reason = `waiting for decisions on escalation${pending.length === 1 ? '' : 's'} ${pending.join(', ')} raised by the new version`;
+      await this.setState(l, 'paused', reason, { pausedFor: 'escalations' });
+      await this.audit(l, 'rollout_awaiting_decisions', { wave: l.r.currentWave, escalations: pending });
+      return;
+    }
+    if (waitingForDecisions) {
+      // Every decision is in and carried out: the wave goes on, its timeouts counted from now.
+      l.r.waveStartedAt = now;
+      await this.setState(l, 'running', null, { pausedFor: null, waveStartedAt: now });
+      await this.audit(l, 'rollout_resumed', { by: 'decisions' });
+      return;
+    }
+    if (wave.some((h) => UNSETTLED.includes(h.status))) return;
     // Soak: the wave has to stay healthy this long after its last host converged.
     const settled = wave.reduce((m, h) => Math.max(m, h.status === 'converged' ? h.updatedAt : 0), started);
     if (now < settled + gate.soakSeconds * 1000) return;
@@ -323,23 +369,50 @@ export class RolloutEngine {
     return this.startWave(l, l.r.currentWave + 1);
   }
 
+  /**
+   * Looks up the decisions on what the new version escalated on this wave's hosts: a host whose escalations are all decided
+   * and carried out converged; one whose decision failed on the agent failed. Returns the escalation ids still open.
+   */
+  private async settleDecisions(l: Live, wave: RolloutHostRecord[], now: number): Promise<number[]> {
+    const open: number[] = [];
+    const escalated = wave.filter((h) => h.status === 'escalated');
+    if (escalated.length === 0) return open;
+    const found = await waveDecisions(this.deps.store, escalated, now, l.r.spec.gate.ackTimeoutSeconds * 1000);
+    for (const h of escalated) {
+      const r = found.get(h.agentId);
+      if (!r) continue;
+      if (r.changed) l.dirty.add(h.agentId);
+      if (r.decisions.state === 'failed') this.mark(l, h, 'failed', r.decisions.reason);
+      else if (r.decisions.state === 'done') this.mark(l, h, 'converged', null);
+      else open.push(...r.decisions.ids);
+    }
+    // Waiting on a resource whose escalation is not opened yet (its event still on its way) holds the wave, not a pause.
+    return open;
+  }
+
   private async startWave(l: Live, wave: number): Promise<void> {
     const now = this.deps.clock.now();
     const hosts = [...l.hosts.values()].filter((h) => h.wave === wave);
     for (const h of hosts) {
+      if (h.status === 'unsupported') continue;
+      const session = this.deps.gateway.session(h.agentId);
+      if (session && l.r.document === 'policy' && session.protocolVersion < POLICY_PROTOCOL_VERSION) {
+        this.mark(l, h, 'unsupported', `agent protocol ${session.protocolVersion} predates policies (${POLICY_PROTOCOL_VERSION})`);
+        continue;
+      }
       // A host offline now gets the version when it reconnects; it does not hold the wave up.
-      this.mark(l, h, this.deps.gateway.session(h.agentId) ? 'sent' : 'offline', null);
+      this.mark(l, h, session ? 'sent' : 'offline', null);
     }
     l.r.currentWave = wave;
     l.r.waveStartedAt = now;
     await this.flushHosts(l);
     await this.save(l, { currentWave: wave, waveStartedAt: now });
     await this.audit(l, 'wave_started', { wave, hosts: hosts.length, offline: hosts.filter((h) => h.status === 'offline').length });
-    this.deps.baselines.admit(l.r.baseline, hosts.map((h) => h.agentId));
+    this.docs(l.r).admit(l.r.baseline, hosts.map((h) => h.agentId));
   }
 
   private async complete(l: Live): Promise<void> {
-    await this.deps.baselines.promote(l.r.baseline);
+    await this.docs(l.r).promote(l.r.baseline);
     await this.finish(l, 'completed', null);
   }
 
@@ -351,7 +424,7 @@ export class RolloutEngine {
       h.updatedAt = now;
       l.dirty.add(h.agentId);
     }
-    await this.deps.baselines.unstage(l.r.baseline);
+    await this.docs(l.r).unstage(l.r.baseline);
     await this.finish(l, 'rolled_back', reason, by, {
       previousVersion: l.r.previousVersion,
       hosts: touched.length,
@@ -362,7 +435,7 @@ export class RolloutEngine {
   private async finish(l: Live, state: RolloutState, reason: string | null, by?: string, detail: Record<string, unknown> = {}): Promise<void> {
     const now = this.deps.clock.now();
     l.r.finishedAt = now;
-    await this.setState(l, state, reason, { finishedAt: now });
+    await this.setState(l, state, reason, { finishedAt: now, pausedFor: null });
     await this.flushHosts(l);
     this.live.delete(l.r.id);
     await this.audit(l, `rollout_${state}`, { reason, by: by ?? null, ...detail });
@@ -387,19 +460,27 @@ export class RolloutEngine {
           }
           break;
         case 'acknowledged': {
-          const refused = rep.ack.rejected.find((x) => x.name === l.r.baseline && x.version === l.r.version);
+          const policy = l.r.document === 'policy';
+          const [enforcing, rejected]: [Applied[], Rejected[]] = policy ? [rep.ack.policies, rep.ack.policiesRejected] : [rep.ack.enforcing, rep.ack.rejected];
+          const refused = rejected.find((x) => x.name === l.r.baseline && x.version === l.r.version);
           if (refused) {
             this.mark(l, h, 'failed', `rejected: ${refused.code}: ${refused.message}`);
             break;
           }
-          const enforcing = rep.ack.enforcing.some((x) => x.name === l.r.baseline && x.version === l.r.version);
-          if (enforcing && (h.status === 'sent' || h.status === 'offline')) this.mark(l, h, this.legacy.has(h.agentId) ? 'converged' : 'acknowledged', null);
+          const holds = enforcing.some((x) => x.name === l.r.baseline && x.version === l.r.version);
+          // A policy held is as far as an agent reports on it; a baseline converges after its pass (protocol 2 on).
+          if (holds && (h.status === 'sent' || h.status === 'offline')) this.mark(l, h, policy || this.legacy.has(h.agentId) ? 'converged' : 'acknowledged', null);
           break;
         }
         case 'converged': {
+          if (l.r.document !== 'baseline') break;
           const o = rep.convergence.baselines.find((x) => x.name === l.r.baseline && x.version === l.r.version);
           if (!o) break;
-          if (o.outcome === 'failed' || o.outcome === 'escalated' || o.outcome === 'suppressed') {
+          if (o.outcome === 'escalated' && l.r.spec.onEscalation !== 'fail') {
+            // Only escalations: the version's own first pass handed them to a human.
+            if (l.r.spec.onEscalation === 'pause') this.escalate(l, h, o.failed, o.detail);
+            else if (h.status === 'sent' || h.status === 'acknowledged' || h.status === 'offline') this.mark(l, h, 'converged', null);
+          } else if (o.outcome === 'failed' || o.outcome === 'escalated' || o.outcome === 'suppressed') {
             this.mark(l, h, 'failed', `${o.outcome}: ${o.failed.join(', ')}${o.detail ? ` (${o.detail})` : ''}`);
           } else if (h.status === 'sent' || h.status === 'acknowledged' || h.status === 'offline') {
             this.mark(l, h, 'converged', null);
@@ -414,14 +495,27 @@ export class RolloutEngine {
 
   private onEvents(events: EventRecord[]): void {
     for (const l of this.live.values()) {
-      if (l.r.state !== 'running') continue;
+      if (l.r.state !== 'running' && l.r.pausedFor !== 'escalations') continue;
       for (const e of events) {
-        if (!UNHEALTHY_EVENTS.has(e.event) || (e.baseline !== null && e.baseline !== l.r.baseline)) continue;
+        if (!UNHEALTHY_EVENTS.has(e.event) || !concernsRollout(l.r, e)) continue;
         const h = l.hosts.get(e.agentId);
-        if (!h || h.wave !== l.r.currentWave || h.status === 'failed' || h.status === 'waiting' || e.time < (l.r.waveStartedAt ?? 0)) continue;
+        if (!h || h.wave !== l.r.currentWave || h.status === 'failed' || h.status === 'waiting' || h.status === 'unsupported' || e.time < (l.r.waveStartedAt ?? 0)) continue;
+        if (ownEscalation(l.r, e) && l.r.spec.onEscalation !== 'fail') {
+          if (l.r.spec.onEscalation === 'pause' && e.resource !== null) this.escalate(l, h, [e.resource], e.detail ?? '');
+          continue;
+        }
         this.mark(l, h, 'failed', `${e.event}${e.resource ? ` ${e.resource}` : ''}${e.detail ? `: ${e.detail}` : ''}`);
       }
     }
+  }
+
+  /** The new version escalated these resources on a host: it waits for the operator's decisions on them. */
+  private escalate(l: Live, h: RolloutHostRecord, resources: readonly string[], detail: string): void {
+    if (h.status === 'failed' || h.status === 'waiting' || h.status === 'unsupported') return;
+    const added = addEscalations(h, resources, this.deps.clock.now());
+    if (!added && h.status === 'escalated') return;
+    const listed = h.escalations.map((x) => x.resource);
+    this.mark(l, h, 'escalated', `escalated ${listed.slice(0, 5).join(', ')}${listed.length > 5 ? ` and ${listed.length - 5} more` : ''}: waiting for a decision${detail ? ` (${detail.slice(0, 200)})` : ''}`);
   }
 
   private mark(l: Live, h: RolloutHostRecord, status: RolloutHostStatus, reason: string | null): void {
@@ -451,8 +545,11 @@ export class RolloutEngine {
   private async setState(l: Live, state: RolloutState, reason: string | null, extra: Partial<RolloutRecord> = {}): Promise<void> {
     l.r.state = state;
     l.r.reason = reason;
-    await this.save(l, { state, reason, ...extra });
-    if (FINAL.includes(state)) this.deps.log.info({ rollout: l.r.id, baseline: l.r.baseline, version: l.r.version, state, reason }, 'rollout finished');
+    // Running is never paused for anything; a pause says what it waits for.
+    const pausedFor = state === 'paused' ? (extra.pausedFor ?? l.r.pausedFor ?? 'operator') : null;
+    l.r.pausedFor = pausedFor;
+    await this.save(l, { state, reason, ...extra, pausedFor });
+    if (FINAL.includes(state)) this.deps.log.info({ rollout: l.r.id, document: l.r.document, name: l.r.baseline, version: l.r.version, state, reason }, 'rollout finished');
   }
 
   private async save(l: Live, patch: Partial<Omit<RolloutRecord, 'id'>>): Promise<void> {
@@ -463,6 +560,6 @@ export class RolloutEngine {
 
   private async audit(l: Live, kind: string, detail: Record<string, unknown>): Promise<void> {
     await this.deps.store.addControllerEvent({ time: this.deps.clock.now(), kind, rolloutId: l.r.id, baseline: l.r.baseline, detail });
-    this.deps.log.info({ rollout: l.r.id, baseline: l.r.baseline, version: l.r.version, ...detail }, kind);
+    this.deps.log.info({ rollout: l.r.id, document: l.r.document, name: l.r.baseline, version: l.r.version, ...detail }, kind);
   }
 }

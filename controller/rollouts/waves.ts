@@ -11,13 +11,19 @@ export const DEFAULT_STRATEGY: RolloutStrategy = {
   gate: { maxFailedHosts: 0, soakSeconds: 60, ackTimeoutSeconds: 300 },
   canary: null,
   onFailure: 'rollback',
+  onEscalation: 'pause',
 };
 
 /**
  * Everything at once, ungated: `"strategy": "all-at-once"`. Host failures are reported per host but never stop or roll
- * back the rollout (there is no later wave to protect).
+ * back the rollout, nor do escalations wait for decisions (there is no later wave to protect).
  */
-export const ALL_AT_ONCE: RolloutStrategy = { ...DEFAULT_STRATEGY, waves: [100], gate: { maxFailedHosts: Number.MAX_SAFE_INTEGER, soakSeconds: 0, ackTimeoutSeconds: 300 } };
+export const ALL_AT_ONCE: RolloutStrategy = {
+  ...DEFAULT_STRATEGY,
+  waves: [100],
+  gate: { maxFailedHosts: Number.MAX_SAFE_INTEGER, soakSeconds: 0, ackTimeoutSeconds: 300 },
+  onEscalation: 'ignore',
+};
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -37,13 +43,15 @@ function step(v: unknown, i: number): WaveStep {
   throw new HsError('HS_CONFIG', `strategy.waves[${i}]: expected a cumulative percentage (0 < p ≤ 100) or {"hosts": N}`);
 }
 
+const STRATEGY_KEYS = ['waves', 'gate', 'canary', 'onFailure', 'onEscalation'];
+
 /** Reads `strategy` from a rollout request: absent = the defaults, "all-at-once", or an object overriding any key. */
 export function parseStrategy(raw: unknown): { kind: 'all-at-once' | 'waves'; spec: RolloutStrategy } {
   if (raw === undefined || raw === null) return { kind: 'waves', spec: DEFAULT_STRATEGY };
   if (raw === 'all-at-once') return { kind: 'all-at-once', spec: ALL_AT_ONCE };
-  if (!isObject(raw)) throw new HsError('HS_CONFIG', 'strategy: expected "all-at-once" or {"waves", "gate", "canary", "onFailure"}');
+  if (!isObject(raw)) throw new HsError('HS_CONFIG', 'strategy: expected "all-at-once" or {"waves", "gate", "canary", "onFailure", "onEscalation"}');
   for (const k of Object.keys(raw)) {
-    if (!['waves', 'gate', 'canary', 'onFailure'].includes(k)) throw new HsError('HS_CONFIG', `strategy.${k}: unknown key`);
+    if (!STRATEGY_KEYS.includes(k)) throw new HsError('HS_CONFIG', `strategy.${k}: unknown key; allowed: ${STRATEGY_KEYS.join(', ')}`);
   }
   let waves = DEFAULT_STRATEGY.waves;
   if (raw.waves !== undefined) {
@@ -66,6 +74,10 @@ export function parseStrategy(raw: unknown): { kind: 'all-at-once' | 'waves'; sp
   }
   const onFailure = raw.onFailure ?? 'rollback';
   if (onFailure !== 'rollback' && onFailure !== 'pause') throw new HsError('HS_CONFIG', 'strategy.onFailure: "rollback" or "pause"');
+  const onEscalation = raw.onEscalation ?? DEFAULT_STRATEGY.onEscalation;
+  if (onEscalation !== 'pause' && onEscalation !== 'ignore' && onEscalation !== 'fail') {
+    throw new HsError('HS_CONFIG', `strategy.onEscalation: ${JSON.stringify(onEscalation)}; expected "pause" (wait for the operator's decisions), "ignore" or "fail"`);
+  }
   return {
     kind: 'waves',
     spec: {
@@ -77,6 +89,7 @@ export function parseStrategy(raw: unknown): { kind: 'all-at-once' | 'waves'; sp
       },
       canary,
       onFailure,
+      onEscalation,
     },
   };
 }

@@ -2,12 +2,14 @@
 import * as fs from 'node:fs';
 import { HsError } from '../../lib/errors.js';
 import { migrate, openDatabase, type Database, type Migrations, type Statement } from '../../lib/sqlite.js';
+import { SqliteTuningStore } from './sqlite-tuning.js';
 import type {
   AgentBaselineRecord,
   AgentRecord,
   BaselineVersionRecord,
   ControllerStore,
   EscalationFilter,
+  EscalationInput,
   EscalationRecord,
   EventFilter,
   EventInput,
@@ -16,6 +18,7 @@ import type {
   ControllerEventRecord,
   PlanRecord,
   PlanState,
+  PolicyVersionRecord,
   RolloutHostRecord,
   RolloutRecord,
   RolloutState,
@@ -23,8 +26,11 @@ import type {
   TargetRecord,
 } from './types.js';
 
-/** The schema's steps in order: the first makes version 1 (lib/sqlite.ts migrate). Append; never edit a shipped one. */
-const MIGRATIONS: readonly string[] = [
+/**
+ * The schema's steps in order: the first makes version 1 (lib/sqlite.ts migrate). Append; never edit a shipped one.
+ * Exported so a test can build a database of an older schema (`MIGRATIONS[v - 1]` makes version v).
+ */
+export const MIGRATIONS: readonly string[] = [
   // 1
   `
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -105,15 +111,58 @@ const MIGRATIONS: readonly string[] = [
     ALTER TABLE events ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE agents ADD COLUMN event_bytes INTEGER NOT NULL DEFAULT 0;
   `,
+  // Policies versioned, signed and acknowledged like baselines; rollouts of either kind, paused by escalations to decide;
+  // events with the actor, decision, changed fields and risk, and escalations showing the actor and the opponent.
+  // 5
+  `
+    CREATE TABLE policy_versions (
+      name TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, yaml TEXT NOT NULL, file TEXT NOT NULL,
+      description TEXT NOT NULL, selector TEXT, priority INTEGER NOT NULL, rules INTEGER NOT NULL, windows INTEGER NOT NULL,
+      created_at INTEGER NOT NULL, PRIMARY KEY (name, version));
+    CREATE TABLE policy_targets (
+      name TEXT PRIMARY KEY, version INTEGER NOT NULL, rollback INTEGER NOT NULL, issued_at INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL, payload BLOB NOT NULL, signature BLOB NOT NULL, key_id TEXT NOT NULL, rollout_id INTEGER NOT NULL);
+    CREATE TABLE agent_policies (
+      agent_id TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, state TEXT NOT NULL,
+      error TEXT, at INTEGER NOT NULL, PRIMARY KEY (agent_id, name, state));
+    ALTER TABLE rollouts ADD COLUMN document TEXT NOT NULL DEFAULT 'baseline';
+    ALTER TABLE rollouts ADD COLUMN paused_for TEXT;
+    UPDATE rollouts SET paused_for = 'operator' WHERE state = 'paused';
+    ALTER TABLE rollout_hosts ADD COLUMN escalations TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE events ADD COLUMN actor TEXT;
+    ALTER TABLE events ADD COLUMN decision TEXT;
+    ALTER TABLE events ADD COLUMN changes TEXT;
+    ALTER TABLE events ADD COLUMN risk TEXT;
+    ALTER TABLE escalations ADD COLUMN actor TEXT;
+    ALTER TABLE escalations ADD COLUMN decision TEXT;
+    ALTER TABLE escalations ADD COLUMN opponent TEXT;
+  `,
+  // Adaptive tuning: proposals, tuning settings, and the versions of the tuning policy document.
+  // 6
+  `
+    CREATE TABLE proposals (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
+      created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, decided_at INTEGER, decided_by TEXT, reason TEXT, body TEXT NOT NULL);
+    CREATE INDEX proposals_key ON proposals (key);
+    CREATE INDEX proposals_state ON proposals (state, id);
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL, updated_by TEXT NOT NULL);
+    CREATE TABLE tuning_documents (
+      name TEXT NOT NULL, version INTEGER NOT NULL, yaml TEXT NOT NULL, sha256 TEXT NOT NULL, created_at INTEGER NOT NULL,
+      created_by TEXT NOT NULL, PRIMARY KEY (name, version));
+  `,
 ];
 
 const CONTROLLER_SCHEMA: Migrations = { owner: 'controller', steps: MIGRATIONS };
 
 /** What an event costs in storage, by the lengths of its text: the quantity per-agent quotas count. */
 export function eventSize(e: EventInput): number {
-  const len = (v: string | null): number => (v === null ? 0 : v.length);
-  return 64 + len(e.resource) + e.event.length + len(e.trigger) + len(e.baseline) + len(e.observed) + len(e.desired) + len(e.diff) + len(e.detail) + e.prevHash.length + e.hash.length;
+  const len = (v: string | null | undefined): number => (v == null ? 0 : v.length);
+  return (
+    64 + len(e.resource) + e.event.length + len(e.trigger) + len(e.baseline) + len(e.observed) + len(e.desired) + len(e.diff) + len(e.detail) +
+    e.prevHash.length + e.hash.length + len(e.actor) + len(e.decision) + len(e.changes) + len(e.risk)
+  );
 }
+
 
 type Row = Record<string, unknown>;
 
@@ -176,6 +225,48 @@ function versionFromRow(r: Row): BaselineVersionRecord {
   };
 }
 
+function policyVersionFromRow(r: Row): PolicyVersionRecord {
+  return {
+    name: str(r.name),
+    version: num(r.version),
+    sha256: str(r.sha256),
+    yaml: str(r.yaml),
+    file: str(r.file),
+    description: str(r.description),
+    selector: json(r.selector, null),
+    priority: num(r.priority),
+    rules: num(r.rules),
+    windows: num(r.windows),
+    createdAt: num(r.created_at),
+  };
+}
+
+function targetFromRow(r: Row): TargetRecord {
+  return {
+    name: str(r.name),
+    version: num(r.version),
+    rollback: num(r.rollback) === 1,
+    issuedAt: num(r.issued_at),
+    expiresAt: num(r.expires_at),
+    payload: optBuf(r.payload) ?? Buffer.alloc(0),
+    signature: optBuf(r.signature) ?? Buffer.alloc(0),
+    keyId: str(r.key_id),
+    rolloutId: num(r.rollout_id),
+  };
+}
+
+function agentDocumentFromRow(r: Row): AgentBaselineRecord {
+  return {
+    agentId: str(r.agent_id),
+    name: str(r.name),
+    version: num(r.version),
+    sha256: str(r.sha256),
+    state: str(r.state) as AgentBaselineRecord['state'],
+    error: optStr(r.error),
+    at: num(r.at),
+  };
+}
+
 function eventFromRow(r: Row): EventRecord {
   return {
     id: num(r.id),
@@ -194,6 +285,10 @@ function eventFromRow(r: Row): EventRecord {
     detail: optStr(r.detail),
     prevHash: str(r.prev_hash),
     hash: str(r.hash),
+    actor: optStr(r.actor),
+    decision: optStr(r.decision),
+    changes: optStr(r.changes),
+    risk: optStr(r.risk),
   };
 }
 
@@ -206,6 +301,9 @@ function escalationFromRow(r: Row): EscalationRecord {
     version: optNum(r.version),
     kind: str(r.kind),
     detail: optStr(r.detail),
+    actor: optStr(r.actor),
+    decision: optStr(r.decision),
+    opponent: optStr(r.opponent),
     observed: optStr(r.observed),
     desired: optStr(r.desired),
     diff: optStr(r.diff),
@@ -230,6 +328,9 @@ const ESCALATION_COLUMNS: Record<keyof Omit<EscalationRecord, 'id'>, string> = {
   version: 'version',
   kind: 'kind',
   detail: 'detail',
+  actor: 'actor',
+  decision: 'decision',
+  opponent: 'opponent',
   observed: 'observed',
   desired: 'desired',
   diff: 'diff',
@@ -308,14 +409,23 @@ export function openControllerDatabase(file: string): Database {
 export class SqliteControllerStore implements ControllerStore {
   private readonly db: Database;
   private readonly insertEvent: Statement;
+  /** For events without decision fields (every event of an agent before protocol 4): the columns default to NULL. */
+  private readonly insertPlainEvent: Statement;
   private readonly updateLastSeq: Statement;
+  readonly tuning: SqliteTuningStore;
 
   constructor(file: string) {
     this.db = openControllerDatabase(file);
     this.insertEvent = this.db.prepare(
+      `INSERT OR IGNORE INTO events (agent_id, seq, time, received_at, resource, event, trigger, baseline, version, observed, desired, diff, detail, prev_hash, hash, size,
+         actor, decision, changes, risk)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.insertPlainEvent = this.db.prepare(
       `INSERT OR IGNORE INTO events (agent_id, seq, time, received_at, resource, event, trigger, baseline, version, observed, desired, diff, detail, prev_hash, hash, size)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
+    this.tuning = new SqliteTuningStore(this.db);
     this.updateLastSeq = this.db.prepare('UPDATE agents SET last_event_seq = MAX(last_event_seq, ?), event_bytes = event_bytes + ? WHERE id = ?');
   }
 
@@ -419,8 +529,24 @@ export class SqliteControllerStore implements ControllerStore {
   }
 
   async setAgentBaselines(updates: { agentId: string; rows: AgentBaselineRecord[] }[]): Promise<void> {
-    const del = this.db.prepare('DELETE FROM agent_baselines WHERE agent_id = ?');
-    const ins = this.db.prepare('INSERT OR REPLACE INTO agent_baselines (agent_id, name, version, sha256, state, error, at) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.setAgentDocuments('agent_baselines', updates);
+  }
+
+  async listAgentBaselines(agentId?: string): Promise<AgentBaselineRecord[]> {
+    return this.listAgentDocuments('agent_baselines', agentId);
+  }
+
+  async setAgentPolicies(updates: { agentId: string; rows: AgentBaselineRecord[] }[]): Promise<void> {
+    this.setAgentDocuments('agent_policies', updates);
+  }
+
+  async listAgentPolicies(agentId?: string): Promise<AgentBaselineRecord[]> {
+    return this.listAgentDocuments('agent_policies', agentId);
+  }
+
+  private setAgentDocuments(table: 'agent_baselines' | 'agent_policies', updates: { agentId: string; rows: AgentBaselineRecord[] }[]): void {
+    const del = this.db.prepare(`DELETE FROM ${table} WHERE agent_id = ?`);
+    const ins = this.db.prepare(`INSERT OR REPLACE INTO ${table} (agent_id, name, version, sha256, state, error, at) VALUES (?, ?, ?, ?, ?, ?, ?)`);
     this.db.transaction(() => {
       for (const { agentId, rows } of updates) {
         del.run(agentId);
@@ -429,21 +555,11 @@ export class SqliteControllerStore implements ControllerStore {
     })();
   }
 
-  async listAgentBaselines(agentId?: string): Promise<AgentBaselineRecord[]> {
+  private listAgentDocuments(table: 'agent_baselines' | 'agent_policies', agentId?: string): AgentBaselineRecord[] {
     const rows = (
-      agentId === undefined
-        ? this.db.prepare('SELECT * FROM agent_baselines').all()
-        : this.db.prepare('SELECT * FROM agent_baselines WHERE agent_id = ?').all(agentId)
+      agentId === undefined ? this.db.prepare(`SELECT * FROM ${table}`).all() : this.db.prepare(`SELECT * FROM ${table} WHERE agent_id = ?`).all(agentId)
     ) as Row[];
-    return rows.map((r) => ({
-      agentId: str(r.agent_id),
-      name: str(r.name),
-      version: num(r.version),
-      sha256: str(r.sha256),
-      state: str(r.state) as AgentBaselineRecord['state'],
-      error: optStr(r.error),
-      at: num(r.at),
-    }));
+    return rows.map(agentDocumentFromRow);
   }
 
   async addBaselineVersion(v: Omit<BaselineVersionRecord, 'version'>): Promise<{ record: BaselineVersionRecord; created: boolean }> {
@@ -475,27 +591,57 @@ export class SqliteControllerStore implements ControllerStore {
   }
 
   async putTarget(t: TargetRecord): Promise<void> {
+    this.putTargetIn('targets', t);
+  }
+
+  async listTargets(): Promise<TargetRecord[]> {
+    return (this.db.prepare('SELECT * FROM targets ORDER BY name').all() as Row[]).map(targetFromRow);
+  }
+
+  async putPolicyTarget(t: TargetRecord): Promise<void> {
+    this.putTargetIn('policy_targets', t);
+  }
+
+  async listPolicyTargets(): Promise<TargetRecord[]> {
+    return (this.db.prepare('SELECT * FROM policy_targets ORDER BY name').all() as Row[]).map(targetFromRow);
+  }
+
+  private putTargetIn(table: 'targets' | 'policy_targets', t: TargetRecord): void {
     this.db
       .prepare(
-        `INSERT INTO targets (name, version, rollback, issued_at, expires_at, payload, signature, key_id, rollout_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO ${table} (name, version, rollback, issued_at, expires_at, payload, signature, key_id, rollout_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(name) DO UPDATE SET version = excluded.version, rollback = excluded.rollback, issued_at = excluded.issued_at,
            expires_at = excluded.expires_at, payload = excluded.payload, signature = excluded.signature, key_id = excluded.key_id, rollout_id = excluded.rollout_id`,
       )
       .run(t.name, t.version, t.rollback ? 1 : 0, t.issuedAt, t.expiresAt, t.payload, t.signature, t.keyId, t.rolloutId);
   }
 
-  async listTargets(): Promise<TargetRecord[]> {
-    return (this.db.prepare('SELECT * FROM targets ORDER BY name').all() as Row[]).map((r) => ({
-      name: str(r.name),
-      version: num(r.version),
-      rollback: num(r.rollback) === 1,
-      issuedAt: num(r.issued_at),
-      expiresAt: num(r.expires_at),
-      payload: optBuf(r.payload) ?? Buffer.alloc(0),
-      signature: optBuf(r.signature) ?? Buffer.alloc(0),
-      keyId: str(r.key_id),
-      rolloutId: num(r.rollout_id),
-    }));
+  async addPolicyVersion(v: Omit<PolicyVersionRecord, 'version'>): Promise<{ record: PolicyVersionRecord; created: boolean }> {
+    return this.db.transaction(() => {
+      const latest = this.db.prepare('SELECT * FROM policy_versions WHERE name = ? ORDER BY version DESC LIMIT 1').get(v.name) as Row | undefined;
+      if (latest && str(latest.sha256) === v.sha256) return { record: policyVersionFromRow(latest), created: false };
+      const version = latest ? num(latest.version) + 1 : 1;
+      this.db
+        .prepare(
+          'INSERT INTO policy_versions (name, version, sha256, yaml, file, description, selector, priority, rules, windows, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(v.name, version, v.sha256, v.yaml, v.file, v.description, v.selector ? JSON.stringify(v.selector) : null, v.priority, v.rules, v.windows, v.createdAt);
+      return { record: { ...v, version }, created: true };
+    })();
+  }
+
+  async getPolicyVersion(name: string, version: number): Promise<PolicyVersionRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM policy_versions WHERE name = ? AND version = ?').get(name, version) as Row | undefined;
+    return r ? policyVersionFromRow(r) : undefined;
+  }
+
+  async listPolicyVersions(name?: string): Promise<PolicyVersionRecord[]> {
+    const rows = (
+      name === undefined
+        ? this.db.prepare('SELECT * FROM policy_versions ORDER BY name, version').all()
+        : this.db.prepare('SELECT * FROM policy_versions WHERE name = ? ORDER BY version').all(name)
+    ) as Row[];
+    return rows.map(policyVersionFromRow);
   }
 
   async addRollout(r: Omit<RolloutRecord, 'id'>): Promise<RolloutRecord> {
@@ -517,10 +663,10 @@ export class SqliteControllerStore implements ControllerStore {
   async putRolloutHosts(rows: RolloutHostRecord[]): Promise<void> {
     if (rows.length === 0) return;
     const stmt = this.db.prepare(
-      'INSERT OR REPLACE INTO rollout_hosts (rollout_id, agent_id, wave, status, reason, rolled_back, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      'INSERT OR REPLACE INTO rollout_hosts (rollout_id, agent_id, wave, status, reason, rolled_back, updated_at, escalations) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     );
     this.db.transaction(() => {
-      for (const h of rows) stmt.run(h.rolloutId, h.agentId, h.wave, h.status, h.reason, h.rolledBack ? 1 : 0, h.updatedAt);
+      for (const h of rows) stmt.run(h.rolloutId, h.agentId, h.wave, h.status, h.reason, h.rolledBack ? 1 : 0, h.updatedAt, JSON.stringify(h.escalations));
     })();
   }
 
@@ -533,6 +679,7 @@ export class SqliteControllerStore implements ControllerStore {
       reason: optStr(r.reason),
       rolledBack: num(r.rolled_back) === 1,
       updatedAt: num(r.updated_at),
+      escalations: json(r.escalations, []),
     }));
   }
 
@@ -598,11 +745,15 @@ export class SqliteControllerStore implements ControllerStore {
         let bytes = 0;
         for (const e of events) {
           const size = eventSize(e);
-          const res = this.insertEvent.run(
-            agentId, e.seq, e.time, receivedAt, e.resource, e.event, e.trigger, e.baseline, e.version, e.observed, e.desired, e.diff, e.detail, e.prevHash, e.hash, size,
-          );
+          const plain = e.actor == null && e.decision == null && e.changes == null && e.risk == null;
+          const res = plain
+            ? this.insertPlainEvent.run(agentId, e.seq, e.time, receivedAt, e.resource, e.event, e.trigger, e.baseline, e.version, e.observed, e.desired, e.diff, e.detail, e.prevHash, e.hash, size)
+            : this.insertEvent.run(
+                agentId, e.seq, e.time, receivedAt, e.resource, e.event, e.trigger, e.baseline, e.version, e.observed, e.desired, e.diff, e.detail, e.prevHash, e.hash, size,
+                e.actor ?? null, e.decision ?? null, e.changes ?? null, e.risk ?? null,
+              );
           if (res.changes === 1) {
-            inserted.push({ ...e, id: num(res.lastInsertRowid), agentId, receivedAt });
+            inserted.push({ ...e, actor: e.actor ?? null, decision: e.decision ?? null, changes: e.changes ?? null, risk: e.risk ?? null, id: num(res.lastInsertRowid), agentId, receivedAt });
             bytes += size;
           }
           if (e.seq > max) max = e.seq;
@@ -685,7 +836,8 @@ export class SqliteControllerStore implements ControllerStore {
       .run(before, maxRows).changes;
   }
 
-  async addEscalation(e: Omit<EscalationRecord, 'id'>): Promise<EscalationRecord> {
+  async addEscalation(input: EscalationInput): Promise<EscalationRecord> {
+    const e: Omit<EscalationRecord, 'id'> = { ...input, actor: input.actor ?? null, decision: input.decision ?? null, opponent: input.opponent ?? null };
     const keys = Object.keys(ESCALATION_COLUMNS) as (keyof typeof ESCALATION_COLUMNS)[];
     const res = this.db
       .prepare(`INSERT INTO escalations (${keys.map((k) => ESCALATION_COLUMNS[k]).join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`)
@@ -703,6 +855,22 @@ export class SqliteControllerStore implements ControllerStore {
       .prepare("SELECT * FROM escalations WHERE agent_id = ? AND resource = ? AND status = 'open' ORDER BY id DESC LIMIT 1")
       .get(agentId, resource) as Row | undefined;
     return r ? escalationFromRow(r) : undefined;
+  }
+
+  async findLatestEscalation(agentId: string, resource: string): Promise<EscalationRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM escalations WHERE agent_id = ? AND resource = ? ORDER BY id DESC LIMIT 1').get(agentId, resource) as Row | undefined;
+    return r ? escalationFromRow(r) : undefined;
+  }
+
+  async getEscalations(ids: number[]): Promise<EscalationRecord[]> {
+    const out: EscalationRecord[] = [];
+    // SQLite binds at most 32,766 parameters: read in chunks well under it.
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      const rows = this.db.prepare(`SELECT * FROM escalations WHERE id IN (${chunk.map(() => '?').join(', ')})`).all(...chunk) as Row[];
+      out.push(...rows.map(escalationFromRow));
+    }
+    return out;
   }
 
   async updateEscalation(id: number, patch: Partial<Omit<EscalationRecord, 'id'>>): Promise<void> {
@@ -735,6 +903,7 @@ export class SqliteControllerStore implements ControllerStore {
 }
 
 const ROLLOUT_COLUMNS: Record<keyof Omit<RolloutRecord, 'id'>, string> = {
+  document: 'document',
   baseline: 'baseline',
   version: 'version',
   previousVersion: 'previous_version',
@@ -746,6 +915,7 @@ const ROLLOUT_COLUMNS: Record<keyof Omit<RolloutRecord, 'id'>, string> = {
   currentWave: 'current_wave',
   waveStartedAt: 'wave_started_at',
   reason: 'reason',
+  pausedFor: 'paused_for',
   updatedAt: 'updated_at',
   finishedAt: 'finished_at',
   signed: 'signed',
@@ -761,12 +931,13 @@ function rolloutValue(key: keyof typeof ROLLOUT_COLUMNS, v: unknown): string | n
 }
 
 /** Strategy defaults for rollouts stored before staged rollouts existed (they were all at once). */
-const LEGACY_SPEC: RolloutStrategy = { waves: [100], gate: { maxFailedHosts: 0, soakSeconds: 0, ackTimeoutSeconds: 300 }, canary: null, onFailure: 'rollback' };
+const LEGACY_SPEC: RolloutStrategy = { waves: [100], gate: { maxFailedHosts: 0, soakSeconds: 0, ackTimeoutSeconds: 300 }, canary: null, onFailure: 'rollback', onEscalation: 'fail' };
 
 function rolloutFromRow(r: Row): RolloutRecord {
   const signed = json<{ payload: string; signature: string; keyId: string; issuedAt: number; expiresAt: number } | null>(r.signed, null);
   return {
     id: num(r.id),
+    document: str(r.document) === 'policy' ? 'policy' : 'baseline',
     baseline: str(r.baseline),
     version: num(r.version),
     previousVersion: optNum(r.previous_version),
@@ -774,14 +945,20 @@ function rolloutFromRow(r: Row): RolloutRecord {
     rollback: num(r.rollback) === 1,
     createdAt: num(r.created_at),
     state: (optStr(r.state) ?? 'completed') as RolloutState,
-    spec: json(r.spec, LEGACY_SPEC),
+    // Strategies stored before onEscalation existed failed the host on an escalation: they keep doing so.
+    spec: { onEscalation: 'fail', ...json<Omit<RolloutStrategy, 'onEscalation'> & Partial<RolloutStrategy>>(r.spec, LEGACY_SPEC) },
     currentWave: num(r.current_wave),
     waveStartedAt: optNum(r.wave_started_at),
     reason: optStr(r.reason),
+    pausedFor: pausedForOf(r.paused_for),
     updatedAt: num(r.updated_at),
     finishedAt: optNum(r.finished_at),
     signed: signed ? { ...signed, payload: Buffer.from(signed.payload, 'base64'), signature: Buffer.from(signed.signature, 'base64') } : null,
   };
+}
+
+function pausedForOf(v: unknown): RolloutRecord['pausedFor'] {
+  return v === 'operator' || v === 'escalations' ? v : null;
 }
 
 function planFromRow(r: Row): PlanRecord {

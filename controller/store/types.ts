@@ -2,6 +2,7 @@
 // a PostgreSQL implementation can fill it later without touching the rest, which is why every method returns a Promise.
 import type { Applied, HostFacts, Rejected } from '../../proto/codec.js';
 import type { Labels } from '../../lib/labels.js';
+import type { TuningStore } from './tuning.js';
 
 export interface JoinTokenRecord {
   id: string;
@@ -43,7 +44,10 @@ export interface AgentRecord {
   lastEventSeq: number;
 }
 
-/** What one agent acknowledged it enforces (or refused), per baseline name. */
+/** The two kinds of signed document the controller versions, signs and rolls out. */
+export type DocumentKind = 'baseline' | 'policy';
+
+/** What one agent acknowledged it enforces (or refused), per baseline (or, through the policy methods, policy) name. */
 export interface AgentBaselineRecord {
   agentId: string;
   name: string;
@@ -67,7 +71,22 @@ export interface BaselineVersionRecord {
   createdAt: number;
 }
 
-/** The signed document currently assigned for a baseline name: what every selected agent is sent. */
+/** One stored version of a policy document, validated by lib/policy's parser when pushed. */
+export interface PolicyVersionRecord {
+  name: string;
+  version: number;
+  sha256: string;
+  yaml: string;
+  file: string;
+  description: string;
+  selector: { matchLabels: Labels } | null;
+  priority: number;
+  rules: number;
+  windows: number;
+  createdAt: number;
+}
+
+/** The signed document currently assigned for a baseline (or policy) name: what every selected agent is sent. */
 export interface TargetRecord {
   name: string;
   version: number;
@@ -91,10 +110,18 @@ export interface RolloutStrategy {
   canary: { matchLabels: Labels } | null;
   /** What an unhealthy wave does: roll the hosts that got the version back (default), or only pause for an operator. */
   onFailure: 'rollback' | 'pause';
+  /**
+   * What an escalation raised by the new version itself does to its host: `pause` (default) makes it a pending approval
+   * the wave waits on, `ignore` counts the host healthy, `fail` fails the host (as before this option existed).
+   */
+  onEscalation: 'pause' | 'ignore' | 'fail';
 }
 
 export interface RolloutRecord {
   id: number;
+  /** What is rolled out: a baseline (the default, and every rollout stored before policies existed) or a policy. */
+  document: DocumentKind;
+  /** The name of the document rolled out: a baseline's, or a policy's when `document` is `policy`. */
   baseline: string;
   version: number;
   previousVersion: number | null;
@@ -106,15 +133,29 @@ export interface RolloutRecord {
   /** Index of the wave being rolled out (or the last one reached); -1 before the first. */
   currentWave: number;
   waveStartedAt: number | null;
-  /** Why it stopped (gate failure, operator action), or null. */
+  /** Why it stopped (gate failure, operator action, escalations to decide), or null. */
   reason: string | null;
+  /** While paused: by an operator, or by escalations of the new version that wait for decisions (resumes by itself). */
+  pausedFor: 'operator' | 'escalations' | null;
   updatedAt: number;
   finishedAt: number | null;
   /** The signed document of `version` the rollout hands out wave by wave. */
   signed: { payload: Buffer; signature: Buffer; keyId: string; issuedAt: number; expiresAt: number } | null;
 }
 
-export type RolloutHostStatus = 'waiting' | 'sent' | 'acknowledged' | 'converged' | 'failed' | 'offline';
+/**
+ * `escalated`: the new version's own pass escalated and an operator's decision is awaited (onEscalation: pause).
+ * `unsupported`: an agent too old for the document (policies need protocol 4); it keeps what it has and holds nothing up.
+ */
+export type RolloutHostStatus = 'waiting' | 'sent' | 'acknowledged' | 'converged' | 'failed' | 'offline' | 'escalated' | 'unsupported';
+
+/** A resource the new version escalated on a host, and the escalation opened for it at the controller once known. */
+export interface RolloutEscalation {
+  resource: string;
+  id: number | null;
+  /** When the rollout learned of it (controller time): an escalation decided before then is an older one. */
+  seenAt: number;
+}
 
 /** One targeted host of a rollout: its wave (fixed at the start) and how it fared. */
 export interface RolloutHostRecord {
@@ -126,6 +167,8 @@ export interface RolloutHostRecord {
   /** Sent the version back to the previous one after the rollout was rolled back. */
   rolledBack: boolean;
   updatedAt: number;
+  /** What the new version escalated on this host during its wave (onEscalation: pause), decided or not. */
+  escalations: RolloutEscalation[];
 }
 
 /** A step of the controller's own work (rollouts, plans): the controller-side audit trail. */
@@ -164,9 +207,22 @@ export interface EventInput {
   detail: string | null;
   prevHash: string;
   hash: string;
+  /**
+   * Protocol 4 (absent or null from older agents, and when unknown): who made the drift, as JSON text (lib/policy/actor.ts's
+   * Actor); how the agent decided it, as JSON text ({action, cause, rule: {document, version, index} | {baseline}, reason});
+   * the changed field kinds, as JSON text of a list (`["content","mode"]`); the resource's risk (low ... critical).
+   */
+  actor?: string | null;
+  decision?: string | null;
+  changes?: string | null;
+  risk?: string | null;
 }
 
 export interface EventRecord extends EventInput {
+  actor: string | null;
+  decision: string | null;
+  changes: string | null;
+  risk: string | null;
   id: number; // controller-wide, increasing in arrival order
   agentId: string;
   receivedAt: number;
@@ -198,6 +254,12 @@ export interface EscalationRecord {
   /** The event that opened it: escalated, suppressed_flapping or repair_failed. */
   kind: string;
   detail: string | null;
+  /** Who made the drift, as JSON text (from the latest event of this escalation that named one); null when unknown. */
+  actor: string | null;
+  /** The agent's decision record, as JSON text; null when none was sent. */
+  decision: string | null;
+  /** For a flap escalation, the actor the agent is fighting (`/usr/bin/puppet (puppet.service)`); null when none named. */
+  opponent: string | null;
   observed: string | null;
   desired: string | null;
   diff: string | null;
@@ -215,6 +277,9 @@ export interface EscalationRecord {
   decisionPayload: Buffer | null;
   decisionSignature: Buffer | null;
 }
+
+/** A new escalation; an event that named no actor or decision leaves them out. */
+export type EscalationInput = Omit<EscalationRecord, 'id' | 'actor' | 'decision' | 'opponent'> & Partial<Pick<EscalationRecord, 'actor' | 'decision' | 'opponent'>>;
 
 export interface EscalationFilter {
   status?: EscalationStatus;
@@ -247,6 +312,9 @@ export interface ControllerStore {
   /** Replaces each listed agent's acknowledged set (many agents in one write). */
   setAgentBaselines(updates: { agentId: string; rows: AgentBaselineRecord[] }[]): Promise<void>;
   listAgentBaselines(agentId?: string): Promise<AgentBaselineRecord[]>;
+  /** The same for policies (protocol 4 agents). */
+  setAgentPolicies(updates: { agentId: string; rows: AgentBaselineRecord[] }[]): Promise<void>;
+  listAgentPolicies(agentId?: string): Promise<AgentBaselineRecord[]>;
 
   /** Stores a new immutable version, numbered after the latest; if the latest has the same sha256 it is returned instead. */
   addBaselineVersion(v: Omit<BaselineVersionRecord, 'version'>): Promise<{ record: BaselineVersionRecord; created: boolean }>;
@@ -255,6 +323,14 @@ export interface ControllerStore {
 
   putTarget(t: TargetRecord): Promise<void>;
   listTargets(): Promise<TargetRecord[]>;
+
+  /** Policy versions and targets, numbered and kept like baselines'. */
+  addPolicyVersion(v: Omit<PolicyVersionRecord, 'version'>): Promise<{ record: PolicyVersionRecord; created: boolean }>;
+  getPolicyVersion(name: string, version: number): Promise<PolicyVersionRecord | undefined>;
+  listPolicyVersions(name?: string): Promise<PolicyVersionRecord[]>;
+  putPolicyTarget(t: TargetRecord): Promise<void>;
+  listPolicyTargets(): Promise<TargetRecord[]>;
+
   addRollout(r: Omit<RolloutRecord, 'id'>): Promise<RolloutRecord>;
   getRollout(id: number): Promise<RolloutRecord | undefined>;
   listRollouts(): Promise<RolloutRecord[]>;
@@ -285,16 +361,23 @@ export interface ControllerStore {
   /** Deletes up to `maxRows` of the events received before `before` (controller time), oldest first; returns how many. */
   deleteEventsReceivedBefore(before: number, maxRows: number): Promise<number>;
 
-  addEscalation(e: Omit<EscalationRecord, 'id'>): Promise<EscalationRecord>;
+  addEscalation(e: EscalationInput): Promise<EscalationRecord>;
   getEscalation(id: number): Promise<EscalationRecord | undefined>;
   /** The undecided escalation for this agent and resource, if any (the dedup key). */
   findOpenEscalation(agentId: string, resource: string): Promise<EscalationRecord | undefined>;
+  /** The newest escalation for this agent and resource, whatever its status. */
+  findLatestEscalation(agentId: string, resource: string): Promise<EscalationRecord | undefined>;
+  /** The escalations of these ids that exist (many in one read). */
+  getEscalations(ids: number[]): Promise<EscalationRecord[]>;
   updateEscalation(id: number, patch: Partial<Omit<EscalationRecord, 'id'>>): Promise<void>;
   listEscalations(filter: EscalationFilter): Promise<EscalationRecord[]>;
   /** Decisions signed but not yet acknowledged by this agent, oldest first. */
   pendingDecisions(agentId: string): Promise<EscalationRecord[]>;
   /** Deletes up to `maxRows` escalations decided or resolved before `before` whose outcome is no longer pending. */
   deleteDecidedEscalationsBefore(before: number, maxRows: number): Promise<number>;
+
+  /** Outcomes, proposals, backtests and their settings (controller/tuning). */
+  readonly tuning: TuningStore;
 
   close(): Promise<void>;
 }

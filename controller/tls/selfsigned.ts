@@ -29,9 +29,12 @@ function oid(dotted: string): Buffer {
   return tlv(0x06, Buffer.from(out));
 }
 
-function integer(bytes: Buffer): Buffer {
-  // Positive: a leading 0 when the top bit is set.
-  return tlv(0x02, (bytes[0] ?? 0) & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes);
+/** A DER INTEGER of a non-negative big-endian magnitude: minimal (no redundant leading zero), a leading 0 when the top bit is set. */
+export function derInteger(bytes: Uint8Array): Buffer {
+  let start = 0;
+  while (start < bytes.length - 1 && bytes[start] === 0) start++;
+  const magnitude = bytes.length === 0 ? Buffer.from([0]) : Buffer.from(bytes.subarray(start));
+  return tlv(0x02, (magnitude[0] ?? 0) & 0x80 ? Buffer.concat([Buffer.from([0]), magnitude]) : magnitude);
 }
 
 function time(d: Date): Buffer {
@@ -54,7 +57,7 @@ export interface GeneratedCert {
 }
 
 /** A self-signed server certificate for `names` (DNS names and IP addresses), valid for `days`. */
-export function generateSelfSignedCert(names: string[], days = 3650, now = new Date()): GeneratedCert {
+export function generateSelfSignedCert(names: string[], days = 3650, now = new Date(), serialBytes: Uint8Array = randomBytes(16)): GeneratedCert {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const spki = publicKey.export({ format: 'der', type: 'spki' });
   const ecdsaSha256 = seq(oid('1.2.840.10045.4.3.2'));
@@ -67,11 +70,12 @@ export function generateSelfSignedCert(names: string[], days = 3650, now = new D
       seq(oid('2.5.29.37'), tlv(0x04, seq(oid('1.3.6.1.5.5.7.3.1')))), // extKeyUsage: serverAuth
     ),
   );
-  const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f;
+  // A positive serial of 16 octets whatever the draw: the first byte in 0x40-0x7f is never zero and never a sign bit.
+  const serial = Buffer.from(serialBytes);
+  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x40;
   const tbs = seq(
-    tlv(0xa0, integer(Buffer.from([2]))),
-    integer(serial),
+    tlv(0xa0, derInteger(Buffer.from([2]))),
+    derInteger(serial),
     ecdsaSha256,
     name,
     seq(time(new Date(now.getTime() - 60_000)), time(new Date(now.getTime() + days * 86_400_000))),

@@ -13,6 +13,7 @@ import { decodeAgentMessage, decodeBaselineDoc, encodeBaselineDoc, encodeControl
 import { startAgentDaemon, tempDir, waitFor, type DaemonProcess } from '../helpers/agent.js';
 import { Netns, cleanupLeftoverNetns } from '../helpers/netns.js';
 import { AgentStore } from '../../agent/store/store.js';
+import type { AuditEntry } from '../../agent/store/types.js';
 
 const ADMIN = 'e2e-admin';
 const MANAGED = '/srv/hs-e2e';
@@ -161,8 +162,19 @@ describe('e2e: controller with three hosts', function () {
     await api('POST', `/api/v1/escalations/${e2.id}/reject`, { reason: 'break-glass access this week', expiresIn: '7d', by: 'e2e' });
     await waitFor(() => read(h(0), 'sshd_config') === 'PermitRootLogin no\n', 10_000, 'approved repair');
     await waitFor(async () => (await api<Esc>('GET', `/api/v1/escalations/${e2.id}`)).outcome === 'done', 10_000, 'rejection acknowledged');
-    await new Promise((r) => setTimeout(r, 1000));
+    // A later drift on the same host, queued after anything the rejection could have set off: once its repair reached
+    // the controller, a repair of the rejected file would have come first.
+    type Ev = { seq: number; event: string; resource: string | null };
+    const since = (await api<Ev[]>('GET', `/api/v1/events?agent=${h(1).id}&limit=10000`)).reduce((m, e) => Math.max(m, e.seq), 0);
+    writeFileSync(path.join(h(1).root, 'motd'), 'later drift\n');
+    let later: Ev[] = [];
+    await waitFor(
+      async () => (later = (await api<Ev[]>('GET', `/api/v1/events?agent=${h(1).id}&limit=10000`)).filter((e) => e.seq > since)).some((e) => e.event === 'repaired' && e.resource === `file:${MANAGED}/motd`),
+      10_000,
+      'the later drift repaired',
+    );
     assert.equal(read(h(1), 'sshd_config'), 'PermitRootLogin yes\n', 'the rejected drift is left alone');
+    assert.deepEqual(later.filter((e) => e.resource === `file:${MANAGED}/sshd_config` && e.event === 'repaired'), [], 'the rejected file was not repaired');
     const rejected = await api<Esc>('GET', `/api/v1/escalations/${e2.id}`);
     assert.deepEqual([rejected.status, rejected.reason], ['rejected', 'break-glass access this week']);
     assert.equal((await api<Esc>('GET', `/api/v1/escalations/${e1.id}`)).outcome, 'done');
@@ -171,15 +183,23 @@ describe('e2e: controller with three hosts', function () {
   it('with the controller stopped hosts keep healing, and every outage event arrives in order without duplicates', async () => {
     await ctl.stop();
     const outageStart = Date.now();
+    const localAudit = (): AuditEntry[] => {
+      const local = AgentStore.open(h(0).stateDir, { readonly: true });
+      try {
+        return local.queryAudit({ limit: 100_000 });
+      } finally {
+        local.close();
+      }
+    };
+    const repairsSinceOutage = (): number => localAudit().filter((e) => e.time >= outageStart && e.event === 'repaired' && e.resource === `file:${MANAGED}/motd`).length;
     for (let i = 0; i < 3; i++) {
       writeFileSync(path.join(h(0).root, 'motd'), `outage ${i}\n`);
       await waitFor(() => read(h(0), 'motd') === 'web v1\n', 10_000, `repair ${i} while offline`);
-      await new Promise((r) => setTimeout(r, 300));
+      // The repair is recorded once verified: the next drift comes after that, as a separate one.
+      await waitFor(() => repairsSinceOutage() === i + 1, 10_000, `repair ${i} recorded`);
     }
     // The host's own audit log is the truth the controller must end up holding, record for record.
-    const local = AgentStore.open(h(0).stateDir, { readonly: true });
-    const audit = local.queryAudit({ limit: 100_000 });
-    local.close();
+    const audit = localAudit();
     const during = audit.filter((e) => e.time >= outageStart);
     assert.ok(during.some((e) => e.event === 'repaired'), 'repaired while the controller was away');
     ctl = await start();
@@ -236,9 +256,14 @@ describe('e2e: controller with three hosts', function () {
       for (const m of received) {
         if (m.body !== 'assignmentAck') continue;
         assert.deepEqual(m.assignmentAck.rejected.map((r) => r.code).sort(), ['HS_BASELINE_SIGNATURE', 'HS_BASELINE_SIGNATURE']);
+        // An agent acknowledges once it has activated what it accepted: what it enforces is decided by then.
+        const enforcing = m.assignmentAck.enforcing.map((a) => `${a.name}@${a.version}`);
+        assert.ok(enforcing.every((a) => a === `web@${genuine.version}`), `still enforcing only the genuine version: ${enforcing.join(', ')}`);
       }
       assert.ok(received.some((m) => m.body === 'error' && m.error.code === 'HS_BASELINE_SIGNATURE'), 'an error message to the controller');
-      await new Promise((r) => setTimeout(r, 500));
+      // And the engine still repairs to the genuine content.
+      writeFileSync(path.join(h(1).root, 'motd'), 'probe\n');
+      await waitFor(() => read(h(1), 'motd') === 'web v1\n', 10_000, 'repaired to the genuine content');
       for (const host of hosts) assert.notEqual(read(host, 'motd'), 'pwned\n');
       assert.equal(read(h(0), 'motd'), 'web v1\n');
     } finally {

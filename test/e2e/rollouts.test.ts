@@ -29,6 +29,7 @@ interface HostRow {
   status: string;
   reason: string | null;
   rolledBack: boolean;
+  updatedAt: number;
 }
 
 interface Rollout {
@@ -38,7 +39,7 @@ interface Rollout {
   waveCount: number;
   reason: string | null;
   hosts: HostRow[];
-  steps: { kind: string; wave?: number }[];
+  steps: { kind: string; wave?: number; time: number }[];
 }
 
 const baseline = (motd: string, extra = ''): string => `apiVersion: homeostat/v1
@@ -225,7 +226,12 @@ describe('e2e: staged rollouts on five hosts', function () {
     const started = await api<Rollout>('POST', '/api/v1/rollouts', { baseline: 'app', version: versions.v2, strategy: { ...strategy, gate: { ...strategy.gate, soakSeconds: 2 } } });
     await api('POST', `/api/v1/rollouts/${started.id}/pause`, { by: 'e2e' });
     assert.equal(await status('POST', '/api/v1/rollouts', { baseline: 'app', version: versions.v2 }), 409, 'never superseded by accident');
-    await new Promise((r) => setTimeout(r, 4000));
+    // The canary had the version before the pause and converges during it; running, its wave would be healthy once the
+    // soak after that ended, and the next wave would start. Paused, nothing may move on past that moment.
+    let canary: HostRow | undefined;
+    await waitFor(async () => (canary = (await rollout(started.id)).hosts.find((x) => x.agentId === h(0).id))?.status === 'converged', 20_000, 'the canary converged while paused');
+    const soakEnd = (canary?.updatedAt ?? 0) + 2000;
+    await waitFor(() => Date.now() > soakEnd, 10_000, 'the end of the soak the canary started');
     const paused = await rollout(started.id);
     assert.equal(paused.state, 'paused');
     assert.equal(paused.currentWave, 0, 'no wave started while paused');
@@ -241,8 +247,14 @@ describe('e2e: staged rollouts on five hosts', function () {
     await off.ns.setLink(true);
     await waitFor(() => read(off, 'motd') === 'v2\n', 40_000, 'the host caught up after reconnecting');
     await waitFor(async () => (await enforced(off)) === versions.v2, 10_000, 'and acknowledged v2');
-    assert.equal(read(off, 'extra'), 'x\n');
-    const steps = done.steps.map((s) => s.kind);
-    assert.ok(steps.indexOf('rollout_paused') < steps.indexOf('rollout_resumed'));
+    // The acknowledgement says the version is active, not that each of its resources is written yet.
+    await waitFor(() => read(off, 'extra') === 'x\n', 10_000, 'the file v2 adds');
+    // The whole pause in the record: no wave judged healthy or started between the pause and the resumption.
+    const steps = done.steps.map((s) => `${s.kind}${s.wave === undefined ? '' : ` ${s.wave}`}`);
+    const pausedAt = steps.indexOf('rollout_paused');
+    const resumedAt = steps.indexOf('rollout_resumed');
+    assert.ok(pausedAt >= 0 && pausedAt < resumedAt, steps.join(', '));
+    assert.deepEqual(steps.slice(pausedAt + 1, resumedAt), [], `nothing moved while paused: ${steps.join(', ')}`);
+    assert.ok(steps.indexOf('wave_healthy 0') > resumedAt, steps.join(', '));
   });
 });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { composeAgent } from '../../agent/compose.js';
 import { ControllerLink } from '../../agent/link/link.js';
-import { admit, verifyPlan, verifyRemoval } from '../../agent/link/trust.js';
+import { admit, admitPolicy, verifyPlan, verifyRemoval } from '../../agent/link/trust.js';
 import { DEFAULT_SETTINGS } from '../../agent/settings.js';
 import { AgentStore } from '../../agent/store/store.js';
 import { parseBaseline } from '../../lib/baseline/index.js';
@@ -24,12 +24,14 @@ import {
   decodeControllerMessage,
   decodeDecisionDoc,
   decodePlanDoc,
+  decodePolicyDoc,
   decodeRemovalDoc,
   encodeAgentMessage,
   encodeBaselineDoc,
   encodeControllerMessage,
   encodeDecisionDoc,
   encodePlanDoc,
+  encodePolicyDoc,
   encodeRemovalDoc,
   type HostFacts,
   type OutgoingAgentMessage,
@@ -46,6 +48,7 @@ const DECODERS: [string, (b: Uint8Array) => unknown][] = [
   ['decision document', decodeDecisionDoc],
   ['plan document', decodePlanDoc],
   ['removal document', decodeRemovalDoc],
+  ['policy document', decodePolicyDoc],
 ];
 
 /** Decodes or refuses with HS_PROTOCOL; anything else (another exception, a hang) fails the property. */
@@ -68,10 +71,10 @@ const held = fc.record({ name: text, version: n32, issuedAt: n53, removed: fc.bo
 const facts = fc.record({ hostname: text, os: text, osRelease: text, kernel: text, arch: text, cpu: text, cpuCores: n32, memoryBytes: n53 });
 
 const agentMessage: fc.Arbitrary<OutgoingAgentMessage> = fc.oneof(
-  fc.record({ hello: fc.record({ protocolVersion: n32, agentVersion: text, joinToken: text, agentId: text, credential: text, labels, facts, enforcing: fc.array(fc.record({ name: text, version: n32, sha256: text }), { maxLength: 3 }), held: fc.array(held, { maxLength: 3 }) }) }),
+  fc.record({ hello: fc.record({ protocolVersion: n32, agentVersion: text, joinToken: text, agentId: text, credential: text, labels, facts, enforcing: fc.array(fc.record({ name: text, version: n32, sha256: text }), { maxLength: 3 }), held: fc.array(held, { maxLength: 3 }), policies: fc.array(fc.record({ name: text, version: n32, sha256: text }), { maxLength: 3 }), policyHeld: fc.array(held, { maxLength: 3 }) }) }),
   fc.record({ heartbeat: fc.record({ time: n53, outboxPending: n53, outboxDropped: n53, enforcementPaused: fc.boolean() }) }),
-  fc.record({ assignmentAck: fc.record({ enforcing: fc.array(fc.record({ name: text, version: n32, sha256: text }), { maxLength: 3 }), rejected: fc.array(fc.record({ name: text, version: n32, code: text, message: text }), { maxLength: 3 }), enforcementPaused: fc.boolean(), held: fc.array(held, { maxLength: 3 }) }) }),
-  fc.record({ events: fc.record({ events: fc.array(fc.record({ seq: n53, time: n53, resource: text, event: text, trigger: text, baseline: text, version: n32, observedJson: text, desiredJson: text, diff: text, detail: text, prevHash: text, hash: text }), { maxLength: 3 }) }) }),
+  fc.record({ assignmentAck: fc.record({ enforcing: fc.array(fc.record({ name: text, version: n32, sha256: text }), { maxLength: 3 }), rejected: fc.array(fc.record({ name: text, version: n32, code: text, message: text }), { maxLength: 3 }), enforcementPaused: fc.boolean(), held: fc.array(held, { maxLength: 3 }), policies: fc.array(fc.record({ name: text, version: n32, sha256: text }), { maxLength: 3 }), policiesRejected: fc.array(fc.record({ name: text, version: n32, code: text, message: text }), { maxLength: 3 }), policyHeld: fc.array(held, { maxLength: 3 }) }) }),
+  fc.record({ events: fc.record({ events: fc.array(fc.record({ seq: n53, time: n53, resource: text, event: text, trigger: text, baseline: text, version: n32, observedJson: text, desiredJson: text, diff: text, detail: text, prevHash: text, hash: text, actorJson: text, decisionJson: text, changes: fc.array(text, { maxLength: 3 }), risk: text }), { maxLength: 3 }) }) }),
   fc.record({ decisionAck: fc.record({ escalationId: text, ok: fc.boolean(), error: text }) }),
   fc.record({ error: fc.record({ code: text, message: text, retryable: fc.boolean() }) }),
   fc.record({ planResult: fc.record({ planId: text, ok: fc.boolean(), error: text, currentVersion: n32, resources: n32, changes: fc.array(fc.record({ resource: text, action: fc.constantFrom('create', 'change', 'remove', 'unknown'), fields: fc.array(text, { maxLength: 3 }), diff: text, error: text }), { maxLength: 3 }) }) }),
@@ -81,7 +84,7 @@ const agentMessage: fc.Arbitrary<OutgoingAgentMessage> = fc.oneof(
 const signedDoc = fc.record({ payload: bytes, signature: fc.uint8Array({ minLength: 64, maxLength: 64 }), keyId: text });
 const controllerMessage: fc.Arbitrary<OutgoingControllerMessage> = fc.oneof(
   fc.record({ welcome: fc.record({ protocolVersion: n32, agentId: text, credential: text, signingPublicKey: fc.uint8Array({ maxLength: 40 }), heartbeatIntervalMs: n32, maxMessageBytes: n32, lastEventSeq: n53, labels }) }),
-  fc.record({ assignment: fc.record({ baselines: fc.array(signedDoc, { maxLength: 3 }), removals: fc.array(signedDoc, { maxLength: 3 }) }) }),
+  fc.record({ assignment: fc.record({ baselines: fc.array(signedDoc, { maxLength: 3 }), removals: fc.array(signedDoc, { maxLength: 3 }), policies: fc.array(signedDoc, { maxLength: 3 }), policyRemovals: fc.array(signedDoc, { maxLength: 3 }) }) }),
   fc.record({ eventAck: fc.record({ uptoSeq: n53 }) }),
   fc.record({ decision: signedDoc }),
   fc.record({ error: fc.record({ code: text, message: text, retryable: fc.boolean() }) }),
@@ -125,6 +128,7 @@ describe('fuzz: protobuf frames', function () {
       fc.tuple(controllerMessage, mutations).map(([m, ms]) => mutate(encodeControllerMessage(m), ms)),
       fc.tuple(fc.record({ planId: text, agentId: text, baseline: bytes, issuedAt: n53, expiresAt: n53, requestedBy: text }), mutations).map(([d, ms]) => mutate(encodePlanDoc(d), ms)),
       fc.tuple(fc.record({ agentId: text, name: text, version: n32, issuedAt: n53 }), mutations).map(([d, ms]) => mutate(encodeRemovalDoc(d), ms)),
+      fc.tuple(fc.record({ name: text, version: n32, sha256: text, yaml: text, file: text, issuedAt: n53, expiresAt: n53, rollback: fc.boolean() }), mutations).map(([d, ms]) => mutate(encodePolicyDoc(d), ms)),
       fc.tuple(fc.record({ escalationId: text, agentId: text, resource: text, action: fc.constantFrom<'approve' | 'reject'>('approve', 'reject'), reason: text, expiresAt: n53, issuedAt: n53, decidedBy: text }), mutations).map(([d, ms]) => mutate(encodeDecisionDoc(d), ms)),
     );
     fc.assert(
@@ -135,6 +139,8 @@ describe('fuzz: protobuf frames', function () {
         admit(s, key.publicKey, { version: 1, sha256: '', issuedAt: 0 }, 0);
         verifyPlan(s, 'p', key.publicKey, 'ag', 0);
         verifyRemoval({ payload: b, signature: signInDomain(key, 'removal', b), keyId: key.keyId }, key.publicKey, 'ag');
+        admitPolicy({ payload: b, signature: signInDomain(key, 'policy', b), keyId: key.keyId }, key.publicKey, { version: 1, sha256: '', issuedAt: 0 }, 0);
+        verifyRemoval({ payload: b, signature: signInDomain(key, 'policy-removal', b), keyId: key.keyId }, key.publicKey, 'ag', 'policy-removal');
       }),
       fuzzParams(0.25),
     );

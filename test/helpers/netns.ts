@@ -1,7 +1,7 @@
 // Test hosts as network namespaces: create one (optionally joined to the machine by a veth pair), run commands inside it,
 // give a process a private mount namespace with per-host folders bound over paths, and clean up, also after crashed runs.
 import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 
@@ -83,8 +83,14 @@ export class Netns {
     const name = opts.name ?? uniqueNetnsName(tag);
     if (!name.startsWith(NETNS_PREFIX) || name.length > MAX_NAME) throw new Error(`namespace name '${name}' must start with ${NETNS_PREFIX} and be at most ${MAX_NAME} chars`);
     const ns = new Netns(name, opts.veth);
-    await run('ip', ['netns', 'add', name]);
+    // Owner first: a namespace is never on the machine without a record that keeps other runs' cleanup off it.
     recordOwner(name);
+    try {
+      await run('ip', ['netns', 'add', name]);
+    } catch (err) {
+      rmSync(path.join(OWNER_DIR, name), { force: true });
+      throw err;
+    }
     try {
       await run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
       if (opts.veth && ns.hostIf && ns.nsIf) {
@@ -196,7 +202,7 @@ export async function listNetns(): Promise<string[]> {
 export async function cleanupLeftoverNetns(opts: { includeUnowned?: boolean } = {}): Promise<string[]> {
   const removed: string[] = [];
   const present = new Set(await listNetns());
-  const owned = existsSync(OWNER_DIR) ? readdirSync(OWNER_DIR) : [];
+  const owned = existsSync(OWNER_DIR) ? readdirSync(OWNER_DIR).filter((n) => n.startsWith(NETNS_PREFIX)) : [];
   for (const name of owned) {
     if (ownerAlive(name)) continue;
     await removeNetns(name);
@@ -213,9 +219,12 @@ export async function cleanupLeftoverNetns(opts: { includeUnowned?: boolean } = 
   return removed;
 }
 
+/** Written whole or not at all (a temporary name, then a rename): a cleanup reading it half-written would take it for dead. */
 function recordOwner(name: string): void {
   mkdirSync(OWNER_DIR, { recursive: true });
-  writeFileSync(path.join(OWNER_DIR, name), `${process.pid} ${processStartTime(process.pid) ?? ''}\n`);
+  const tmp = path.join(OWNER_DIR, `.${name}.${process.pid}`);
+  writeFileSync(tmp, `${process.pid} ${processStartTime(process.pid) ?? ''}\n`);
+  renameSync(tmp, path.join(OWNER_DIR, name));
 }
 
 function ownerAlive(name: string): boolean {

@@ -2,7 +2,7 @@
 // batches and reads their acknowledgements, delivers a list of events the way the agent's outbox does.
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { PROTOCOL_VERSION, decodeControllerMessage, encodeAgentMessage, type WireEvent } from '../../proto/codec.js';
+import { PROTOCOL_VERSION, decodeControllerMessage, encodeAgentMessage, type HostFacts, type WireEvent } from '../../proto/codec.js';
 
 /** An agent speaking the real protocol, driven by the test. */
 export class WireAgent {
@@ -10,11 +10,11 @@ export class WireAgent {
   id = '';
   private constructor(private readonly ws: WebSocket) {}
 
-  static async enroll(url: string, token: string, labels: Record<string, string> = {}): Promise<WireAgent> {
+  static async enroll(url: string, token: string, labels: Record<string, string> = {}, facts?: Partial<HostFacts>): Promise<WireAgent> {
     const ws = new WebSocket(`${url}/agent`, { perMessageDeflate: false, rejectUnauthorized: false });
     const a = new WireAgent(ws);
     await new Promise<void>((resolve, reject) => {
-      ws.on('open', () => ws.send(encodeAgentMessage({ hello: { protocolVersion: PROTOCOL_VERSION, agentVersion: 'test', joinToken: token, labels } })));
+      ws.on('open', () => ws.send(encodeAgentMessage({ hello: { protocolVersion: PROTOCOL_VERSION, agentVersion: 'test', joinToken: token, labels, ...(facts ? { facts: { ...NO_FACTS, ...facts } } : {}) } })));
       ws.on('message', (data: Buffer) => {
         const m = decodeControllerMessage(data);
         if (m?.body === 'welcome') {
@@ -57,6 +57,8 @@ export class WireAgent {
   }
 }
 
+/** Facts a test does not care about. */
+const NO_FACTS: HostFacts = { hostname: '', os: '', osRelease: '', kernel: '', arch: '', cpu: '', cpuCores: 0, memoryBytes: 0 };
 
 /** An event with every field set, as an agent's outbox sends it. */
 export const wireEvent = (seq: number, over: Partial<WireEvent> = {}): WireEvent => ({

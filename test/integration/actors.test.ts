@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Actors, sysctlRunSets } from '../../agent/actor/actors.js';
 import { auditdState } from '../../agent/host/auditd.js';
 import { silentLogger } from '../../lib/log.js';
+import { waitFor } from '../helpers/agent.js';
 import { Netns, run } from '../helpers/netns.js';
 import { ensureUserManager, systemctlUser, TestUnits, unitView, userManagerEnv } from '../helpers/systemd-user.js';
 
@@ -47,8 +48,18 @@ describe('actors of drift, one question for every kind', function () {
     ns = await Netns.create('actors');
     await actors.watch([{ kind: 'sysctl', name: 'net.ipv4.ip_forward' }]);
     const since = Date.now();
-    await run('ip', ['netns', 'exec', ns.name, '/bin/sh', '-c', 'sysctl -q -w net.ipv4.ip_forward=1; true']);
-    const a = await actors.actorFor({ kind: 'sysctl', name: 'net.ipv4.ip_forward', changes: ['value'], time: Date.now(), since, waitMs: 2000 });
+    // The shell stays until the question is answered: /proc names a parent only while it lives, and on a loaded machine the
+    // audit record may be read after a shell that ended at once was gone.
+    const shell = spawn('ip', ['netns', 'exec', ns.name, '/bin/sh', '-c', 'sysctl -q -w net.ipv4.ip_forward=1; read done'], { stdio: ['pipe', 'ignore', 'inherit'] });
+    const shellExited = new Promise((resolve) => shell.once('exit', resolve));
+    let a: Awaited<ReturnType<Actors['actorFor']>>;
+    try {
+      await waitFor(async () => (await (ns as Netns).sysctl('net.ipv4.ip_forward')) === '1', 10_000, 'the sysctl set');
+      a = await actors.actorFor({ kind: 'sysctl', name: 'net.ipv4.ip_forward', changes: ['value'], time: Date.now(), since, waitMs: 2000 });
+    } finally {
+      shell.stdin?.end();
+      await shellExited;
+    }
     assert.equal(a.source, 'audit');
     assert.equal(a.exe, realpathSync('/usr/sbin/sysctl'));
     assert.equal(a.cmdline, 'sysctl -q -w net.ipv4.ip_forward=1');

@@ -100,8 +100,9 @@ describe('homeostatctl against a real controller', function () {
   });
 
   it('creates a join token, pushes and rolls out a baseline, and lists the enrolled agent enforcing it', async () => {
-    const { token } = await ok<{ token: string }>(['token', 'create', '--ttl', '1h', '--labels', 'role=web']);
-    assert.match(token, /^hsj1\./);
+    const { token, allowLabels } = await ok<{ token: string; allowLabels: string[] }>(['token', 'create', '--ttl', '1h', '--labels', 'role=web', '--allow-labels', 'zone=eu-*']);
+    assert.match(token, /^hsj2\./);
+    assert.deepEqual(allowLabels, ['zone=eu-*']);
     const file = path.join(tmp.dir, 'web.yaml');
     writeFileSync(
       file,
@@ -116,14 +117,14 @@ describe('homeostatctl against a real controller', function () {
     const rollout = await ok<{ id: number; state: string }>(['rollout', 'start', 'web', '1', '--all-at-once']);
     assert.equal(rollout.state, 'completed');
 
-    agent = startAgentDaemon(['--state-dir', path.join(tmp.dir, 'agent'), '--controller', ctl.url.replace('https:', 'wss:'), '--token', token]);
+    agent = startAgentDaemon(['--state-dir', path.join(tmp.dir, 'agent'), '--controller', ctl.url.replace('https:', 'wss:'), '--token', token, '--labels', 'zone=eu-west']);
     await waitFor(() => content(path.join(managed, 'motd')) === 'hello\n', 30_000, 'the agent enforcing the rolled-out version').catch(async (err: unknown) => {
       throw new Error(`${String(err)}\n${agent?.stderr ?? ''}`);
     });
     const agents = await ok<{ id: string; connected: boolean; labels: Record<string, string>; baselines: { name: string; version: number }[] }[]>(['agents']);
     assert.equal(agents.length, 1);
     assert.equal(agents[0]?.connected, true);
-    assert.equal(agents[0]?.labels.role, 'web');
+    assert.deepEqual(agents[0]?.labels, { role: 'web', zone: 'eu-west' }, 'the token\'s label and the one it allowed the agent to ask for');
     const human = await run(['agents']);
     assert.match(human.stdout, /^ID\s+HOST\s+STATE/m);
     assert.match(human.stdout, /connected/);

@@ -17,6 +17,7 @@ import { EscalationService } from '../../controller/escalations.js';
 import { EventIngest } from '../../controller/events.js';
 import { AgentGateway, type AgentReport } from '../../controller/gateway/gateway.js';
 import { ControllerMetrics } from '../../controller/metrics.js';
+import { PolicyService } from '../../controller/policies.js';
 import { SqliteControllerStore } from '../../controller/store/sqlite.js';
 import type { ControllerStore } from '../../controller/store/types.js';
 import { ManualClock, systemClock } from '../../lib/clock.js';
@@ -69,14 +70,14 @@ describe('trust robustness (issue 11)', function () {
       await core.baselines.push({ yaml: yaml('two'), sources: {}, file: 'app.yaml' });
       const now = clock.now();
       const r = await core.store.addRollout({
-        baseline: 'app', version: 2, previousVersion: null, strategy: 'waves', rollback: false, createdAt: now, state: 'paused',
-        spec: { waves: [50, 100], gate: { maxFailedHosts: 0, soakSeconds: 0, ackTimeoutSeconds: 60 }, canary: null, onFailure: 'pause' },
-        currentWave: 0, waveStartedAt: now, reason: 'paused by an operator', updatedAt: now, finishedAt: null, signed: null,
+        document: 'baseline', baseline: 'app', version: 2, previousVersion: null, strategy: 'waves', rollback: false, createdAt: now, state: 'paused',
+        spec: { waves: [50, 100], gate: { maxFailedHosts: 0, soakSeconds: 0, ackTimeoutSeconds: 60 }, canary: null, onFailure: 'pause', onEscalation: 'pause' },
+        currentWave: 0, waveStartedAt: now, reason: 'paused by an operator', pausedFor: 'operator', updatedAt: now, finishedAt: null, signed: null,
       });
       await core.baselines.stage('app', 2, r.id);
       core.baselines.admit('app', ['ag-1']);
       const docOf = (): { version: number; issuedAt: number; expiresAt: number } => {
-        const s = core.baselines.assignmentFor({}, 'ag-1').baselines[0];
+        const s = core.baselines.assignmentFor({}, 'ag-1').docs[0];
         assert.ok(s);
         return decodeBaselineDoc(s.payload);
       };
@@ -111,10 +112,11 @@ describe('trust robustness (issue 11)', function () {
       enrollment = new Enrollment(store, systemClock, null, publicKeyFingerprint(key.publicKey));
       const baselines = new BaselineService(store, key, systemClock, silentLogger);
       await baselines.load();
+      const policies = new PolicyService(store, key, systemClock, silentLogger);
       escalations = new EscalationService(store, key, systemClock, silentLogger);
       await escalations.load();
       const events = new EventIngest(store, systemClock, silentLogger);
-      gateway = new AgentGateway({ store, enrollment, baselines, events, escalations, metrics: new ControllerMetrics(), log: silentLogger, clock: systemClock, signingPublicKey: key.publicKey, signingKeyId: key.keyId });
+      gateway = new AgentGateway({ store, enrollment, baselines, policies, events, escalations, metrics: new ControllerMetrics(), log: silentLogger, clock: systemClock, signingPublicKey: key.publicKey, signingKeyId: key.keyId });
       gateway.onReport((r) => reports.push(r));
       const server = createServer();
       server.on('upgrade', (req, socket, head) => gateway.handleUpgrade(req, socket, head));

@@ -4,20 +4,24 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync, cpSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AGENT_BIN, BUILD, BULLSEYE_ROOT, CONTROLLER_BIN, DEB, OUT, PINNED_NODE, RUNTIME_BIN, SQLITE_VERSION, VERSION_LINE, buildInfo, cleanEnv, glibcFloor, sh, versionAtMost } from './artifacts.js';
+import { AGENT_BIN, BUILD, BULLSEYE_ROOT, CONTROLLER_BIN, DEB, OUT, PINNED_NODE, REPO, RUNTIME_BIN, SQLITE_VERSION, VERSION_LINE, buildInfo, cleanEnv, glibcFloor, sh, versionAtMost } from './artifacts.js';
 
 describe('package: artifacts', function () {
   this.timeout(120_000);
 
-  it('writes both executables, the .deb and their checksums', () => {
+  it('writes both executables, the .deb, install.sh and the units beside them, and their checksums', () => {
     for (const f of [AGENT_BIN, CONTROLLER_BIN]) {
       const st = statSync(f);
       assert.ok(st.isFile() && (st.mode & 0o111) === 0o111, `${f} is an executable file`);
       assert.ok(st.size > 50e6, `${f} holds a runtime (${st.size} bytes)`);
     }
     assert.ok(statSync(DEB).size > 10e6);
+    // A host without dpkg is installed from this folder alone: install.sh finds the executable and the unit next to it.
+    const shipped = ['install.sh', 'systemd/homeostat-agent.service', 'systemd/homeostat-controller.service'];
+    for (const f of shipped) assert.equal(readFileSync(path.join(OUT, path.basename(f)), 'utf8'), readFileSync(path.join(REPO, 'packaging', f), 'utf8'), f);
+    assert.equal(statSync(path.join(OUT, 'install.sh')).mode & 0o777, 0o755);
     const sums = readFileSync(path.join(OUT, 'SHA256SUMS'), 'utf8');
-    for (const f of [AGENT_BIN, CONTROLLER_BIN, DEB]) {
+    for (const f of [AGENT_BIN, CONTROLLER_BIN, DEB, ...shipped.map((s) => path.join(OUT, path.basename(s)))]) {
       const digest = createHash('sha256').update(readFileSync(f)).digest('hex');
       assert.ok(sums.includes(`${digest}  ${path.basename(f)}`), `SHA256SUMS lists ${path.basename(f)}`);
     }

@@ -51,7 +51,8 @@ describe('package: the controller executable with an agent executable', function
 
     const { token } = await ctl<{ token: string }>(['token', 'create', '--ttl', '10m', '--labels', 'role=pkg']);
     const stateDir = path.join(dir, 'agent-state');
-    agent = new Daemon(AGENT_BIN, ['--controller', server.replace(/^http/, 'ws'), '--token', token, '--state-dir', stateDir, '--log-level', 'info'], path.join(dir, 'agent.log'), env());
+    // Plain ws:// (the controller runs with --insecure-http): the agent must be told so too.
+    agent = new Daemon(AGENT_BIN, ['--controller', server.replace(/^http/, 'ws'), '--insecure-http', '--token', token, '--state-dir', stateDir, '--config', '/dev/null', '--log-level', 'info'], path.join(dir, 'agent.log'), env());
     await agent.ready(60_000);
     const enrolled = await waitFor('the agent connected', 30_000, async () => {
       const rows = await ctl<{ id: string; connected: boolean; labels: Record<string, string> }[]>(['agents']);

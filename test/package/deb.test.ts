@@ -54,6 +54,18 @@ describe('package: the Debian package', function () {
     assert.equal(v.stdout.trim(), VERSION_LINE);
   });
 
+  it('keeps an agent.yaml written before its first install (install.sh writes it first, so the agent starts once, with it)', async () => {
+    const root = scratchRoot();
+    roots.push(root);
+    const config = path.join(root, 'etc/homeostat/agent.yaml');
+    mkdirSync(path.dirname(config), { recursive: true });
+    writeFileSync(config, "controller: 'wss://c.example:7400'\ntoken: 'first'\n", { mode: 0o600 });
+    const install = await dpkg(root, ['-i', DEB]);
+    assert.equal(install.code, 0, install.stderr);
+    assert.equal(readFileSync(config, 'utf8'), "controller: 'wss://c.example:7400'\ntoken: 'first'\n");
+    assert.equal(statSync(config).mode & 0o777, 0o600);
+  });
+
   it('installs with dpkg --root (unit enabled), upgrades keeping a changed config and the state, and purges everything', async () => {
     const root = scratchRoot();
     roots.push(root);

@@ -30,7 +30,8 @@ describe('what one agent can make the controller hold', function () {
     return { status: r.status, json: r.json<T>() };
   };
   const enroll = async (labels: Record<string, string> = {}): Promise<WireAgent> => {
-    const { token } = (await api<{ token: string }>('POST', '/api/v1/enrollment-tokens', {})).json;
+    // The token allows the labels asked for: they select which baselines (and so which escalations) reach the agent.
+    const { token } = (await api<{ token: string }>('POST', '/api/v1/enrollment-tokens', { allowLabels: Object.keys(labels) })).json;
     const a = await WireAgent.enroll((ctl as RunningController).agentUrl, token, labels);
     agents.push(a);
     return a;

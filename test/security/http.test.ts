@@ -118,9 +118,20 @@ describe('HTTP edge against hostile clients (real sockets)', function () {
       const post = (url: string, body: string): Promise<{ status: number; body: string }> =>
         c.core.app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body }).then((r) => ({ status: r.status, body: r.text() }));
       const yaml = (source: string): string => `apiVersion: homeostat/v1\nkind: Baseline\nmetadata:\n  name: proto\nspec:\n  resources:\n    - file: /etc/x\n      source: ${source}\n`;
+      // Outside the maps of names a client chooses, a `__proto__` key is refused before any route reads the body.
+      for (const body of [
+        `{"yaml": ${JSON.stringify(yaml('files/x'))}, "__proto__": {"polluted": true}, "sources": {"files/x": "eA=="}}`,
+        `{"yaml": ${JSON.stringify(yaml('files/x'))}, "sources": {"files/x": "eA==", "nested": {"__proto__": {"polluted": true}}}}`,
+        `{"yaml": ${JSON.stringify(yaml('files/x'))}, "sources": {"constructor": {"prototype": {"polluted": true}}}}`,
+      ]) {
+        const r = await post('/api/v1/baselines', body);
+        assert.equal(r.status, 400, body);
+        assert.match(r.body, /__proto__|constructor\.prototype/);
+      }
+      // A source file named `__proto__` is a file name: data, here one the baseline does not read, refused as such.
       const proto = await post('/api/v1/baselines', `{"yaml": ${JSON.stringify(yaml('files/x'))}, "sources": {"__proto__": "eA==", "files/x": "eA=="}}`);
-      assert.equal(proto.status, 400);
-      assert.match(proto.body, /__proto__/);
+      assert.equal(proto.status, 422, proto.body);
+      assert.match(proto.body, /__proto__.*no resource of the baseline uses it/);
       for (const name of ['toString', 'constructor', 'hasOwnProperty']) {
         const r = await post('/api/v1/baselines', JSON.stringify({ yaml: yaml(name) }));
         assert.equal(r.status, 422, `${name}: ${r.body}`);
@@ -203,6 +214,29 @@ describe('HTTP edge against hostile clients (real sockets)', function () {
       });
       assert.equal(outcome, 'refused');
       assert.equal(ws.readyState, WebSocket.OPEN, 'the enrolled agent stays connected');
+      ws.close();
+    });
+
+    it('keeps an enrolled agent connected past the maximum age of an unauthenticated connection', async () => {
+      // The finding: connections were released from the pre-authentication caps only after an operator request, so every
+      // agent was cut at the maximum age (40 s by default) and reconnected, over and over.
+      const c = await start({ limits: { maxAgeMs: 300 } });
+      const { token } = (await c.core.app.inject({ method: 'POST', url: '/api/v1/enrollment-tokens', headers: { authorization: `Bearer ${ADMIN}` }, body: {} })).json<{ token: string }>();
+      const ws = new WebSocket(`${c.agentUrl}/agent`, { perMessageDeflate: false });
+      let closed: number | null = null;
+      ws.on('close', (code) => (closed = code));
+      await new Promise<void>((resolve, reject) => {
+        ws.on('message', (data: Buffer) => {
+          if (decodeControllerMessage(data)?.body === 'welcome') resolve();
+        });
+        ws.on('error', reject);
+        ws.on('open', () => ws.send(encodeAgentMessage({ hello: { protocolVersion: PROTOCOL_VERSION, agentVersion: 'test', joinToken: token, labels: {} } })));
+      });
+      // A later connection that stays unauthenticated is closed at the maximum age: by then the agent's is older still.
+      const idle = await connect();
+      assert.equal(await idle.closed(5000), '');
+      assert.equal(closed, null, 'the agent was not disconnected');
+      assert.equal(ws.readyState, WebSocket.OPEN);
       ws.close();
     });
 

@@ -13,12 +13,14 @@ import {
   decodeControllerMessage,
   decodeDecisionDoc,
   decodePlanDoc,
+  decodePolicyDoc,
   decodeRemovalDoc,
   encodeAgentMessage,
   encodeBaselineDoc,
   encodeControllerMessage,
   encodeDecisionDoc,
   encodePlanDoc,
+  encodePolicyDoc,
   encodeRemovalDoc,
 } from '../../proto/codec.js';
 import { protoSourceDir, schemaModule } from '../../proto/generate.js';
@@ -98,6 +100,32 @@ describe('proto: wire contract', () => {
     assert.ok(unsigned && unsigned.body === 'planRequest' && unsigned.planRequest.signed === null, 'an unsigned request decodes with signed = null');
     const w = decodeControllerMessage(encodeControllerMessage({ welcome: { agentId: 'ag-1', labels: { role: 'web' } } }));
     assert.ok(w && w.body === 'welcome' && w.welcome.labels.role === 'web');
+  });
+
+  it('round-trips what protocol 4 added: signed policies and their removals, policies held and refused, decision fields on events', () => {
+    const doc = { name: 'fleet', version: 3, sha256: 'ab', yaml: 'kind: Policy', file: 'fleet.yaml', issuedAt: 2 ** 41, expiresAt: 2 ** 42, rollback: true };
+    assert.deepEqual(decodePolicyDoc(encodePolicyDoc(doc)), doc);
+    const signed = { payload: Buffer.from([9]), signature: Buffer.from([8]), keyId: 'k' };
+    const a = decodeControllerMessage(encodeControllerMessage({ assignment: { baselines: [], removals: [], policies: [signed], policyRemovals: [signed, signed] } }));
+    assert.ok(a && a.body === 'assignment');
+    assert.deepEqual([a.assignment.policies.length, a.assignment.policyRemovals.length, a.assignment.removals.length], [1, 2, 0]);
+    const older = decodeControllerMessage(encodeControllerMessage({ assignment: { baselines: [], removals: [] } }));
+    assert.ok(older && older.body === 'assignment' && older.assignment.policies.length === 0, 'a controller before 4 sends none: decoded as empty');
+    const held = [{ name: 'fleet', version: 3, issuedAt: 2 ** 41, removed: false }];
+    const hello = decodeAgentMessage(encodeAgentMessage({ hello: { protocolVersion: 4, policies: [{ name: 'fleet', version: 3, sha256: 'ab' }], policyHeld: held } }));
+    assert.ok(hello && hello.body === 'hello');
+    assert.deepEqual([hello.hello.policies, hello.hello.policyHeld, hello.hello.enforcing], [[{ name: 'fleet', version: 3, sha256: 'ab' }], held, []]);
+    const ack = decodeAgentMessage(encodeAgentMessage({ assignmentAck: { policies: [], policiesRejected: [{ name: 'fleet', version: 4, code: 'HS_POLICY_INVALID', message: 'm' }], policyHeld: held } }));
+    assert.ok(ack && ack.body === 'assignmentAck');
+    assert.equal(ack.assignmentAck.policiesRejected[0]?.code, 'HS_POLICY_INVALID');
+    const actor = JSON.stringify({ source: 'audit', exe: '/usr/bin/vim' });
+    const base = { seq: 1, time: 2, resource: '', trigger: '', baseline: '', version: 0, observedJson: '', desiredJson: '', diff: '', detail: '', prevHash: '', hash: '' };
+    const ev = decodeAgentMessage(encodeAgentMessage({ events: { events: [{ ...base, event: 'drift_detected', actorJson: actor, decisionJson: '{"action":"repair"}', changes: ['content', 'mode'], risk: 'high' }] } }));
+    assert.ok(ev && ev.body === 'events');
+    assert.deepEqual([ev.events.events[0]?.actorJson, ev.events.events[0]?.changes, ev.events.events[0]?.risk], [actor, ['content', 'mode'], 'high']);
+    const old = decodeAgentMessage(encodeAgentMessage({ events: { events: [{ ...base, event: 'repaired' }] } }));
+    assert.ok(old && old.body === 'events');
+    assert.deepEqual([old.events.events[0]?.actorJson, old.events.events[0]?.changes, old.events.events[0]?.risk], ['', [], ''], 'an older agent\'s event: unknown');
   });
 
   it('refuses a malformed frame with HS_PROTOCOL', () => {

@@ -129,8 +129,8 @@ describe('rollout engine consistency', function () {
     const { kind, spec } = parseStrategy('all-at-once');
     // What a crash between creating the record and signing the version leaves behind.
     const r = await core.store.addRollout({
-      baseline: 'app', version: 2, previousVersion: null, strategy: kind, rollback: false, createdAt: now, state: 'running', spec,
-      currentWave: -1, waveStartedAt: null, reason: null, updatedAt: now, finishedAt: null, signed: null,
+      document: 'baseline', baseline: 'app', version: 2, previousVersion: null, strategy: kind, rollback: false, createdAt: now, state: 'running', spec,
+      currentWave: -1, waveStartedAt: null, reason: null, pausedFor: null, updatedAt: now, finishedAt: null, signed: null,
     });
     await core.close();
     core = await open();

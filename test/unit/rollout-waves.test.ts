@@ -45,4 +45,13 @@ describe('rollout waves', () => {
     assert.throws(() => parseStrategy({ colour: 'blue' }), /strategy\.colour/);
     assert.throws(() => parseStrategy({ canary: { matchLabels: { a: 1 } } }), /strategy\.canary/);
   });
+
+  it('waits for decisions on escalations by default, as the strategy says otherwise, never when all at once', () => {
+    assert.equal(parseStrategy(undefined).spec.onEscalation, 'pause');
+    assert.equal(parseStrategy({}).spec.onEscalation, 'pause');
+    assert.equal(parseStrategy({ onEscalation: 'ignore' }).spec.onEscalation, 'ignore');
+    assert.equal(parseStrategy({ onEscalation: 'fail' }).spec.onEscalation, 'fail');
+    assert.equal(parseStrategy('all-at-once').spec.onEscalation, 'ignore');
+    assert.throws(() => parseStrategy({ onEscalation: 'wait' }), /strategy\.onEscalation: "wait"; expected "pause"/);
+  });
 });

@@ -1,10 +1,11 @@
-// /api/v1/agents: the fleet as the controller sees it (enrollment, labels, facts, connection, acknowledged versions), and revocation.
+// /api/v1/agents: the fleet as the controller sees it (enrollment, labels, facts, connection, acknowledged baseline and
+// policy versions), and revocation.
 import { HsError } from '../../../lib/errors.js';
 import type { AgentBaselineRecord, AgentRecord } from '../../store/types.js';
 import type { ApiContext } from '../context.js';
 import { json, type Route } from '../router.js';
 
-function view(ctx: ApiContext, a: AgentRecord, baselines: AgentBaselineRecord[]): Record<string, unknown> {
+function view(ctx: ApiContext, a: AgentRecord, baselines: AgentBaselineRecord[], policies: AgentBaselineRecord[]): Record<string, unknown> {
   const s = ctx.gateway.session(a.id);
   return {
     id: a.id,
@@ -25,6 +26,8 @@ function view(ctx: ApiContext, a: AgentRecord, baselines: AgentBaselineRecord[])
     lastError: s?.lastError ?? null,
     baselines: baselines.filter((b) => b.state === 'enforcing').map((b) => ({ name: b.name, version: b.version, sha256: b.sha256, at: b.at })),
     rejected: baselines.filter((b) => b.state === 'rejected').map((b) => ({ name: b.name, version: b.version, error: b.error, at: b.at })),
+    policies: policies.filter((b) => b.state === 'enforcing').map((b) => ({ name: b.name, version: b.version, sha256: b.sha256, at: b.at })),
+    policiesRejected: policies.filter((b) => b.state === 'rejected').map((b) => ({ name: b.name, version: b.version, error: b.error, at: b.at })),
   };
 }
 
@@ -36,9 +39,14 @@ export function agentRoutes(ctx: ApiContext): Route[] {
       auth: 'admin',
       handler: async () => {
         await ctx.gateway.flushAcks();
-        const rows = new Map<string, AgentBaselineRecord[]>();
-        for (const b of await ctx.store.listAgentBaselines()) rows.set(b.agentId, [...(rows.get(b.agentId) ?? []), b]);
-        return json(200, (await ctx.store.listAgents()).map((a) => view(ctx, a, rows.get(a.id) ?? [])));
+        const byAgent = async (list: Promise<AgentBaselineRecord[]>): Promise<Map<string, AgentBaselineRecord[]>> => {
+          const rows = new Map<string, AgentBaselineRecord[]>();
+          for (const b of await list) rows.set(b.agentId, [...(rows.get(b.agentId) ?? []), b]);
+          return rows;
+        };
+        const baselines = await byAgent(ctx.store.listAgentBaselines());
+        const policies = await byAgent(ctx.store.listAgentPolicies());
+        return json(200, (await ctx.store.listAgents()).map((a) => view(ctx, a, baselines.get(a.id) ?? [], policies.get(a.id) ?? [])));
       },
     },
     {
@@ -49,7 +57,7 @@ export function agentRoutes(ctx: ApiContext): Route[] {
         await ctx.gateway.flushAcks();
         const a = await ctx.store.getAgent(req.params.id ?? '');
         if (!a) throw new HsError('HS_NOT_FOUND', `no agent ${req.params.id ?? ''}`);
-        return json(200, view(ctx, a, await ctx.store.listAgentBaselines(a.id)));
+        return json(200, view(ctx, a, await ctx.store.listAgentBaselines(a.id), await ctx.store.listAgentPolicies(a.id)));
       },
     },
     {

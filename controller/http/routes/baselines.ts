@@ -13,7 +13,7 @@ export const PUSH_BODY_LIMIT = 8 * 1024 * 1024;
 function readPush(req: ApiRequest): { yaml: string; file: string; sources: Record<string, Buffer> } {
   const type = String(req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
   if (type === 'application/json') {
-    const b = jsonBody<{ yaml?: unknown; file?: unknown; sources?: unknown }>(req);
+    const b = jsonBody<{ yaml?: unknown; file?: unknown; sources?: unknown }>(req, { dataMaps: ['sources'] });
     if (typeof b.yaml !== 'string') throw new HsError('HS_CONFIG', 'a JSON push needs a "yaml" string');
     // Keys are file names chosen by the client: `toString` or `constructor` must find nothing but what was sent.
     const sources = dataMap<Buffer>();

@@ -1,5 +1,7 @@
-// /api/v1/escalations: what agents handed to a human, and the operator's decision (approve: repair once; reject: a recorded exception).
+// /api/v1/escalations: what agents handed to a human, with who made the drift and, for a fight, the opponent; and the
+// operator's decision (approve: repair once; reject: a recorded exception).
 import { HsError } from '../../../lib/errors.js';
+import { actorLabelOf, actorOf } from '../../escalations.js';
 import type { EscalationRecord, EscalationStatus } from '../../store/types.js';
 import { agentJson } from '../body.js';
 import type { ApiContext } from '../context.js';
@@ -10,7 +12,15 @@ const STATUSES: readonly EscalationStatus[] = ['open', 'approved', 'rejected', '
 
 export function escalationView(e: EscalationRecord): Record<string, unknown> {
   const { decisionPayload: _p, decisionSignature: _s, ...rest } = e;
-  return { ...rest, observed: agentJson(e.observed), desired: agentJson(e.desired) };
+  return {
+    ...rest,
+    observed: agentJson(e.observed),
+    desired: agentJson(e.desired),
+    // The agent's own record of who made the drift and how it decided it; `actorLabel` names the actor for people.
+    actor: actorOf(e.actor),
+    actorLabel: actorLabelOf(e.actor),
+    decision: agentJson(e.decision),
+  };
 }
 
 interface DecisionBody {

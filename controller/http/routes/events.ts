@@ -5,6 +5,12 @@ import type { ApiContext } from '../context.js';
 import { intParam, timeParam } from '../params.js';
 import { json, type Route } from '../router.js';
 
+/** The changed field kinds an event's JSON text lists; empty when unknown (or not a list of names). */
+function changeList(text: string | null): string[] {
+  const v = agentJson(text);
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+}
+
 export function eventRoutes(ctx: ApiContext): Route[] {
   return [
     {
@@ -26,7 +32,10 @@ export function eventRoutes(ctx: ApiContext): Route[] {
           limit: intParam(q.get('limit'), 'limit'),
           order,
         });
-        return json(200, events.map((e) => ({ ...e, observed: agentJson(e.observed), desired: agentJson(e.desired) })));
+        return json(
+          200,
+          events.map((e) => ({ ...e, observed: agentJson(e.observed), desired: agentJson(e.desired), actor: agentJson(e.actor), decision: agentJson(e.decision), changes: changeList(e.changes) })),
+        );
       },
     },
   ];

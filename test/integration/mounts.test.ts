@@ -1,0 +1,179 @@
+// A filesystem that goes away under managed files: the daemon, in a mount namespace of its own with a tmpfs under its
+// managed paths, refuses to write to the directory underneath once the tmpfs is unmounted, repairs into a fresh one at once
+// when it is mounted back, and watches the new one rather than the directory it covers.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { makedev, MountHome, MountTable } from '../../agent/host/mounts.js';
+import { auditOf, startAgentDaemon, tempDir, waitFor, writeBaseline, type AuditLine, type DaemonProcess } from '../helpers/agent.js';
+
+function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: 20_000 }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }));
+  });
+}
+
+describe('mounts: the mount table (agent/host/mounts.ts)', () => {
+  const text = [
+    '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw',
+    '30 22 0:45 / /srv/app rw shared:9 - tmpfs tmpfs rw,size=1024k',
+    '31 22 0:46 / /srv/with\\040space rw - tmpfs my\\040src rw',
+    '32 30 0:47 / /srv/app rw - tmpfs second rw',
+    '33 22 259:65537 / /data rw - xfs /dev/nvme0n1p1 rw',
+    'garbage line',
+    '',
+  ].join('\n');
+
+  it('parses mountpoints (with their escapes) and devices as st_dev packs them; a stacked mount hides the one below', () => {
+    const t = new MountTable(text);
+    assert.equal(t.size, 4);
+    assert.ok(t.has('/srv/with space'));
+    assert.equal(t.covering('/srv/with space/x')?.source, 'my src');
+    assert.deepEqual([t.covering('/srv/app/conf/x')?.id, t.covering('/srv/app/conf/x')?.dev], [32, makedev(0, 47)]);
+    assert.equal(t.covering('/srv/other')?.mountpoint, '/');
+    assert.equal(t.covering('/srv/app')?.mountpoint, '/srv/app');
+    assert.equal(t.covering('/srv/apple')?.mountpoint, '/', 'a prefix of the name is not an ancestor');
+    assert.equal(makedev(254, 0), 254n << 8n);
+    assert.equal(makedev(259, 65537), (259n << 8n) | (0x10000n << 12n) | 1n, 'a large minor keeps its high bits above the major');
+  });
+
+  it("reads this process's own table, whose devices are the ones stat reports", () => {
+    const t = MountTable.read();
+    for (const p of ['/', '/proc', '/etc', tmpdir()]) assert.equal(t.covering(p)?.dev, statSync(p, { bigint: true }).dev, p);
+  });
+
+  it('lets a repair through where nothing was learned or the parent is on /', () => {
+    const home = new MountHome('/etc');
+    home.check('file:/etc/x');
+    home.learn(0n);
+    assert.equal(home.mountpoint, '/');
+    home.check('file:/etc/x');
+  });
+});
+
+describe('mounts: a filesystem that disappears under managed files (daemon)', function () {
+  this.timeout(90_000);
+  let t: { dir: string; cleanup: () => void };
+  let daemon: DaemonProcess | undefined;
+  let mnt: string;
+  let stateDir: string;
+
+  /** Runs a command in the daemon's mount namespace. */
+  const inside = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => run('nsenter', ['-t', String(daemon?.pid ?? 0), '-m', ...args]);
+  const readInside = async (p: string): Promise<string | undefined> => {
+    const r = await inside(['cat', p]);
+    return r.code === 0 ? r.stdout : undefined;
+  };
+  /** umount, again while the agent still holds a directory on it open (it lets go within about a second). */
+  async function unmount(): Promise<void> {
+    let last = '';
+    for (let i = 0; i < 100; i++) {
+      const r = await inside(['umount', mnt]);
+      if (r.code === 0) return;
+      last = r.stderr;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    throw new Error(`umount ${mnt}: ${last}`);
+  }
+  const events = async (id: string): Promise<AuditLine[]> => auditOf(stateDir, id);
+
+  beforeEach(() => {
+    t = tempDir('hs-mounts-');
+    mnt = path.join(t.dir, 'mnt');
+    stateDir = path.join(t.dir, 'state');
+    mkdirSync(mnt);
+  });
+
+  afterEach(async () => {
+    await daemon?.stop();
+    daemon = undefined;
+    t.cleanup();
+  });
+
+  it('refuses to write under a mountpoint that has gone, repairs into a fresh mount at once, and watches the new one', async () => {
+    const motd = path.join(mnt, 'motd');
+    const conf = path.join(mnt, 'conf/app.conf');
+    const baseline = writeBaseline(
+      t.dir,
+      'mounted',
+      `apiVersion: homeostat/v1
+kind: Baseline
+metadata:
+  name: mounted
+spec:
+  policy:
+    flap: { maxRepairs: 50, window: 10m }
+  resources:
+    - file: ${motd}
+      content: "on the tmpfs\\n"
+    - file: ${conf}
+      content: "listen = 80\\n"
+`,
+    );
+    // The daemon gets a mount namespace of its own with a tmpfs on mnt; this process keeps seeing the directory underneath.
+    daemon = startAgentDaemon(['--baseline', baseline, '--state-dir', stateDir, '--config', '/dev/null'], {
+      prefix: ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs hs-first "$0" && exec "$@"', mnt],
+    });
+    await daemon.ready();
+    assert.equal(await readInside(motd), 'on the tmpfs\n');
+    assert.equal(await readInside(conf), 'listen = 80\n');
+    assert.deepEqual(readdirSync(mnt), [], 'nothing on the directory underneath');
+
+    await unmount();
+    // The watch on the tmpfs reports its unmount: the files are missing now, and a repair would write underneath.
+    for (const id of [`file:${motd}`, `file:${conf}`]) {
+      await waitFor(async () => (await events(id)).some((e) => e.event === 'repair_failed' && /HS_HOST_MOUNT_GONE/.test(e.detail ?? '')), 15_000, `${id} refused`);
+    }
+    const failed = (await events(`file:${conf}`)).find((e) => e.event === 'repair_failed');
+    assert.match(failed?.detail ?? '', new RegExp(`${mnt} is no longer mounted`));
+    assert.deepEqual(readdirSync(mnt), [], 'nothing written on the filesystem underneath');
+    assert.deepEqual(
+      (await events(`file:${motd}`)).filter((e) => e.event === 'repaired').length,
+      1,
+      'only the start-up creation: the unmount was not repaired as ordinary drift',
+    );
+
+    // A fresh tmpfs mounted back: repaired well before any resync (5 min) or backoff would get to it.
+    const mounted = Date.now();
+    const back = await inside(['mount', '-t', 'tmpfs', 'hs-second', mnt]);
+    assert.equal(back.code, 0, back.stderr);
+    await waitFor(async () => (await readInside(motd)) === 'on the tmpfs\n' && (await readInside(conf)) === 'listen = 80\n', 15_000, 'the fresh tmpfs repaired');
+    assert.ok(Date.now() - mounted < 10_000, `repaired ${Date.now() - mounted} ms after the mount`);
+    assert.deepEqual(readdirSync(mnt), []);
+
+    // Tampering inside the new filesystem is seen: the watch moved to it.
+    const tamper = await inside(['sh', '-c', `printf tampered > ${motd}`]);
+    assert.equal(tamper.code, 0, tamper.stderr);
+    await waitFor(async () => (await readInside(motd)) === 'on the tmpfs\n', 10_000, 'tampering in the new tmpfs repaired');
+  });
+
+  it('repairs into a filesystem mounted over a watched directory, and watches it', async () => {
+    const motd = path.join(mnt, 'motd');
+    const baseline = writeBaseline(
+      t.dir,
+      'covered',
+      `apiVersion: homeostat/v1
+kind: Baseline
+metadata:
+  name: covered
+spec:
+  resources:
+    - file: ${motd}
+      content: "wanted\\n"
+      mode: "0644"
+`,
+    );
+    daemon = startAgentDaemon(['--baseline', baseline, '--state-dir', stateDir, '--config', '/dev/null'], { prefix: ['unshare', '-m', '--propagation', 'private'] });
+    await daemon.ready();
+    assert.equal(await readInside(motd), 'wanted\n');
+    // Mounted over the watched directory: no inotify event tells of it; only the mount table does.
+    const over = await inside(['mount', '-t', 'tmpfs', 'hs-over', mnt]);
+    assert.equal(over.code, 0, over.stderr);
+    await waitFor(async () => (await readInside(motd)) === 'wanted\n', 15_000, 'the file made on the new filesystem');
+    const tamper = await inside(['sh', '-c', `chmod 0600 ${motd}`]);
+    assert.equal(tamper.code, 0, tamper.stderr);
+    await waitFor(async () => (await inside(['stat', '-c', '%a', motd])).stdout.trim() === '644', 10_000, 'a chmod on the new filesystem repaired');
+  });
+});
