@@ -115,13 +115,16 @@ export class Agent {
       next.baselines.push({ name: b.name, version, sha256: b.origin.sha256, origin, resources: decls.length });
     }
     const previous = this.sets[origin];
-    await this.engine.setResources(origin === 'local' ? [...next.managed, ...other.managed] : [...other.managed, ...next.managed]);
+    const before = new Map(previous.baselines.map((a) => [a.name, a.version]));
+    // Recorded once the new set is in place and before it is looked at: the activation comes before the drifts it causes.
+    const recordActivated = (): void => {
+      for (const a of next.baselines) {
+        if (before.get(a.name) !== a.version) this.recordAgent('baseline_activated', trigger, `${a.name} v${a.version} (${a.resources} resources, ${a.origin})`, a);
+      }
+    };
+    await this.engine.setResources(origin === 'local' ? [...next.managed, ...other.managed] : [...other.managed, ...next.managed], trigger, recordActivated);
     this.sets[origin] = next;
     this.saveActive(origin, previous, next);
-    const before = new Map(previous.baselines.map((a) => [a.name, a.version]));
-    for (const a of next.baselines) {
-      if (before.get(a.name) !== a.version) this.recordAgent('baseline_activated', trigger, `${a.name} v${a.version} (${a.resources} resources, ${a.origin})`, a);
-    }
     this.afterActivation?.();
     // The link records the controller's signed removals itself; what else leaves is recorded here.
     if (origin === 'local' || previous.signedBy !== next.signedBy) {

@@ -10,6 +10,7 @@ import type { Baseline } from '../lib/baseline/types.js';
 import type { Agent, BaselineOrigin } from './agent.js';
 import { composeAgent } from './compose.js';
 import type { AgentConfig } from './config.js';
+import { serveControl } from './control/server.js';
 import { compactHeapSoon } from './host/heap.js';
 import { AgentMetrics } from './metrics.js';
 import { openDaemonStore } from './store/recovery.js';
@@ -79,7 +80,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   const agent = composeAgent({ settings: config.settings, log, store });
   agent.afterActivation = () => compactHeapSoon();
 
-  const loadFromFiles = async (trigger: 'startup' | 'manual'): Promise<boolean> => {
+  const loadFromFiles = async (trigger: 'startup' | 'reload'): Promise<boolean> => {
     try {
       await agent.activate(loadBaselineFiles(config.baselines), { origin: 'local' }, trigger);
       return true;
@@ -112,6 +113,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       await activateCached('local', cached.local);
     }
   } else if (!config.controller) {
+    log.warn('no baseline files and no controller: this agent enforces nothing (pass --baseline FILE, --controller URL, or list them in the config file)');
     forgetUnconfigured(agent, cached.local, new Set());
   } else if (cached.local.baselines.length > 0) {
     // Managed and given no files: the host's own baselines of an earlier standalone run are not enforced any more, so the
@@ -121,6 +123,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
     agent.dropCached('local', Object.entries(cached.local.versions).map(([name, version]) => ({ name, version, signedBy: undefined })), (b) => `${b.name} v${b.version} (local) no longer enforced: ${why}`);
   }
   closeInterrupted(agent, store, log);
+  holdEscalated(agent, store, log);
   await agent.start();
   if (recovered) agent.engine.recordAgentEvent('store_recovered', 'startup', recovered);
   // Damage found later, while writing, is rebuilt in place by the store; it says so here.
@@ -140,6 +143,19 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
     });
   }
 
+  // Local commands (forget, approve, reject) reach the running daemon here; see agent/control/.
+  const control = await serveControl(config.settings.stateDir, {
+    store,
+    agent,
+    live: true,
+    configuredFiles: config.baselines,
+    stopEnforcing: async (origin, name) => {
+      const set = cachedBaselines(store, log)[origin];
+      const { [name]: _gone, ...versions } = set.versions;
+      await agent.activate(set.baselines.filter((b) => b.name !== name), { origin, versions, ...(set.signedBy !== undefined ? { signedBy: set.signedBy } : {}) }, 'manual');
+    },
+  }, log);
+
   let metricsServer: Server | undefined;
   if (config.metricsListen) metricsServer = await serveMetrics(config.metricsListen, new AgentMetrics(agent, uncaught), log);
 
@@ -147,7 +163,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   const onHup = (): void => {
     if (config.baselines.length === 0) return;
     log.info('reloading baselines');
-    void loadFromFiles('manual');
+    void loadFromFiles('reload');
   };
   process.on('SIGHUP', onHup);
   const { notifyReady, notifyStopping, startWatchdog } = await import('./host/sdnotify.js');
@@ -169,6 +185,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       stopWatchdog();
       process.off('SIGHUP', onHup);
       retention.stop();
+      await bestEffortAsync(log, 'control socket not closed cleanly', () => control?.close());
       await bestEffortAsync(log, 'controller link did not stop cleanly', () => link?.stop());
       metricsServer?.close();
       await bestEffortAsync(log, 'engine did not stop cleanly', () => agent.stop());
@@ -220,6 +237,20 @@ function containStrays(log: Logger): { count(): number; release(): void } {
       process.off('uncaughtException', onException);
     },
   };
+}
+
+/**
+ * Drifts escalated by an earlier run (or a one-shot `apply`) and not answered keep waiting for a human in this one,
+ * whatever version is enforced now: the start-up pass does not repair them.
+ */
+function holdEscalated(agent: Agent, store: AgentStore, log: Logger): void {
+  try {
+    const waiting = store.openEscalations().filter((e) => e.cause === 'decision');
+    const n = agent.engine.holdForHuman(waiting);
+    if (n > 0) log.warn({ escalations: n }, 'escalated drifts wait for a human (homeostat-agent escalations, or the controller)');
+  } catch (err) {
+    log.warn({ err: errorMessage(err) }, 'open escalations not read; their drifts are decided afresh');
+  }
 }
 
 /**

@@ -19,6 +19,8 @@ export async function applyCommand(flags: CommonFlags & { json?: boolean }): Pro
     store = AgentStore.open(config.settings.stateDir, storeOptions(config.settings));
     const agent = composeAgent({ settings: config.settings, log, store });
     await agent.activate(baselines, { origin: 'local' }, 'manual');
+    // A drift escalated before (by the daemon or an earlier apply) and not answered keeps waiting for a human.
+    agent.engine.holdForHuman(store.openEscalations().filter((e) => e.cause === 'decision'));
     const results = await agent.engine.converge('manual');
     await agent.stop();
     const unresolved = results.filter((r) => !['kept', 'repaired', 'excepted'].includes(r.outcome));

@@ -1,18 +1,9 @@
 // `homeostat-agent audit`: reads (and with --verify, checks the hash chain of) the local audit log.
 import { HsError } from '../../lib/errors.js';
-import { parseDuration } from '../../lib/clock.js';
 import { loadConfig, type CommonFlags } from '../config.js';
 import { AgentStore } from '../store/store.js';
+import { eventName, parseSince, resourceIds } from './filters.js';
 import { EXIT, printJson, println, reportError } from './output.js';
-
-/** `--since` takes an ISO time or a duration back from now (`10m`, `2h`). */
-export function parseSince(text: string, now = Date.now()): number {
-  const ago = parseDuration(text);
-  if (ago !== undefined) return now - ago;
-  const t = Date.parse(text);
-  if (Number.isNaN(t)) throw new HsError('HS_CONFIG', `--since '${text}' is neither an ISO time nor a duration like 10m`);
-  return t;
-}
 
 export function auditCommand(
   flags: CommonFlags & { json?: boolean; since?: string; resource?: string; event?: string; limit?: string; verify?: boolean; replaced?: string },
@@ -21,6 +12,15 @@ export function auditCommand(
   let store: AgentStore | undefined;
   try {
     const config = loadConfig(flags);
+    const limit = flags.limit === undefined ? undefined : Number(flags.limit);
+    if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) throw new HsError('HS_CONFIG', `--limit '${flags.limit}' is not a positive integer`);
+    // Checked before the cache is opened: an input that can never match is refused whatever the host holds.
+    const query = {
+      ...(flags.since !== undefined ? { since: parseSince(flags.since) } : {}),
+      ...(flags.resource !== undefined ? { resource: resourceIds(flags.resource) } : {}),
+      ...(flags.event !== undefined ? { event: eventName(flags.event) } : {}),
+      ...(limit !== undefined ? { limit } : {}),
+    };
     store = AgentStore.open(config.settings.stateDir, { readonly: true });
     if (flags.verify) {
       const v = store.verifyAudit();
@@ -41,12 +41,7 @@ export function auditCommand(
       else println(`record ${seq} replaced ${b.size} bytes (sha256 ${b.sha256}); too large to keep`);
       return EXIT.ok;
     }
-    const entries = store.queryAudit({
-      ...(flags.since ? { since: parseSince(flags.since) } : {}),
-      ...(flags.resource ? { resource: flags.resource } : {}),
-      ...(flags.event ? { event: flags.event } : {}),
-      ...(flags.limit ? { limit: Number(flags.limit) } : {}),
-    });
+    const entries = store.queryAudit(query);
     if (json) {
       printJson({ entries });
       return EXIT.ok;

@@ -6,7 +6,7 @@ import { loadConfig, type CommonFlags } from '../config.js';
 import type { ResourceResult } from '../engine/engine.js';
 import { EXIT, printJson, println, reportError, requireBaselines } from './output.js';
 
-export async function checkCommand(flags: CommonFlags & { json?: boolean }): Promise<number> {
+export async function checkCommand(flags: CommonFlags & { json?: boolean; all?: boolean }): Promise<number> {
   const json = flags.json ?? false;
   try {
     const config = loadConfig(flags);
@@ -19,7 +19,7 @@ export async function checkCommand(flags: CommonFlags & { json?: boolean }): Pro
     if (json) {
       printJson({ compliant: drifted.length === 0 && failed.length === 0, summary: summary(results), resources: results });
     } else {
-      for (const r of [...drifted, ...failed]) println(describe(r));
+      for (const r of flags.all ? results : [...drifted, ...failed]) println(describe(r));
       println(`${results.length} resources: ${results.length - drifted.length - failed.length} compliant, ${drifted.length} drifted, ${failed.length} failed`);
     }
     if (failed.length) return EXIT.error;
@@ -38,7 +38,7 @@ export function summary(results: ResourceResult[]): Record<string, number> {
 export function describe(r: ResourceResult): string {
   if (r.error) return `${r.id}  ${r.outcome}  ${r.error.code}: ${r.error.message}`;
   const changes = r.changes.map((c) => `${c.field}: ${show(c.observed)} -> ${show(c.desired)}`).join('; ');
-  return `${r.id}  ${r.outcome}${changes ? `  ${changes}` : ''}`;
+  return `${r.id}  ${r.outcome === 'kept' ? 'compliant' : r.outcome}${changes ? `  ${changes}` : ''}`;
 }
 
 function show(v: unknown): string {

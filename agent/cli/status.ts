@@ -27,7 +27,8 @@ export function statusCommand(flags: CommonFlags & { json?: boolean }): number {
       },
       daemon: { pid: Number(store.getMeta('daemon.pid') ?? 0) || null, startedAt: Number(store.getMeta('daemon.startedAt') ?? 0) || null },
       counts,
-      outbox: store.outboxStats(),
+      // Pending records wait for this controller; a standalone host has none to send them to.
+      outbox: { ...store.outboxStats(), to: store.getMeta('controller.url') ?? null },
       lastEvents: last,
     };
     if (json) {
@@ -42,7 +43,9 @@ export function statusCommand(flags: CommonFlags & { json?: boolean }): number {
     if (active.length === 0) println('baselines   none active');
     for (const b of active) println(`baseline    ${b.name} v${b.version} (${b.origin}, sha256 ${b.sha256.slice(0, 12)})`);
     println(`events      ${Object.entries(counts).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'}`);
-    println(`outbox      ${doc.outbox.pending} pending, ${doc.outbox.dropped} dropped`);
+    // Where pending records go: the controller they wait for, or nowhere (a standalone host keeps them in its audit log).
+    const to = doc.controller.url ? `for ${doc.controller.url}` : 'none: standalone, records stay in the local audit log';
+    println(`outbox      ${doc.controller.url ? `${doc.outbox.pending} pending, ${doc.outbox.dropped} dropped, ${to}` : to}`);
     for (const e of last) println(`  ${new Date(e.time).toISOString()}  ${e.event}  ${e.resource ?? ''}  ${e.detail ?? ''}`);
     return EXIT.ok;
   } catch (err) {

@@ -71,7 +71,7 @@ export class Decisions {
       const windowStart = now - policy.flap.windowMs;
       if (d.repairs.length > 0 && (d.repairs[0] as number) <= windowStart) d.repairs = d.repairs.filter((t) => t > windowStart);
     }
-    return decide(
+    const decision = decide(
       this.policies,
       { resource: rt.id, kind: rt.decl.type, baseline: rt.baseline.name, changes: changes.map((c) => c.field), time: now, ...(actor ? { actor } : {}) },
       {
@@ -86,6 +86,21 @@ export class Decisions {
         ruleRepairs: (key) => this.ledger.count(key, now),
       },
     );
+    // A drift escalated and not yet answered keeps waiting whatever changed since (a new version, a rollback, a policy):
+    // only an operator's answer or the drift going away ends the wait.
+    if (d?.awaitingHuman !== undefined && decision.action === 'repair' && decision.cause !== 'approved') {
+      return {
+        ...decision,
+        action: 'escalate',
+        reason: `escalated under ${d.awaitingHuman} and not answered yet: it waits for an operator to approve or reject it, whatever ${rt.baseline.name} v${rt.baseline.version} says`,
+      };
+    }
+    return decision;
+  }
+
+  /** The drift is left for a human (escalated or suppressed): it waits for an answer across version changes. */
+  awaitHuman(rt: Runtime, under = `${rt.baseline.name} v${rt.baseline.version}`): void {
+    driftState(rt).awaitingHuman ??= under;
   }
 
   /** The drift stands deferred from now on (or since earlier, when it already did). */
@@ -103,17 +118,28 @@ export class Decisions {
     d.approved = false;
     d.recordedDrift = undefined;
     d.deferredSince = undefined;
+    d.awaitingHuman = undefined;
     if (decision.countsAgainst !== undefined) this.ledger.record(decision.countsAgainst, now);
   }
 
-  /** The resource is compliant: an approval answers one drift, so the next one is judged by the policy again. */
-  compliant(rt: Runtime): void {
+  /**
+   * The resource is compliant: an approval answers one drift, so the next one is judged by the policy again. A drift
+   * that was waiting for a human is gone (put back by hand, or the baseline now asks for what is there): its escalation
+   * is closed with the reason.
+   */
+  compliant(rt: Runtime, trigger: Trigger): void {
     const d = rt.drift;
     if (!d) return;
     d.failures = 0;
     d.recordedDrift = undefined;
     d.approved = false;
     d.deferredSince = undefined;
+    if (d.awaitingHuman !== undefined) {
+      const detail = `the drift escalated under ${d.awaitingHuman} is gone: compliant under ${rt.baseline.name} v${rt.baseline.version}; nothing left to decide`;
+      d.awaitingHuman = undefined;
+      this.recorder.resource(rt, 'escalation_resolved', trigger, { detail });
+      this.log.warn({ resource: rt.id, baseline: `${rt.baseline.name}@${rt.baseline.version}`, reason: detail }, 'escalation resolved');
+    }
   }
 
   /**
@@ -149,7 +175,11 @@ export class Decisions {
   accept(rt: Runtime, fp: string, reason: string, expiresAt: number): void {
     const accepted: AcceptedDrift = { resource: rt.id, fingerprint: fp, reason, expiresAt };
     this.exceptions.set(rt.id, accepted);
-    if (rt.drift) rt.drift.suppressed = false;
+    if (rt.drift) {
+      rt.drift.suppressed = false;
+      // Answered: once the accepted drift expires or changes, the policy decides it again.
+      rt.drift.awaitingHuman = undefined;
+    }
     this.persist(() => this.store?.putException(accepted), rt.id);
   }
 

@@ -113,8 +113,10 @@ export class Engine {
   /**
    * Replaces the managed set. Unchanged resources keep their runtime (watches, flap history); changed or new ones are
    * created afresh; removed ones are closed. Throws before changing anything when a resource cannot be created.
+   * `beforeReconcile` runs once the new set is in place and before any of it is looked at (the activation's record then
+   * comes before the drifts it causes); new and changed resources are then reconciled with `trigger`.
    */
-  async setResources(list: ManagedResource[]): Promise<void> {
+  async setResources(list: ManagedResource[], trigger: Trigger = 'controller', beforeReconcile?: () => void): Promise<void> {
     const next = new Map<string, { managed: ManagedResource; key: string; resource?: Resource }>();
     const created: Resource[] = [];
     try {
@@ -145,6 +147,7 @@ export class Engine {
       for (const r of created) await this.closeQuietly(r);
       throw err;
     }
+    const fresh: string[] = [];
     for (const [id, rt] of this.runtimes) {
       const n = next.get(id);
       if (!n || n.resource) await this.retire(rt);
@@ -164,13 +167,30 @@ export class Engine {
       }
       if (!n.resource) continue;
       const rt = newRuntime(n.managed, n.resource, n.key);
+      // A drift waiting for a human keeps waiting under the new declaration (docs/baseline.md, "Escalations").
+      const waiting = current?.drift?.awaitingHuman;
+      if (waiting !== undefined) this.decisions.awaitHuman(rt, waiting);
       this.runtimes.set(id, rt);
       if (this.running) {
         await this.arm(rt);
-        this.queue.add(id, 'controller');
+        fresh.push(id);
       }
     }
+    beforeReconcile?.();
+    for (const id of fresh) this.queue.add(id, trigger);
     if (this.running) this.polls.schedule(this.runtimes.values());
+  }
+
+  /** Drifts of these resources were escalated before (an earlier run's records) and wait for a human; returns how many are managed here. */
+  holdForHuman(escalations: { resource: string; baseline: string | null; version: number | null }[]): number {
+    let n = 0;
+    for (const e of escalations) {
+      const rt = this.runtimes.get(e.resource);
+      if (!rt) continue;
+      this.decisions.awaitHuman(rt, e.baseline ? `${e.baseline} v${e.version ?? 0}` : undefined);
+      n++;
+    }
+    return n;
   }
 
   /** Starts continuous enforcement: arm every watch, then look at everything once (drift found now is `startup`). */
@@ -236,17 +256,17 @@ export class Engine {
   }
 
   /** An operator approved a repair: lift suppression and backoff, repair once now. */
-  approve(id: string, trigger: Trigger = 'controller'): boolean {
+  approve(id: string, trigger: Trigger = 'controller', detail?: string): boolean {
     const rt = this.runtimes.get(id);
     if (!rt) return false;
     this.decisions.approve(rt);
-    this.recorder.resource(rt, 'approved', trigger, {});
+    this.recorder.resource(rt, 'approved', trigger, detail !== undefined ? { detail } : {});
     this.queue.add(id, trigger);
     return true;
   }
 
   /** An operator accepted the current drift until `expiresAt`: it is left alone while it stays exactly this drift. */
-  async reject(id: string, reason: string, expiresAt: number, trigger: Trigger = 'controller'): Promise<boolean> {
+  async reject(id: string, reason: string, expiresAt: number, trigger: Trigger = 'controller', by?: string): Promise<boolean> {
     const rt = this.runtimes.get(id);
     if (!rt) return false;
     const r = rt.resource;
@@ -262,7 +282,7 @@ export class Engine {
     this.recorder.resource(rt, 'rejected', trigger, {
       observed: r.summarize(observed),
       desired: r.desired(),
-      detail: `drift accepted until ${new Date(expiresAt).toISOString()}: ${reason}`,
+      detail: `drift accepted until ${new Date(expiresAt).toISOString()}${by ? ` by ${by}` : ''}: ${reason}`,
     });
     return true;
   }

@@ -43,12 +43,12 @@ export class Polls {
     this.resync = this.every(intervalMs, all);
   }
 
-  /** Looks at `rt` again after `ms` (a retry after backoff, or a decision to reconsider later); replaces an earlier one. */
-  retry(rt: Runtime, ms: number, cancelSlot: { cancelRetry: (() => void) | undefined }): void {
+  /** Looks at `rt` again after `ms` (a `retry` after backoff, or a `poll` to reconsider a decision later); replaces an earlier one. */
+  retry(rt: Runtime, ms: number, cancelSlot: { cancelRetry: (() => void) | undefined }, trigger: Trigger = 'retry'): void {
     cancelSlot.cancelRetry?.();
     cancelSlot.cancelRetry = this.timers.after(ms, () => {
       cancelSlot.cancelRetry = undefined;
-      if (!rt.retired) this.enqueue(rt.id, 'poll');
+      if (!rt.retired) this.enqueue(rt.id, trigger);
     });
   }
 

@@ -86,7 +86,7 @@ async function attempt(ctx: ReconcileContext, rt: Runtime, trigger: Trigger): Pr
     } catch (err) {
       ctx.log.warn({ resource: rt.id, err: errorMessage(err) }, 'observation not remembered');
     }
-    ctx.decisions.compliant(rt);
+    ctx.decisions.compliant(rt, trigger);
     // A compliant resource keeps no summaries: with 10,000 files they would be the largest thing in the daemon's heap.
     rt.outcome = 'kept';
     rt.result = undefined;
@@ -138,20 +138,25 @@ function holdOrReport(ctx: ReconcileContext, rt: Runtime, trigger: Trigger, deci
   const d = driftState(rt);
   if (decision.action === 'defer') {
     ctx.decisions.deferred(rt);
-    if (decision.until !== undefined) ctx.polls.retry(rt, Math.max(0, decision.until - ctx.clock.now()), d);
+    if (decision.until !== undefined) ctx.polls.retry(rt, Math.max(0, decision.until - ctx.clock.now()), d, 'poll');
   }
   // A standing drift is recorded once, not on every event or poll that sees it again.
   if (d.recordedDrift === fp) return outcome;
   d.recordedDrift = fp;
   ctx.recorder.resource(rt, 'drift_detected', trigger, drift);
+  const baseline = `${rt.baseline.name}@${rt.baseline.version}`;
   if (decision.action === 'escalate') {
     const p = rt.decl.policy;
     const detail = decision.cause === 'risk' ? `risk ${p.risk} is at or above escalateAt ${p.escalateAt}: left for a human` : decision.reason;
+    ctx.decisions.awaitHuman(rt);
     ctx.recorder.resource(rt, 'escalated', trigger, { ...drift, detail });
+    ctx.log.warn({ resource: rt.id, baseline, trigger, drift: drift.detail, reason: detail }, 'escalated');
   } else if (decision.action === 'suppress') {
     d.suppressed = true;
+    ctx.decisions.awaitHuman(rt);
     ctx.recorder.resource(rt, 'suppressed_flapping', trigger, { ...drift, detail: decision.reason });
     ctx.recorder.resource(rt, 'escalated', trigger, { ...drift, detail: `flapping: ${decision.reason}` });
+    ctx.log.warn({ resource: rt.id, baseline, trigger, drift: drift.detail, reason: decision.reason }, 'suppressed for flapping');
   }
   return outcome;
 }
@@ -189,11 +194,15 @@ function fail(ctx: ReconcileContext, rt: Runtime, trigger: Trigger, err: unknown
   }
   ctx.recorder.resource(rt, 'repair_failed', trigger, { observed: drift?.observed ?? null, desired, diff: drift?.diff ?? null, detail: `${e.code}: ${e.message}` });
   const failures = rt.drift?.failures ?? 1;
-  ctx.log.warn({ resource: rt.id, code: e.code, err: e.message, failures }, 'repair failed');
+  ctx.log.warn({ resource: rt.id, baseline: `${rt.baseline.name}@${rt.baseline.version}`, trigger, code: e.code, reason: e.message, failures }, 'repair failed');
   const result: ResourceResult = { id: rt.id, outcome: 'failed', changes: [], ...(drift?.observed ? { observed: drift.observed } : {}), ...(desired ? { desired } : {}), error: errorJson(e) };
   rt.outcome = 'failed';
   rt.result = result;
-  if (escalate) ctx.recorder.resource(rt, 'escalated', trigger, { detail: `repair failed ${failures} time(s): ${e.code}: ${e.message}` });
+  if (escalate) {
+    const detail = `repair failed ${failures} time(s): ${e.code}: ${e.message}`;
+    ctx.recorder.resource(rt, 'escalated', trigger, { detail });
+    ctx.log.warn({ resource: rt.id, baseline: `${rt.baseline.name}@${rt.baseline.version}`, trigger, reason: detail }, 'escalated');
+  }
   if (ctx.retries() && !rt.retired) ctx.polls.retry(rt, retryInMs, driftState(rt));
 }
 

@@ -52,6 +52,11 @@ export interface DriftState {
   recordedDrift: string | undefined;
   /** Since when the current drift has stood deferred (a policy's grace period), for the decision to count from. */
   deferredSince: number | undefined;
+  /**
+   * The escalation this drift waits on (`web v2`, the version it was escalated under), until an operator answers or the
+   * drift is gone: no new version, rollback or policy repairs it meanwhile.
+   */
+  awaitingHuman: string | undefined;
 }
 
 export interface Runtime {
@@ -88,7 +93,7 @@ export function newRuntime(m: ManagedResource, resource: Resource, key: string):
 }
 
 export function driftState(rt: Runtime): DriftState {
-  rt.drift ??= { repairs: [], suppressed: false, approved: false, failures: 0, retryAt: 0, cancelRetry: undefined, recordedDrift: undefined, deferredSince: undefined };
+  rt.drift ??= { repairs: [], suppressed: false, approved: false, failures: 0, retryAt: 0, cancelRetry: undefined, recordedDrift: undefined, deferredSince: undefined, awaitingHuman: undefined };
   return rt.drift;
 }
 

@@ -307,8 +307,9 @@ export class AuditLog {
       params.afterSeq = q.afterSeq;
     }
     if (q.resource !== undefined) {
-      where.push('a.resource_id = (SELECT id FROM strings WHERE text = @resource)');
-      params.resource = q.resource;
+      const ids = (Array.isArray(q.resource) ? q.resource : [q.resource]).slice(0, 16);
+      where.push(`a.resource_id IN (SELECT id FROM strings WHERE text IN (${ids.map((_, i) => `@resource${i}`).join(', ')}))`);
+      ids.forEach((id, i) => (params[`resource${i}`] = id));
     }
     if (q.event !== undefined) {
       where.push('a.event_id = (SELECT id FROM strings WHERE text = @event)');

@@ -58,6 +58,9 @@ export class Baselines {
   private readonly clearActive: Statement<[string, string]>;
   private readonly clearControllers: Statement<[]>;
   private readonly prune: Statement<{ source: string; name: string; keep: number }>;
+  private readonly dropState: Statement<[string, string]>;
+  private readonly dropVersions: Statement<[string, string], number>;
+  private readonly versions: Statement<[string], { source: string; origin: BaselineOrigin; signed_by: string | null; version: number; active: number | null }>;
 
   constructor(
     db: Database,
@@ -87,6 +90,12 @@ export class Baselines {
          AND version < (SELECT min(version) FROM (SELECT version FROM baselines WHERE source = @source AND name = @name ORDER BY version DESC LIMIT @keep))
          AND version NOT IN (SELECT coalesce(active, 0) FROM baseline_state WHERE source = @source AND name = @name
                              UNION SELECT coalesce(previous, 0) FROM baseline_state WHERE source = @source AND name = @name)`,
+    );
+    this.dropState = db.prepare('DELETE FROM baseline_state WHERE source = ? AND name = ?');
+    this.dropVersions = db.prepare<[string, string], number>('DELETE FROM baselines WHERE source = ? AND name = ? RETURNING version').pluck();
+    this.versions = db.prepare(
+      `SELECT b.source, b.origin, b.signed_by, b.version, s.active FROM baselines b
+         LEFT JOIN baseline_state s ON s.source = b.source AND s.name = b.name WHERE b.name = ? ORDER BY b.source, b.version DESC`,
     );
     this.clearControllers = db.prepare(
       "UPDATE baseline_state SET previous = active, active = NULL, activated_at = NULL WHERE substr(source, 1, 11) = 'controller:' AND active IS NOT NULL",
@@ -151,6 +160,23 @@ export class Baselines {
 
   deactivate(source: string, name: string): void {
     this.clearActive.run(source, name);
+  }
+
+  /** Call inside a transaction. Removes the name's state and every version of it from `source`; returns those versions. */
+  forget(source: string, name: string): number[] {
+    this.dropState.run(source, name);
+    return this.dropVersions.all(source, name).sort((a, b) => a - b);
+  }
+
+  /** Per source holding `name`: its versions (newest first) and the active one. */
+  versionsOf(name: string): { source: string; origin: BaselineOrigin; signedBy: string | null; versions: number[]; active: number | null }[] {
+    const out = new Map<string, { source: string; origin: BaselineOrigin; signedBy: string | null; versions: number[]; active: number | null }>();
+    for (const r of this.versions.all(name)) {
+      let e = out.get(r.source);
+      if (!e) out.set(r.source, (e = { source: r.source, origin: r.origin, signedBy: r.signed_by, versions: [], active: r.active }));
+      e.versions.push(r.version);
+    }
+    return [...out.values()];
   }
 
   /** Deactivates what every controller assigned (a new controller's set replaces them all). */

@@ -10,6 +10,7 @@ import { checkSchema, IdleCheckpointer, migrate, openDatabase, sqliteCode, sqlit
 import { AuditLog } from './audit.js';
 import { Backups } from './backups.js';
 import { Baselines, sourceOf } from './baselines.js';
+import { EscalationRows } from './escalations.js';
 import { Exceptions } from './exceptions.js';
 import { HEAD_FILE, HeadFile, readHead } from './head.js';
 import { JournalRows } from './journal.js';
@@ -25,6 +26,7 @@ import type {
   BackupInfo,
   BaselineOrigin,
   JournalEntry,
+  LocalEscalation,
   NewAuditEntry,
   NewBaseline,
   OutboxItem,
@@ -78,6 +80,7 @@ interface Parts {
   journal: JournalRows;
   backups: Backups;
   exceptions: Exceptions;
+  escalations: EscalationRows;
   metaGet: Statement<[string], string>;
   metaSet: Statement<[string, string]>;
   checkpointer: IdleCheckpointer | undefined;
@@ -171,6 +174,7 @@ export class AgentStore {
       journal: new JournalRows(db),
       backups: new Backups(db, this.opts.backupLimitBytes ?? DEFAULT_BACKUP_LIMIT_BYTES),
       exceptions: new Exceptions(db, this.clock),
+      escalations: new EscalationRows(db),
       metaGet: db.prepare<[string], string>('SELECT value FROM meta WHERE key = ?').pluck(),
       metaSet: db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)'),
       checkpointer: this.readonly || this.file === ':memory:' ? undefined : new IdleCheckpointer(db),
@@ -219,6 +223,19 @@ export class AgentStore {
   /** What any controller assigned stops being active (another controller's set replaces it). */
   deactivateAll(origin: 'controller'): void {
     if (origin === 'controller') this.write('deactivating baselines', () => this.parts.baselines.deactivateControllers());
+  }
+
+  /**
+   * Drops every stored version of `name` from `origin` (and, for a controller, the signing key `signedBy`): the name is
+   * no longer active and nothing of it stays cached. Returns the versions that were stored.
+   */
+  forgetBaseline(origin: BaselineOrigin, signedBy: string | undefined | null, name: string): number[] {
+    return this.write('forgetting a baseline', () => this.db.transaction(() => this.parts.baselines.forget(sourceOf(origin, signedBy), name))());
+  }
+
+  /** Every stored version of `name`, per source, newest first (for `forget` to say which source holds it). */
+  storedVersions(name: string): { source: string; origin: BaselineOrigin; signedBy: string | null; versions: number[]; active: number | null }[] {
+    return this.read('reading baselines', () => this.parts.baselines.versionsOf(name));
   }
 
   getActive(): StoredBaseline[] {
@@ -352,6 +369,13 @@ export class AgentStore {
 
   listExceptions(): AcceptedException[] {
     return this.read('reading exceptions', () => this.parts.exceptions.list());
+  }
+
+  // --- escalations
+
+  /** Drifts left for a human on this host and not yet answered, from the audit log (see escalations.ts). */
+  openEscalations(): LocalEscalation[] {
+    return this.read('reading escalations', () => this.parts.escalations.list());
   }
 
   // --- damage

@@ -1,31 +1,44 @@
 // Records kept in the agent's local cache: the audit log entries and the other rows the engine and the link exchange with the store.
 import type { StateSummary } from '../resources/resource.js';
 
-export type AuditEvent =
-  | 'drift_detected'
-  | 'repaired'
-  | 'repair_failed'
-  | 'escalated'
-  | 'approved'
-  | 'rejected'
-  | 'suppressed_flapping'
-  | 'exception_expired'
-  | 'baseline_activated'
-  | 'baseline_rejected'
-  | 'baseline_removed'
-  | 'policy_activated'
-  | 'policy_rejected'
-  | 'policy_removed'
-  | 'plan_requested'
-  | 'plan_refused'
-  | 'enforcement_paused'
-  | 'agent_started'
-  | 'agent_stopped'
-  | 'repair_interrupted'
-  | 'records_lost'
-  | 'store_recovered';
+/** Every event the agent records; `audit --event` and the controller's filters accept exactly these. */
+export const AUDIT_EVENTS = [
+  'drift_detected',
+  'repaired',
+  'repair_failed',
+  'escalated',
+  'approved',
+  'rejected',
+  'suppressed_flapping',
+  'exception_expired',
+  'escalation_resolved',
+  'baseline_activated',
+  'baseline_rejected',
+  'baseline_removed',
+  'baseline_forgotten',
+  'policy_activated',
+  'policy_rejected',
+  'policy_removed',
+  'plan_requested',
+  'plan_refused',
+  'enforcement_paused',
+  'agent_started',
+  'agent_stopped',
+  'repair_interrupted',
+  'records_lost',
+  'store_recovered',
+] as const;
 
-export type Trigger = 'watch' | 'poll' | 'startup' | 'resync' | 'controller' | 'manual';
+export type AuditEvent = (typeof AUDIT_EVENTS)[number];
+
+/**
+ * What made the agent look: a watch event, a poll, the start-up pass, the periodic resync, the controller (a signed
+ * assignment or decision), a SIGHUP `reload` of the local files, the `retry` of a failed repair after its backoff, or
+ * `manual` (a one-shot command or an operator on the host).
+ */
+export const TRIGGERS = ['watch', 'poll', 'startup', 'resync', 'controller', 'reload', 'retry', 'manual'] as const;
+
+export type Trigger = (typeof TRIGGERS)[number];
 
 /** One audit record. `hash` = sha256(prevHash + canonical JSON of every other field); the first record's prevHash is 64 zeros. */
 export interface AuditEntry {
@@ -102,7 +115,8 @@ export interface StoredBaseline {
 export interface AuditQuery {
   /** Records with time >= since (ms since epoch). */
   since?: number;
-  resource?: string;
+  /** One resource id, or any of several (a bare path: its file or its directory). */
+  resource?: string | string[];
   event?: string;
   /** Records with seq > afterSeq. */
   afterSeq?: number;
@@ -156,4 +170,27 @@ export interface AcceptedException {
   fingerprint: string;
   reason: string;
   expiresAt: number;
+}
+
+/**
+ * A drift left for a human on this host: opened by an `escalated` record and still undecided (no repair, approval,
+ * rejection or resolution since). `id` is the seq of the record that opened it.
+ */
+export interface LocalEscalation {
+  id: number;
+  resource: string;
+  baseline: string | null;
+  version: number | null;
+  openedAt: number;
+  lastSeenAt: number;
+  /** Escalated records for this drift after the first (each a drift that changed since, or a new one). */
+  repeats: number;
+  /** Why, as the latest escalated record says. */
+  detail: string | null;
+  /** The latest observed state, desired state and diff recorded for it. */
+  observed: StateSummary | null;
+  desired: StateSummary | null;
+  diff: string | null;
+  /** `failures`: opened because repairs kept failing (the agent keeps retrying); `decision`: the policy left it for a human. */
+  cause: 'decision' | 'failures';
 }
