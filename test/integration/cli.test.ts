@@ -168,4 +168,61 @@ describe('agent one-shot commands', function () {
       execFileSync('umount', [mnt]);
     }
   });
+
+  it('audit filters read like the baseline, or are refused with a hint: never an empty answer for an input that cannot match', async () => {
+    const f = path.join(t.dir, 'motd');
+    const b = writeBaseline(t.dir, 'm', `${HEADER}metadata: { name: m }\nspec:\n  resources:\n    - file: ${f}\n      content: "x\\n"\n`);
+    assert.equal((await runAgent(['apply', '--baseline', b, '--state-dir', stateDir])).code, 0);
+    const entries = async (...args: string[]): Promise<{ event: string; resource: string | null }[]> => {
+      const r = await runAgent(['audit', '--json', '--state-dir', stateDir, ...args]);
+      assert.equal(r.code, 0, r.stderr);
+      return (JSON.parse(r.stdout) as { entries: { event: string; resource: string | null }[] }).entries;
+    };
+    assert.deepEqual((await entries('--resource', f)).map((e) => e.event), ['drift_detected', 'repaired'], 'a bare path names its file');
+    assert.deepEqual((await entries('--resource', `file:${f}`, '--event', 'repaired')).length, 1);
+    const refused = async (args: string[], message: RegExp): Promise<void> => {
+      const r = await runAgent(['audit', '--state-dir', stateDir, ...args]);
+      assert.equal(r.code, 1, `${args.join(' ')} is refused`);
+      assert.equal(r.stdout, '');
+      assert.match(r.stderr, message);
+    };
+    await refused(['--event', 'repair'], /--event 'repair' is not an event the agent records; did you mean 'repaired'\?/);
+    await refused(['--since', '10'], /--since '10' has no unit: write 10m, 10h or 10d/);
+    await refused(['--resource', 'motd'], /names no resource type: write TYPE:NAME/);
+    await refused(['--resource', 'fiel:/etc/motd'], /unknown resource type 'fiel'; did you mean 'file'\?/);
+    // service:web is recorded as service:web.service: the filter asks for that.
+    const store = (await import('../../agent/store/store.js')).AgentStore.open(stateDir);
+    store.appendAudit({ time: Date.now(), resource: 'service:web.service', event: 'repaired', trigger: 'watch', baseline: 'm', version: 1, observed: null, desired: null, diff: null, detail: null });
+    store.close();
+    assert.deepEqual((await entries('--resource', 'service:web')).map((e) => e.resource), ['service:web.service']);
+  });
+
+  it('status says where pending records go; check --all lists compliant resources; run with nothing to enforce warns', async () => {
+    const f = path.join(t.dir, 'motd');
+    const b = writeBaseline(t.dir, 's', `${HEADER}metadata: { name: s }\nspec:\n  resources:\n    - file: ${f}\n      content: "x\\n"\n`);
+    assert.equal((await runAgent(['apply', '--baseline', b, '--state-dir', stateDir])).code, 0);
+    const status = await runAgent(['status', '--state-dir', stateDir, '--config', '/dev/null']);
+    assert.match(status.stdout, /^outbox +none: standalone, records stay in the local audit log$/m);
+    assert.equal((JSON.parse((await runAgent(['status', '--json', '--state-dir', stateDir])).stdout) as { outbox: { to: string | null } }).outbox.to, null);
+    const all = await runAgent(['check', '--all', '--baseline', b]);
+    assert.equal(all.code, 0);
+    assert.match(all.stdout, new RegExp(`^file:${f}  compliant$`, 'm'));
+    assert.doesNotMatch((await runAgent(['check', '--baseline', b])).stdout, /compliant$/m, 'without --all only deviations are listed');
+    const d = startAgentDaemon(['--state-dir', stateDir, '--config', '/dev/null']);
+    try {
+      await d.ready();
+    } finally {
+      await d.stop();
+    }
+    assert.match(d.stderr, /"level":40[^\n]*no baseline files and no controller: this agent enforces nothing/);
+  });
+
+  it('--help shows defaults and required options', async () => {
+    const reject = await runAgent(['reject', '--help']);
+    assert.equal(reject.code, 0);
+    assert.match(reject.stdout, /--reason <text> +required:/);
+    assert.match(reject.stdout, /--for <duration> .*\(default: "7d"\)/);
+    assert.match(reject.stdout, /--state-dir <dir> .*default: env\s+HOMEOSTAT_STATE_DIR, else \/var\/lib\/homeostat/);
+    assert.match((await runAgent(['run', '--help'])).stdout, /--config <file> .*\(default:\s+\/etc\/homeostat\/agent\.yaml\)/);
+  });
 });
