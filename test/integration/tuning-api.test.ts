@@ -403,6 +403,8 @@ describe('tuning API: bounded autotuning', function () {
       [{ webhook: 'http://user:pw@127.0.0.1/' }, /without credentials/],
       [{ lookback: 'forever' }, /lookback: expected a duration/],
       [{ modes: 'bounded' }, /unknown setting "modes"/],
+      [{ rolloutStrategy: { waves: [] } }, /^rolloutStrategy: strategy\.waves: expected a non-empty list/],
+      [{ rolloutStrategy: 'slowly' }, /^rolloutStrategy: strategy: expected "all-at-once" or/],
     ];
     for (const [body, message] of cases) {
       const r = await core.app.inject({ method: 'PUT', url: '/api/v1/settings/autotune', headers: { authorization: `Bearer ${ADMIN}` }, body: body as object });
@@ -410,6 +412,9 @@ describe('tuning API: bounded autotuning', function () {
       assert.match(r.json<{ error: { message: string } }>().error.message, message);
     }
     assert.equal((await call<{ mode: string }>('GET', '/api/v1/settings/autotune')).mode, 'off', 'nothing changed');
+    const set = await call<{ rolloutStrategy: unknown }>('PUT', '/api/v1/settings/autotune', { rolloutStrategy: 'all-at-once' });
+    assert.equal(set.rolloutStrategy, 'all-at-once');
+    assert.equal((await call<{ rolloutStrategy: unknown }>('PUT', '/api/v1/settings/autotune', { rolloutStrategy: null })).rolloutStrategy, null, 'back to the default waves');
   });
 
   it('applies only what its bounds allow, as a new policy version by autotune, and announces it', async () => {
