@@ -80,7 +80,7 @@ export class FleetPolicyPublisher implements PolicyPublisher {
     const { kind, spec } = parseStrategy(strategy);
     // Every version of the tuning document holds everything accepted so far, so a newer one replaces an unfinished rollout
     // of an older one entirely: finishing the older would hand hosts a version already outdated. The new rollout starts
-    // from wave 0 with the same gates, and the engine sends hosts the older rollout reached back to the fleet's target first.
+    // from its first wave with its own gates; the engine first sends hosts the older one reached back to the fleet's target.
     const r = await this.deps.rollouts.start({ document: 'policy', baseline: name, version, kind, spec, supersede: true, by });
     return { rollout: r.id };
   }
