@@ -26,7 +26,7 @@ import type {
   TargetRecord,
 } from './types.js';
 
-const SCHEMA_VERSION = 6;
+const SCHEMA_VERSION = 7;
 
 /** The schema steps, each run once in a transaction; exported so a test can build a database of an older schema. */
 export const MIGRATIONS: Readonly<Record<number, string>> = {
@@ -131,7 +131,7 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
     ALTER TABLE escalations ADD COLUMN decision TEXT;
     ALTER TABLE escalations ADD COLUMN opponent TEXT;
   `,
-  // Adaptive tuning: proposals, tuning settings, and the versions of the tuning policy document.
+  // Adaptive tuning: proposals, tuning settings, and the versions of the tuning policy document (dropped by 7).
   6: `
     CREATE TABLE proposals (
       id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
@@ -142,6 +142,13 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
     CREATE TABLE tuning_documents (
       name TEXT NOT NULL, version INTEGER NOT NULL, yaml TEXT NOT NULL, sha256 TEXT NOT NULL, created_at INTEGER NOT NULL,
       created_by TEXT NOT NULL, PRIMARY KEY (name, version));
+  `,
+  // The tuning document is a policy like any other now (policy_versions, signed and rolled out by the policy service).
+  // Its old versions are not copied: a policy version needs the parsed document's counts, which SQL cannot compute, and
+  // the document is a function of the accepted proposals, which the tuning service stores again as a policy version at
+  // start when none exists (docs/tuning.md). Those old versions never reached an agent.
+  7: `
+    DROP TABLE tuning_documents;
   `,
 };
 
