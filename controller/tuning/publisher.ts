@@ -65,7 +65,7 @@ export class FleetPolicyPublisher implements PolicyPublisher {
   }
 
   async push(yaml: string, by: string): Promise<{ name: string; version: number }> {
-    const { record, created } = await this.deps.policies.push({ yaml, file: TUNING_FILE });
+    const { record, created } = await this.deps.policies.push({ yaml, file: TUNING_FILE, tuning: true });
     await this.deps.store.addControllerEvent({
       time: this.deps.clock.now(),
       kind: 'policy_pushed',
