@@ -26,7 +26,7 @@ import type {
   TargetRecord,
 } from './types.js';
 
-const SCHEMA_VERSION = 6;
+const SCHEMA_VERSION = 7;
 
 /** The schema steps, each run once in a transaction; exported so a test can build a database of an older schema. */
 export const MIGRATIONS: Readonly<Record<number, string>> = {
@@ -142,6 +142,11 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
     CREATE TABLE tuning_documents (
       name TEXT NOT NULL, version INTEGER NOT NULL, yaml TEXT NOT NULL, sha256 TEXT NOT NULL, created_at INTEGER NOT NULL,
       created_by TEXT NOT NULL, PRIMARY KEY (name, version));
+  `,
+  // Escalations kept current as their drift repeats: when it was last seen, and a bounded history of the sightings.
+  7: `
+    ALTER TABLE escalations ADD COLUMN last_seen_at INTEGER;
+    ALTER TABLE escalations ADD COLUMN history TEXT NOT NULL DEFAULT '[]';
   `,
 };
 
@@ -299,7 +304,9 @@ function escalationFromRow(r: Row): EscalationRecord {
     desired: optStr(r.desired),
     diff: optStr(r.diff),
     openedAt: num(r.opened_at),
+    lastSeenAt: optNum(r.last_seen_at) ?? num(r.opened_at),
     repeats: num(r.repeats),
+    history: json(r.history, []),
     status: str(r.status) as EscalationRecord['status'],
     decidedAt: optNum(r.decided_at),
     decidedBy: optStr(r.decided_by),
@@ -326,7 +333,9 @@ const ESCALATION_COLUMNS: Record<keyof Omit<EscalationRecord, 'id'>, string> = {
   desired: 'desired',
   diff: 'diff',
   openedAt: 'opened_at',
+  lastSeenAt: 'last_seen_at',
   repeats: 'repeats',
+  history: 'history',
   status: 'status',
   decidedAt: 'decided_at',
   decidedBy: 'decided_by',
@@ -835,7 +844,14 @@ export class SqliteControllerStore implements ControllerStore {
   }
 
   async addEscalation(input: EscalationInput): Promise<EscalationRecord> {
-    const e: Omit<EscalationRecord, 'id'> = { ...input, actor: input.actor ?? null, decision: input.decision ?? null, opponent: input.opponent ?? null };
+    const e: Omit<EscalationRecord, 'id'> = {
+      ...input,
+      actor: input.actor ?? null,
+      decision: input.decision ?? null,
+      opponent: input.opponent ?? null,
+      lastSeenAt: input.lastSeenAt ?? input.openedAt,
+      history: input.history ?? [],
+    };
     const keys = Object.keys(ESCALATION_COLUMNS) as (keyof typeof ESCALATION_COLUMNS)[];
     const res = this.db
       .prepare(`INSERT INTO escalations (${keys.map((k) => ESCALATION_COLUMNS[k]).join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`)
