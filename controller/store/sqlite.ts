@@ -776,7 +776,8 @@ export class SqliteControllerStore implements ControllerStore {
     const where: string[] = [];
     const args: (string | number)[] = [];
     if (f.agent !== undefined) (where.push('agent_id = ?'), args.push(f.agent));
-    if (f.resource !== undefined) (where.push('resource = ?'), args.push(f.resource));
+    const resources = f.resource === undefined ? [] : typeof f.resource === 'string' ? [f.resource] : f.resource;
+    if (resources.length > 0) (where.push(`resource IN (${resources.map(() => '?').join(', ')})`), args.push(...resources));
     if (f.kind !== undefined) (where.push('event = ?'), args.push(f.kind));
     if (f.since !== undefined) (where.push('time >= ?'), args.push(f.since));
     if (f.until !== undefined) (where.push('time < ?'), args.push(f.until));

@@ -230,7 +230,8 @@ export interface EventRecord extends EventInput {
 
 export interface EventFilter {
   agent?: string;
-  resource?: string;
+  /** One resource id, or any of a few (a bare path may be a file or a directory). */
+  resource?: string | readonly string[];
   kind?: string;
   since?: number;
   until?: number;
