@@ -27,9 +27,6 @@ export const AGENT_EVENTS = [
   'enforcement_paused',
   'agent_started',
   'agent_stopped',
-  'repair_interrupted',
-  'records_lost',
-  'store_recovered',
 ] as const;
 
 const RESOURCE_TYPES = ['file', 'directory', 'sysctl', 'service'] as const;
@@ -74,8 +71,20 @@ export function resourceIds(text: string, flag = '--resource'): string[] {
 export function eventName(text: string, flag = '--event'): string {
   const t = text.trim();
   if ((AGENT_EVENTS as readonly string[]).includes(t)) return t;
-  const near = suggestion(t, AGENT_EVENTS) || AGENT_EVENTS.filter((e) => e.startsWith(t) || (t.length >= 4 && e.includes(t))).map((e) => ` (did you mean "${e}"?)`)[0] || '';
+  const near = suggestion(t, AGENT_EVENTS) || sharedStart(t, AGENT_EVENTS);
   throw new HsError('HS_CONFIG', `${flag} ${JSON.stringify(t)}: agents record no such event${near}; the events are ${AGENT_EVENTS.join(', ')}`);
+}
+
+/** ` (did you mean "escalated"?)` for `escalation`: the one event sharing the longest start (4 characters at least). */
+function sharedStart(t: string, words: readonly string[]): string {
+  const common = (w: string): number => {
+    let i = 0;
+    while (i < w.length && i < t.length && w[i] === t[i]) i++;
+    return i;
+  };
+  const best = Math.max(0, ...words.map(common));
+  const hits = words.filter((w) => common(w) === best);
+  return best >= 4 && hits.length === 1 ? ` (did you mean "${hits[0] ?? ''}"?)` : '';
 }
 
 /**
