@@ -82,6 +82,18 @@ describe('homeostatctl against a real controller', function () {
     const human = await run(['agents']);
     assert.match(human.stdout, /^ID\s+HOST\s+STATE/m);
     assert.match(human.stdout, /connected/);
+    const id = agents[0]?.id ?? '';
+    const shown = await run(['agents', 'show', id]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, new RegExp(`^agent \\S+ \\(${id}\\): connected since \\S+ from `, 'm'));
+    assert.match(shown.stdout, /^labels +(role=web, zone=eu-west|zone=eu-west, role=web) \(token: role=web; requested: zone=eu-west\)$/m);
+    assert.match(shown.stdout, /^baselines +web v1/m);
+    assert.match(shown.stdout, /^open escalations(: none| \(\d+\):)$/m);
+    assert.match(shown.stdout, /^recent events \(the latest \d+, newest first\):$/m);
+    assert.doesNotMatch(shown.stdout, /[ \t]$/m, 'no trailing blanks');
+    const unknown = await run(['agents', 'show', 'no-such-host']);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, new RegExp(`no agent "no-such-host" by id or hostname; agents: ${id}`));
   });
 
   it('lists escalations from the agent, and approves one (repaired) and rejects another (left as an exception)', async () => {
@@ -170,6 +182,26 @@ describe('homeostatctl against a real controller', function () {
     const repairs = await run(['events', '--event', 'repaired', '--resource', `${managed}/sshd_config`]);
     assert.equal(repairs.code, 0, `${repairs.stderr}${(await run(['events', '--limit', '40'])).stdout}`);
     assert.match(repairs.stdout, new RegExp(`file:${managed}/sshd_config\\s+controller\\s+web v1\\s+verified in [\\d.]+ ms$`, 'm'));
+    // --tail: the latest, oldest first; --since: the latest in the window, not the oldest.
+    const tail = await ok<{ id: number }[]>(['events', '--tail', '--limit', '3']);
+    assert.deepEqual(tail.map((e) => e.id), all.slice(0, 3).map((e) => e.id).reverse());
+    const latest = await ok<{ id: number }[]>(['events', '--since', '1h', '--limit', '1']);
+    assert.deepEqual(latest.map((e) => e.id), [all[0]?.id], 'the newest event of the last hour');
+    // Filters that could match nothing normalise or fail with a hint.
+    const byPath = await ok<{ resource: string }[]>(['events', '--resource', `${managed}/sshd_config`]);
+    assert.ok(byPath.length > 0 && byPath.every((e) => e.resource === `file:${managed}/sshd_config`), 'a bare path names the file');
+    const bareNumber = await run(['events', '--since', '10']);
+    assert.equal(bareNumber.code, 1);
+    assert.match(bareNumber.stderr, /--since 10: a number without a unit; write a duration back \(10s, 10m, 10h, 10d\)/);
+    const misnamed = await run(['events', '--event', 'repair']);
+    assert.equal(misnamed.code, 1);
+    assert.match(misnamed.stderr, /--event "repair": agents record no such event \(did you mean "repaired"\?\)/);
+    const noType = await run(['events', '--resource', 'motd']);
+    assert.equal(noType.code, 1);
+    assert.match(noType.stderr, /write a resource id as TYPE:NAME, e\.g\. file:\/etc\/motd/);
+    const none = await run(['events', '--resource', 'service:web']);
+    assert.equal(none.code, 0, none.stderr);
+    assert.equal(none.stdout, 'no events match resource service:web.service\n', 'the unit name normalised, and an empty answer said');
     const { token } = await ok<{ token: string }>(['token', 'create']);
     const odd = await WireAgent.enroll(ctl.url.replace('https:', 'wss:'), token);
     await odd.deliver([wireEvent(1, { time: 9e15, event: 'repaired' })]);
