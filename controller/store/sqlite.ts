@@ -26,7 +26,7 @@ import type {
   TargetRecord,
 } from './types.js';
 
-const SCHEMA_VERSION = 7;
+const SCHEMA_VERSION = 8;
 
 /** The schema steps, each run once in a transaction; exported so a test can build a database of an older schema. */
 export const MIGRATIONS: Readonly<Record<number, string>> = {
@@ -149,6 +149,11 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
   // start when none exists (docs/tuning.md). Those old versions never reached an agent.
   7: `
     DROP TABLE tuning_documents;
+  `,
+  // Escalations kept current as their drift repeats: when it was last seen, and a bounded history of the sightings.
+  8: `
+    ALTER TABLE escalations ADD COLUMN last_seen_at INTEGER;
+    ALTER TABLE escalations ADD COLUMN history TEXT NOT NULL DEFAULT '[]';
   `,
 };
 
@@ -306,7 +311,9 @@ function escalationFromRow(r: Row): EscalationRecord {
     desired: optStr(r.desired),
     diff: optStr(r.diff),
     openedAt: num(r.opened_at),
+    lastSeenAt: optNum(r.last_seen_at) ?? num(r.opened_at),
     repeats: num(r.repeats),
+    history: json(r.history, []),
     status: str(r.status) as EscalationRecord['status'],
     decidedAt: optNum(r.decided_at),
     decidedBy: optStr(r.decided_by),
@@ -333,7 +340,9 @@ const ESCALATION_COLUMNS: Record<keyof Omit<EscalationRecord, 'id'>, string> = {
   desired: 'desired',
   diff: 'diff',
   openedAt: 'opened_at',
+  lastSeenAt: 'last_seen_at',
   repeats: 'repeats',
+  history: 'history',
   status: 'status',
   decidedAt: 'decided_at',
   decidedBy: 'decided_by',
@@ -774,7 +783,8 @@ export class SqliteControllerStore implements ControllerStore {
     const where: string[] = [];
     const args: (string | number)[] = [];
     if (f.agent !== undefined) (where.push('agent_id = ?'), args.push(f.agent));
-    if (f.resource !== undefined) (where.push('resource = ?'), args.push(f.resource));
+    const resources = f.resource === undefined ? [] : typeof f.resource === 'string' ? [f.resource] : f.resource;
+    if (resources.length > 0) (where.push(`resource IN (${resources.map(() => '?').join(', ')})`), args.push(...resources));
     if (f.kind !== undefined) (where.push('event = ?'), args.push(f.kind));
     if (f.since !== undefined) (where.push('time >= ?'), args.push(f.since));
     if (f.until !== undefined) (where.push('time < ?'), args.push(f.until));
@@ -842,7 +852,14 @@ export class SqliteControllerStore implements ControllerStore {
   }
 
   async addEscalation(input: EscalationInput): Promise<EscalationRecord> {
-    const e: Omit<EscalationRecord, 'id'> = { ...input, actor: input.actor ?? null, decision: input.decision ?? null, opponent: input.opponent ?? null };
+    const e: Omit<EscalationRecord, 'id'> = {
+      ...input,
+      actor: input.actor ?? null,
+      decision: input.decision ?? null,
+      opponent: input.opponent ?? null,
+      lastSeenAt: input.lastSeenAt ?? input.openedAt,
+      history: input.history ?? [],
+    };
     const keys = Object.keys(ESCALATION_COLUMNS) as (keyof typeof ESCALATION_COLUMNS)[];
     const res = this.db
       .prepare(`INSERT INTO escalations (${keys.map((k) => ESCALATION_COLUMNS[k]).join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`)

@@ -526,6 +526,8 @@ describe('tuning API: a controller upgraded from schema 6', function () {
       db.exec(`CREATE TABLE tuning_documents (name TEXT NOT NULL, version INTEGER NOT NULL, yaml TEXT NOT NULL, sha256 TEXT NOT NULL,
           created_at INTEGER NOT NULL, created_by TEXT NOT NULL, PRIMARY KEY (name, version));
         INSERT INTO tuning_documents VALUES ('homeostat-tuning', 4, 'x', 'y', 1, 'carol');
+        ALTER TABLE escalations DROP COLUMN last_seen_at;
+        ALTER TABLE escalations DROP COLUMN history;
         PRAGMA user_version = 6;`);
       db.close();
 

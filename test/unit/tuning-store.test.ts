@@ -156,7 +156,7 @@ describe('tuning store (SQLite)', () => {
     const kept = after.prepare('SELECT (SELECT COUNT(*) FROM proposals) AS proposals, (SELECT COUNT(*) FROM settings) AS settings').get();
     after.close();
     assert.deepEqual(tables, ['proposals', 'settings']);
-    assert.equal(schema, 7);
+    assert.equal(schema, 8);
     assert.deepEqual(kept, { proposals: 1, settings: 1 });
     store = new SqliteControllerStore(file);
   });
