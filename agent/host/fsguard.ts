@@ -168,8 +168,11 @@ export function lstatAsync(p: string): Promise<BigIntStats | undefined> {
   });
 }
 
-/** Opens the directory that holds `p`, component by component from /, following no symlink; undefined when missing. */
-export async function openParentAsync(parents: string[], resource: string): Promise<{ fd: number; path: string } | undefined> {
+/**
+ * Opens the directory that holds `p`, component by component from /, following no symlink; undefined when missing. Its
+ * device comes along, for the repair's check that the filesystem it was seen on is still mounted (host/mounts.ts).
+ */
+export async function openParentAsync(parents: string[], resource: string): Promise<{ fd: number; path: string; dev: bigint } | undefined> {
   let fd = await call<number>((cb) => open('/', DIR_FLAGS, cb));
   let path = '';
   try {
@@ -192,7 +195,8 @@ export async function openParentAsync(parents: string[], resource: string): Prom
       fd = next;
       path = child;
     }
-    return { fd, path: path || '/' };
+    const { dev } = await call<BigIntStats>((cb) => fstat(fd, { bigint: true }, cb));
+    return { fd, path: path || '/', dev };
   } catch (err) {
     await closeFd(fd);
     throw err;

@@ -47,10 +47,8 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
 
   async observe(): Promise<DirectoryObserved> {
     let o: DirectoryObserved;
-    const present = (st: BigIntStats | undefined, parentDev?: bigint): DirectoryObserved => {
-      const parent = parentDev === undefined ? {} : { parentDev };
-      return st ? { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid), ...parent } : { kind: 'missing', ...parent };
-    };
+    const present = (st: BigIntStats | undefined, parentDev: bigint): DirectoryObserved =>
+      st ? { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid), parentDev } : { kind: 'missing', parentDev };
     try {
       // A filesystem that can hang (NFS, FUSE, ...) is read through the thread pool within a deadline (host/fsguard.ts).
       const remote = fsGuard.mounts.hanging(this.path);
@@ -59,7 +57,7 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
             const dir = await openParentAsync(splitManaged(this.path).parents, this.id);
             if (!dir) return { kind: 'missing' as const };
             try {
-              return present(await lstatAsync(`/proc/self/fd/${dir.fd}/${this.name}`));
+              return present(await lstatAsync(`/proc/self/fd/${dir.fd}/${this.name}`), dir.dev);
             } finally {
               await closeFd(dir.fd);
             }

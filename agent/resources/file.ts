@@ -208,38 +208,44 @@ export class FileResource implements Resource<FileObserved> {
   private async observeRemote(): Promise<FileObserved> {
     const dir = await openParentAsync(splitManaged(this.spec.path).parents, this.id);
     if (!dir) return { kind: 'missing', leftovers: NONE };
-    const at = (n: string): string => `/proc/self/fd/${dir.fd}/${n}`;
     try {
-      let leftovers = NONE;
-      if (!this.leftoversChecked) {
-        const names = (await readdirAsync(dir.fd)).filter((n) => isTempOf(n, this.name));
-        const found: string[] = [];
-        for (const n of names) if (isLeftover(await lstatAsync(at(n)))) found.push(n);
-        if (found.length === 0) this.leftoversChecked = true;
-        leftovers = found.length > 0 ? found : NONE;
-      }
-      const st = await lstatAsync(at(this.name));
-      if (!st) return { kind: 'missing', leftovers };
-      const type = fileType(st);
-      if (type !== 'file') return this.other(type, st, type === 'symlink' ? await readlinkAsync(at(this.name)) : undefined, leftovers);
-      const known = this.fromJournal(st, leftovers);
-      if (known) return known;
-      const readAtNs = BigInt(Date.now()) * 1_000_000n;
-      let read: Awaited<ReturnType<typeof readAtAsync>>;
-      try {
-        read = await readAtAsync(dir.fd, this.name, NOATIME);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
-          const now = await lstatAsync(at(this.name));
-          return now ? this.other('symlink', now, await readlinkAsync(at(this.name)), leftovers) : { kind: 'missing', leftovers };
-        }
-        throw err;
-      }
-      if (!read) return { kind: 'missing', leftovers };
-      return this.fromContent(read.content, read.stat, readAtNs, leftovers);
+      const o = await this.observeRemoteIn(dir.fd);
+      o.parentDev = dir.dev;
+      return o;
     } finally {
       await closeFd(dir.fd);
     }
+  }
+
+  private async observeRemoteIn(dirFd: number): Promise<FileObserved> {
+    const at = (n: string): string => `/proc/self/fd/${dirFd}/${n}`;
+    let leftovers = NONE;
+    if (!this.leftoversChecked) {
+      const names = (await readdirAsync(dirFd)).filter((n) => isTempOf(n, this.name));
+      const found: string[] = [];
+      for (const n of names) if (isLeftover(await lstatAsync(at(n)))) found.push(n);
+      if (found.length === 0) this.leftoversChecked = true;
+      leftovers = found.length > 0 ? found : NONE;
+    }
+    const st = await lstatAsync(at(this.name));
+    if (!st) return { kind: 'missing', leftovers };
+    const type = fileType(st);
+    if (type !== 'file') return this.other(type, st, type === 'symlink' ? await readlinkAsync(at(this.name)) : undefined, leftovers);
+    const known = this.fromJournal(st, leftovers);
+    if (known) return known;
+    const readAtNs = BigInt(Date.now()) * 1_000_000n;
+    let read: Awaited<ReturnType<typeof readAtAsync>>;
+    try {
+      read = await readAtAsync(dirFd, this.name, NOATIME);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+        const now = await lstatAsync(at(this.name));
+        return now ? this.other('symlink', now, await readlinkAsync(at(this.name)), leftovers) : { kind: 'missing', leftovers };
+      }
+      throw err;
+    }
+    if (!read) return { kind: 'missing', leftovers };
+    return this.fromContent(read.content, read.stat, readAtNs, leftovers);
   }
 
   /** Unchanged since the agent last verified it: the stat is proof enough (ctime cannot be set from userspace). */

@@ -1,6 +1,7 @@
 // A filesystem that goes away under managed files: the daemon, in a mount namespace of its own with a tmpfs under its
 // managed paths, refuses to write to the directory underneath once the tmpfs is unmounted, repairs into a fresh one at once
-// when it is mounted back, and watches the new one rather than the directory it covers.
+// when it is mounted back, and watches the new one rather than the directory it covers; a FUSE mount, whose files are read
+// through the thread pool, is held to the same.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
@@ -147,6 +148,38 @@ spec:
     const tamper = await inside(['sh', '-c', `printf tampered > ${motd}`]);
     assert.equal(tamper.code, 0, tamper.stderr);
     await waitFor(async () => (await readInside(motd)) === 'on the tmpfs\n', 10_000, 'tampering in the new tmpfs repaired');
+  });
+
+  it('refuses to write under a FUSE mountpoint that has gone, though its files were read through the thread pool', async () => {
+    // Paths on filesystems that can hang are observed off the event loop (host/fsguard.ts); the filesystem they were seen
+    // on must be learned there too, or a repair after the unmount writes into the directory underneath.
+    const src = path.join(t.dir, 'src');
+    mkdirSync(src);
+    const motd = path.join(mnt, 'motd');
+    const confd = path.join(mnt, 'conf.d');
+    const baseline = writeBaseline(
+      t.dir,
+      'fused',
+      `apiVersion: homeostat/v1\nkind: Baseline\nmetadata:\n  name: fused\nspec:\n  resources:\n    - file: ${motd}\n      content: "on the fuse mount\\n"\n    - directory: ${confd}\n`,
+    );
+    // bindfs mirrors src at mnt through FUSE, in the daemon's own mount namespace (this process sees the directory underneath).
+    daemon = startAgentDaemon(['--baseline', baseline, '--state-dir', stateDir, '--config', '/dev/null'], {
+      prefix: ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'bindfs "$0" "$1" && shift && exec "$@"', src, mnt],
+    });
+    try {
+      await daemon.ready();
+      assert.match((await inside(['findmnt', '-n', '-o', 'FSTYPE', mnt])).stdout, /^fuse/);
+      assert.deepEqual(readdirSync(src).sort(), ['conf.d', 'motd'], 'created through the FUSE mount');
+      assert.deepEqual(readdirSync(mnt), []);
+
+      await unmount();
+      for (const id of [`file:${motd}`, `directory:${confd}`]) {
+        await waitFor(async () => (await events(id)).some((e) => e.event === 'repair_failed' && /HS_HOST_MOUNT_GONE/.test(e.detail ?? '')), 15_000, `${id} refused`);
+      }
+      assert.deepEqual(readdirSync(mnt), [], 'nothing written on the filesystem underneath');
+    } finally {
+      await inside(['umount', mnt]); // ends bindfs when the test failed before its unmount
+    }
   });
 
   it('repairs into a filesystem mounted over a watched directory, and watches it', async () => {
