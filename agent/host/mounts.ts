@@ -22,9 +22,12 @@ export function makedev(major: number, minor: number): bigint {
   return ((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn);
 }
 
-/** mountinfo escapes space, tab, newline and backslash in paths as \ooo. */
+/**
+ * mountinfo escapes space, tab, newline and backslash in paths as \ooo, and leaves other bytes as they are: the table is
+ * read as latin1 (one character per byte), so the path is its bytes again, then read as UTF-8 like every path Node gives.
+ */
 function unescape(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return Buffer.from(field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))), 'latin1').toString('utf8');
 }
 
 /** One line: `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS`. */

@@ -45,6 +45,25 @@ describe('mounts: the mount table (agent/host/mounts.ts)', () => {
     for (const p of ['/', '/proc', '/etc', tmpdir()]) assert.equal(t.covering(p)?.dev, statSync(p, { bigint: true }).dev, p);
   });
 
+  it('reads a mountpoint named in UTF-8 as the same path Node gives, also in a real table', async () => {
+    const line = Buffer.from('40 22 0:50 / /srv/d\u00e4ta\\040x rw - tmpfs src\u00e9 rw\n', 'utf8').toString('latin1'); // as read() reads it
+    const parsed = new MountTable(line).covering('/srv/d\u00e4ta x/conf');
+    assert.deepEqual([parsed?.mountpoint, parsed?.source], ['/srv/d\u00e4ta x', 'src\u00e9']);
+
+    const t = tempDir('hs-mounts-utf8-');
+    try {
+      const dir = path.join(t.dir, 'd\u00e4ta');
+      mkdirSync(dir);
+      const script = `import { MountTable } from ${JSON.stringify(path.resolve('dist/agent/host/mounts.js'))};
+        const m = MountTable.read().covering(process.argv[1] + '/x'); console.log(JSON.stringify([m?.mountpoint, m?.fstype]));`;
+      const r = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs hs-utf8 "$0" && exec "$@"', dir, process.execPath, '--input-type=module', '-e', script, dir]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), [dir, 'tmpfs']);
+    } finally {
+      t.cleanup();
+    }
+  });
+
   it('lets a repair through where nothing was learned or the parent is on /', () => {
     const home = new MountHome('/etc');
     home.check('file:/etc/x');
