@@ -7,8 +7,17 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Engine } from '../../agent/engine/engine.js';
+import { MOUNT_CHANGED } from '../../agent/host/fswatch.js';
 import { makedev, MountHome, MountTable } from '../../agent/host/mounts.js';
+import { registry } from '../../agent/resources/registry.js';
+import type { Change, Resource, ResourceKind } from '../../agent/resources/resource.js';
+import type { AuditEntry } from '../../agent/store/types.js';
+import { ManualClock } from '../../lib/clock.js';
+import { HsError } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
 import { auditOf, startAgentDaemon, tempDir, waitFor, writeBaseline, type AuditLine, type DaemonProcess } from '../helpers/agent.js';
+import { testDecl, testHost } from '../helpers/resource-runner.js';
 
 function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -70,6 +79,70 @@ describe('mounts: the mount table (agent/host/mounts.ts)', () => {
     home.learn(0n);
     assert.equal(home.mountpoint, '/');
     home.check('file:/etc/x');
+  });
+});
+
+describe('mounts: a mount change ends the wait of a failed repair (engine)', () => {
+  // A kind whose repair fails while its filesystem is away, as HS_HOST_MOUNT_GONE does, and whose watch the test drives:
+  // the mount table itself is exercised by the daemon tests below; here the engine's clock stands still.
+  let mounted = false;
+  let notify: (reason: string) => void = () => undefined;
+  let repaired = 0;
+  class AwayResource implements Resource<{ ok: boolean }> {
+    constructor(readonly id: string) {}
+    async observe(): Promise<{ ok: boolean }> {
+      return { ok: repaired > 0 };
+    }
+    diff(o: { ok: boolean }): Change[] {
+      return o.ok ? [] : [{ field: 'exists', observed: false, desired: true }];
+    }
+    async apply(): Promise<void> {
+      if (!mounted) throw new HsError('HS_HOST_MOUNT_GONE', '/srv/away is no longer mounted', { resource: this.id, retryable: true });
+      repaired++;
+    }
+    summarize(o: { ok: boolean }): Record<string, unknown> {
+      return o;
+    }
+    desired(): Record<string, unknown> {
+      return { ok: true };
+    }
+    async watch(n: (reason: string) => void): Promise<() => void> {
+      notify = n;
+      return () => undefined;
+    }
+  }
+  const kind: ResourceKind = { type: 'away', create: (decl) => new AwayResource(decl.id) };
+  before(() => (registry as Map<string, ResourceKind>).set('away', kind));
+  after(() => (registry as Map<string, ResourceKind>).delete('away'));
+
+  it('repairs at once when the mount table changes, and only then: other events wait out the backoff', async () => {
+    const clock = new ManualClock(Date.now());
+    const records: AuditEntry[] = [];
+    const e = new Engine({ host: testHost(), clock, log: silentLogger });
+    e.onAudit((r) => records.push(r));
+    const failures = (): number => records.filter((r) => r.event === 'repair_failed').length;
+    try {
+      await e.setResources([{ decl: testDecl('away', '/srv/away/x', {}), baseline: { name: 'b', version: 1 } }]);
+      await e.start(3_600_000);
+      assert.equal(failures(), 1);
+      // Two retries: the next one waits about 4 s of the engine's clock.
+      for (const step of [1200, 2400]) {
+        clock.advance(step);
+        await e.idle();
+      }
+      assert.equal(failures(), 3);
+
+      mounted = true;
+      notify('change');
+      await e.idle();
+      assert.equal(repaired, 0, 'an ordinary event waits for the retry');
+      notify(MOUNT_CHANGED);
+      await e.idle();
+      assert.equal(repaired, 1, 'the mount change repaired it without the clock moving');
+      assert.equal(records.at(-1)?.event, 'repaired');
+    } finally {
+      await e.stop();
+    }
   });
 });
 
