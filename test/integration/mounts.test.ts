@@ -73,6 +73,19 @@ describe('mounts: the mount table (agent/host/mounts.ts)', () => {
     }
   });
 
+  it('keeps one home per folder, shared by the paths in it', () => {
+    const t = tempDir('hs-mounts-home-');
+    try {
+      const a = MountHome.of(t.dir);
+      assert.equal(MountHome.of(t.dir), a);
+      assert.notEqual(MountHome.of(path.join(t.dir, 'sub')), a);
+      a.learn(statSync(t.dir, { bigint: true }).dev);
+      assert.equal(MountHome.of(t.dir).mountpoint, MountTable.read().covering(t.dir)?.mountpoint, 'what one path learned holds for the others');
+    } finally {
+      t.cleanup();
+    }
+  });
+
   it('lets a repair through where nothing was learned or the parent is on /', () => {
     const home = new MountHome('/etc');
     home.check('file:/etc/x');
