@@ -1,22 +1,22 @@
-// The agent's composition root: wires the store, the host adapters, the engine and the active baselines into one object
-// that the CLI, the daemon and the controller link drive.
-import { HsError } from '../lib/errors.js';
-import { systemClock, type Clock } from '../lib/clock.js';
+// The agent: which baselines are enforced, from where, and what the CLI, the daemon and the controller link may ask of
+// it. Baselines come from two places kept apart — the host's own files (`local`) and the controller (`controller`, its
+// versions kept under its signing key) — and a resource is enforced from one place only: an activation that would give
+// a resource (or a baseline name) to both is refused naming both, and what is enforced stays. Built by compose.ts.
+import { HsError, errorMessage } from '../lib/errors.js';
+import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { Baseline, ResourceDecl } from '../lib/baseline/types.js';
 import { PolicySet, type ActivePolicy } from '../lib/policy/index.js';
-import type { AgentSettings } from './settings.js';
 import type { HostContext } from './resources/resource.js';
 import { registry } from './resources/registry.js';
-import { DirWatchHub } from './host/fswatch.js';
-import { Journal } from './engine/journal.js';
-import { Engine, worstOutcome, type ManagedResource } from './engine/engine.js';
+import type { Engine, ManagedResource, BaselineRef } from './engine/engine.js';
+import { worstOutcome } from './engine/engine.js';
 import { planResources, type PlanOutcome } from './engine/plan.js';
 import type { BaselineOutcome } from '../proto/codec.js';
 import type { AgentStore } from './store/store.js';
-import type { AuditEntry, AuditEvent, Trigger } from './store/types.js';
+import type { AuditEntry, AuditEvent, BaselineOrigin, Trigger } from './store/types.js';
 
-export type BaselineOrigin = 'local' | 'controller';
+export type { BaselineOrigin } from './store/types.js';
 
 export interface ActiveBaseline {
   name: string;
@@ -26,104 +26,155 @@ export interface ActiveBaseline {
   resources: number;
 }
 
-export interface AgentOptions {
-  settings: AgentSettings;
+export interface ActivationMeta {
+  origin: BaselineOrigin;
+  /** Version numbers the controller assigned, by name; local versions are numbered by the store. */
+  versions?: Record<string, number>;
+  /** The controller's signing key id: its version numbers are kept apart from any other controller's. */
+  signedBy?: string;
+}
+
+interface ActiveSet {
+  baselines: ActiveBaseline[];
+  /** Resource ids of each baseline (declared and derived), for plans, convergence and conflicts. */
+  ids: Map<string, string[]>;
+  managed: ManagedResource[];
+  signedBy: string | undefined;
+}
+
+const EMPTY: ActiveSet = { baselines: [], ids: new Map(), managed: [], signedBy: undefined };
+
+export interface AgentParts {
+  engine: Engine;
+  host: HostContext;
   log: Logger;
-  clock?: Clock;
+  clock: Clock;
   /** Absent for the read-only one-shot `check`, which records nothing. */
   store?: AgentStore;
+  /** Releases the host adapters the composition root made (watches, journal) once the engine has stopped. */
+  closeHost?: () => Promise<void>;
 }
 
 export class Agent {
   readonly engine: Engine;
   readonly host: HostContext;
   readonly store: AgentStore | undefined;
-  private readonly journal: Journal;
-  private readonly hub: DirWatchHub;
   private readonly log: Logger;
-  private readonly clock: Clock;
-  private active: ActiveBaseline[] = [];
-  /** The policy documents from the controller; kept and recorded, not yet consulted by the engine. */
+  private readonly closeHost: (() => Promise<void>) | undefined;
+  private readonly sets: Record<BaselineOrigin, ActiveSet> = { local: EMPTY, controller: EMPTY };
+  /** The policy documents from the controller; kept and recorded, not yet consulted by the engine (docs/policy.md). */
   private policySet = new PolicySet();
-  /** Resource ids of each active baseline (declared and derived), for plans and convergence reports. */
-  private managedIds = new Map<string, string[]>();
   private started = false;
+  /** Called after each activation that changed the managed set (the daemon gives memory back then). */
+  afterActivation: (() => void) | undefined;
 
-  constructor(opts: AgentOptions) {
-    this.store = opts.store;
-    this.log = opts.log;
-    this.clock = opts.clock ?? systemClock;
-    this.journal = new Journal(opts.store);
-    this.hub = new DirWatchHub(opts.log, () => this.engine.enqueueAll('resync'));
-    this.host = { log: opts.log, clock: this.clock, fsWatch: this.hub, settings: opts.settings, journal: this.journal, adapters: new Map() };
-    this.engine = new Engine({ host: this.host, clock: this.clock, log: opts.log, ...(opts.store ? { store: opts.store } : {}) });
+  constructor(parts: AgentParts) {
+    this.engine = parts.engine;
+    this.host = parts.host;
+    this.store = parts.store;
+    this.log = parts.log;
+    this.closeHost = parts.closeHost;
   }
 
   /**
-   * Makes `baselines` the enforced set. Everything is checked before anything changes: on error this throws and the
-   * previously active baselines keep being enforced.
+   * Makes `baselines` the enforced set of their origin (the other origin's set stays). Everything is checked before
+   * anything changes: on error this throws and what was enforced keeps being enforced.
    */
-  async activate(baselines: Baseline[], meta: { origin: BaselineOrigin; versions?: Record<string, number> }, trigger: Trigger = 'manual'): Promise<ActiveBaseline[]> {
-    const managed: ManagedResource[] = [];
-    const owner = new Map<string, string>();
-    const next: ActiveBaseline[] = [];
-    const ids = new Map<string, string[]>();
+  async activate(baselines: Baseline[], meta: ActivationMeta, trigger: Trigger = 'manual'): Promise<ActiveBaseline[]> {
+    const origin = meta.origin;
+    const other = origin === 'local' ? this.sets.controller : this.sets.local;
+    const otherOrigin: BaselineOrigin = origin === 'local' ? 'controller' : 'local';
+    const owner = new Map<string, { baseline: string; version: number; origin: BaselineOrigin }>();
+    for (const a of other.baselines) for (const id of other.ids.get(a.name) ?? []) owner.set(id, { baseline: a.name, version: a.version, origin: otherOrigin });
+    const next: ActiveSet = { baselines: [], ids: new Map(), managed: [], signedBy: meta.signedBy };
     for (const b of baselines) {
-      const version = this.storeVersion(b, meta);
-      const decls = this.declsOf(b);
-      ids.set(b.name, decls.map((d) => d.id));
-      for (const decl of decls) {
-        const other = owner.get(decl.id);
-        if (other !== undefined) {
-          throw new HsError('HS_BASELINE_CONFLICT', `${decl.id} is managed by both baseline '${other}' and baseline '${b.name}'`, { location: decl.location, resource: decl.id });
-        }
-        owner.set(decl.id, b.name);
-        managed.push({ decl, baseline: { name: b.name, version } });
+      const clash = other.baselines.find((a) => a.name === b.name);
+      if (clash) {
+        throw new HsError(
+          'HS_BASELINE_CONFLICT',
+          `baseline '${b.name}' from ${describeOrigin(origin, meta.signedBy)} is refused: '${b.name}' v${clash.version} is enforced from ${describeOrigin(otherOrigin, other.signedBy)}; a baseline is enforced from one place — remove it from ${originNoun(otherOrigin)} to hand it over`,
+        );
       }
-      next.push({ name: b.name, version, sha256: b.origin.sha256, origin: meta.origin, resources: decls.length });
+      const version = this.storeVersion(b, meta);
+      const ref: BaselineRef = { name: b.name, version };
+      const decls = this.declsOf(b);
+      next.ids.set(b.name, decls.map((d) => d.id));
+      for (const decl of decls) {
+        const first = owner.get(decl.id);
+        if (first !== undefined) {
+          const where = (x: { baseline: string; version: number; origin: BaselineOrigin }, signedBy: string | undefined): string => `baseline '${x.baseline}' v${x.version} (${describeOrigin(x.origin, signedBy)})`;
+          throw new HsError(
+            'HS_BASELINE_CONFLICT',
+            `${decl.id} is managed by both ${where(first, first.origin === origin ? meta.signedBy : other.signedBy)} and ${where({ baseline: b.name, version, origin }, meta.signedBy)}${first.origin === origin ? '' : `: a resource is enforced from one place — remove it from ${originNoun(first.origin)} to hand it over`}`,
+            { location: decl.location, resource: decl.id },
+          );
+        }
+        owner.set(decl.id, { baseline: b.name, version, origin });
+        next.managed.push({ decl, baseline: ref });
+      }
+      next.baselines.push({ name: b.name, version, sha256: b.origin.sha256, origin, resources: decls.length });
     }
-    await this.engine.setResources(managed);
-    const store = this.store;
-    if (store) {
-      store.transaction(() => {
-        for (const a of this.active) if (!next.some((n) => n.name === a.name)) store.deactivate(a.name);
-        for (const a of next) store.activate(a.name, a.version);
-      });
+    const previous = this.sets[origin];
+    await this.engine.setResources(origin === 'local' ? [...next.managed, ...other.managed] : [...other.managed, ...next.managed]);
+    this.sets[origin] = next;
+    this.saveActive(origin, previous, next);
+    const before = new Map(previous.baselines.map((a) => [a.name, a.version]));
+    for (const a of next.baselines) {
+      if (before.get(a.name) !== a.version) this.recordAgent('baseline_activated', trigger, `${a.name} v${a.version} (${a.resources} resources, ${a.origin})`, a);
     }
-    const previous = new Map(this.active.map((a) => [a.name, a.version]));
-    this.active = next;
-    this.managedIds = ids;
-    for (const a of next) {
-      if (previous.get(a.name) !== a.version) this.recordAgent('baseline_activated', trigger, `${a.name} v${a.version} (${a.resources} resources, ${a.origin})`, a);
+    this.afterActivation?.();
+    // The link records the controller's signed removals itself; what else leaves is recorded here.
+    if (origin === 'local' || previous.signedBy !== next.signedBy) {
+      for (const a of previous.baselines) {
+        if (!next.baselines.some((n) => n.name === a.name)) this.recordAgent('baseline_removed', trigger, `${a.name} v${a.version} (${a.origin}) no longer enforced`, a);
+      }
     }
-    return next;
+    return next.baselines;
+  }
+
+  /**
+   * Baselines of `origin` cached by an earlier run that are not to be enforced now (a host managed by a controller and
+   * given no baseline files of its own): no longer active in the cache, each recorded as removed, saying why.
+   */
+  dropCached(origin: BaselineOrigin, cached: { name: string; version: number; signedBy: string | undefined }[], detail: (b: BaselineRef) => string): void {
+    for (const b of cached) {
+      try {
+        this.store?.deactivate(origin, b.signedBy, b.name);
+      } catch (err) {
+        this.log.error({ baseline: b.name, err: errorMessage(err) }, 'cached baseline not deactivated');
+      }
+      this.recordAgent('baseline_removed', 'startup', detail(b), b);
+    }
   }
 
   /** What activating `b` would change here, from observation only: nothing is written or recorded. */
   async plan(b: Baseline): Promise<PlanOutcome & { currentVersion: number }> {
-    const out = await planResources(this.declsOf(b), this.host, this.managedIds.get(b.name) ?? []);
-    return { ...out, currentVersion: this.active.find((a) => a.name === b.name)?.version ?? 0 };
+    const set = this.sets.controller;
+    const out = await planResources(this.declsOf(b), this.host, set.ids.get(b.name) ?? []);
+    return { ...out, currentVersion: set.baselines.find((a) => a.name === b.name)?.version ?? 0 };
   }
 
   /** Once the engine has settled: the worst outcome per active baseline, and which resources failed or were escalated. */
   async convergence(): Promise<BaselineOutcome[]> {
     await this.engine.idle();
     const results = new Map(this.engine.results().map((r) => [r.id, r]));
-    return this.active.map((a) => {
-      const rs = (this.managedIds.get(a.name) ?? []).flatMap((id) => {
-        const r = results.get(id);
-        return r ? [r] : [];
-      });
-      const bad = rs.filter((r) => r.outcome === 'failed' || r.outcome === 'escalated' || r.outcome === 'suppressed');
-      const first = bad.find((r) => r.error);
-      return {
-        name: a.name,
-        version: a.version,
-        outcome: worstOutcome(rs.map((r) => r.outcome)),
-        failed: bad.map((r) => r.id),
-        detail: first?.error ? `${first.error.code}: ${first.error.message}` : '',
-      };
-    });
+    return this.activeSets().flatMap((set) =>
+      set.baselines.map((a) => {
+        const rs = (set.ids.get(a.name) ?? []).flatMap((id) => {
+          const r = results.get(id);
+          return r ? [r] : [];
+        });
+        const bad = rs.filter((r) => r.outcome === 'failed' || r.outcome === 'escalated' || r.outcome === 'suppressed');
+        const first = bad.find((r) => r.error);
+        return {
+          name: a.name,
+          version: a.version,
+          outcome: worstOutcome(rs.map((r) => r.outcome)),
+          failed: bad.map((r) => r.id),
+          detail: first?.error ? `${first.error.code}: ${first.error.message}` : '',
+        };
+      }),
+    );
   }
 
   /**
@@ -165,19 +216,18 @@ export class Agent {
   }
 
   activeBaselines(): ActiveBaseline[] {
-    return [...this.active];
+    return this.activeSets().flatMap((s) => s.baselines);
   }
 
   async start(): Promise<void> {
     this.started = true;
-    this.recordAgent('agent_started', 'startup', `${this.active.length} baseline(s), ${this.engine.resourceIds().length} resources`);
+    this.recordAgent('agent_started', 'startup', `${this.activeBaselines().length} baseline(s), ${this.engine.resourceIds().length} resources`);
     await this.engine.start(this.host.settings.resyncIntervalMs);
   }
 
   async stop(): Promise<void> {
     await this.engine.stop();
-    await this.hub.close();
-    this.journal.flush();
+    await this.closeHost?.();
     if (this.started) this.recordAgent('agent_stopped', null, 'stopped');
     this.started = false;
   }
@@ -198,8 +248,18 @@ export class Agent {
     this.recordAgent('enforcement_paused', 'controller', paused ? `paused: ${reason}` : `resumed: ${reason}`);
   }
 
+  /** Whether drift of this resource is only ever reported (monitor mode). */
+  isReportOnly(resourceId: string): boolean {
+    for (const set of this.activeSets()) for (const m of set.managed) if (m.decl.id === resourceId) return m.decl.policy.mode === 'monitor';
+    return false;
+  }
+
   onAudit(listener: (e: AuditEntry) => void): () => void {
     return this.engine.onAudit(listener);
+  }
+
+  private activeSets(): ActiveSet[] {
+    return [this.sets.local, this.sets.controller];
   }
 
   private declsOf(b: Baseline): ResourceDecl[] {
@@ -208,23 +268,57 @@ export class Agent {
     return decls;
   }
 
-  private storeVersion(b: Baseline, meta: { origin: BaselineOrigin; versions?: Record<string, number> }): number {
+  /** The version `b` is stored as. A store that cannot be written (disk full) does not stop enforcement: see below. */
+  private storeVersion(b: Baseline, meta: ActivationMeta): number {
     const assigned = meta.versions?.[b.name];
-    if (!this.store) return assigned ?? 0;
-    const { version } = this.store.putBaseline({
-      name: b.name,
-      sha256: b.origin.sha256,
-      text: b.origin.text,
-      sources: b.origin.sources,
-      origin: meta.origin,
-      ...(assigned !== undefined ? { version: assigned } : {}),
-    });
-    return version;
+    const store = this.store;
+    if (!store) return assigned ?? 0;
+    try {
+      return store.putBaseline({
+        name: b.name,
+        sha256: b.origin.sha256,
+        text: b.origin.text,
+        sources: b.origin.sources,
+        origin: meta.origin,
+        ...(meta.signedBy !== undefined ? { signedBy: meta.signedBy } : {}),
+        ...(assigned !== undefined ? { version: assigned } : {}),
+      }).version;
+    } catch (err) {
+      if (err instanceof HsError && (err.code === 'HS_CONFLICT' || err.code === 'HS_STORE_MIGRATION')) throw err;
+      // Enforced all the same: a full or damaged cache must not leave the host unenforced. The version is the one the
+      // controller gave, or the one already stored for this text, or 0 when it could not be numbered.
+      const known = assigned ?? store.findVersion(meta.origin, meta.signedBy, b.name, b.origin.sha256) ?? 0;
+      this.log.error({ baseline: b.name, version: known, err: errorMessage(err) }, 'baseline enforced but not stored');
+      return known;
+    }
   }
 
-  private recordAgent(event: AuditEvent, trigger: Trigger | null, detail: string, baseline?: { name: string; version: number }): void {
-    this.engine.recordAgentEvent(event, trigger, detail, baseline);
+  /** Remembers the active set of `origin` for the next start; a failure is logged (enforcement already changed). */
+  private saveActive(origin: BaselineOrigin, previous: ActiveSet, next: ActiveSet): void {
+    const store = this.store;
+    if (!store) return;
+    try {
+      store.transaction(() => {
+        for (const a of previous.baselines) if (!next.baselines.some((n) => n.name === a.name)) store.deactivate(origin, previous.signedBy, a.name);
+        if (origin === 'controller' && previous.signedBy !== next.signedBy) store.deactivateAll('controller');
+        for (const a of next.baselines) if (a.version > 0) store.activate(origin, next.signedBy, a.name, a.version);
+      });
+    } catch (err) {
+      this.log.error({ origin, err: errorMessage(err) }, 'active baselines not saved; the next start enforces what the cache had');
+    }
   }
+
+  private recordAgent(event: AuditEvent, trigger: Trigger | null, detail: string, baseline?: BaselineRef): void {
+    this.engine.recordAgentEvent(event, trigger, detail, baseline ? { name: baseline.name, version: baseline.version } : undefined);
+  }
+}
+
+function describeOrigin(origin: BaselineOrigin, signedBy: string | undefined): string {
+  return origin === 'local' ? "this host's own baseline files" : `the controller${signedBy ? ` (signing key ${signedBy})` : ''}`;
+}
+
+function originNoun(origin: BaselineOrigin): string {
+  return origin === 'local' ? "this host's baseline files" : 'the controller';
 }
 
 function unknownResource(id: string): HsError {

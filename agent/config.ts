@@ -34,7 +34,22 @@ export interface CommonFlags {
   insecureHttp?: boolean;
 }
 
-const FILE_KEYS = ['stateDir', 'systemdScope', 'labels', 'logLevel', 'metricsListen', 'baselines', 'controller', 'token', 'insecureHttp', 'resyncInterval', 'sysctlPollInterval'] as const;
+const FILE_KEYS = [
+  'stateDir',
+  'systemdScope',
+  'labels',
+  'logLevel',
+  'metricsListen',
+  'baselines',
+  'controller',
+  'token',
+  'insecureHttp',
+  'resyncInterval',
+  'sysctlPollInterval',
+  'reconcileTimeout',
+  'outboxLimit',
+  'auditRetention',
+] as const;
 
 /** Labels from `k=v,k2=v2` text, with the place they came from in the error. */
 function labelsFrom(text: string, where: string): Record<string, string> {
@@ -83,6 +98,9 @@ export function loadConfig(flags: CommonFlags): AgentConfig {
   const baselines = flags.baseline?.length ? flags.baseline : Array.isArray(fileBaselines) ? fileBaselines.map(String) : [];
   const resync = str('resyncInterval');
   const sysctlPoll = str('sysctlPollInterval');
+  const reconcileTimeout = str('reconcileTimeout');
+  const retention = str('auditRetention');
+  const outboxLimit = doc.outboxLimit;
   return {
     settings: {
       ...DEFAULT_SETTINGS,
@@ -91,6 +109,9 @@ export function loadConfig(flags: CommonFlags): AgentConfig {
       labels,
       ...(resync ? { resyncIntervalMs: parseResync(resync, file) } : {}),
       ...(sysctlPoll ? { sysctlPollIntervalMs: parseSysctlPoll(sysctlPoll, file) } : {}),
+      ...(reconcileTimeout ? { reconcileTimeoutMs: durationIn(reconcileTimeout, file, 'reconcileTimeout', 1000, 3_600_000, 'like 30s or 2m') } : {}),
+      ...(retention ? { auditRetentionMs: durationIn(retention, file, 'auditRetention', 3_600_000, 10 * 365 * 86_400_000, 'like 30d or 365d') } : {}),
+      ...(outboxLimit !== undefined && outboxLimit !== null ? { outboxLimit: parseOutboxLimit(outboxLimit, file) } : {}),
     },
     baselines,
     controller: flags.controller ?? str('controller'),
@@ -112,4 +133,17 @@ function parseSysctlPoll(text: string, file: string): number {
   const ms = parseDuration(text);
   if (ms === undefined || ms < 10 || ms > 60_000) throw new HsError('HS_CONFIG', `${file}: sysctlPollInterval '${text}' is not a duration between 10ms and 1m, like 250ms or 1s`);
   return ms;
+}
+
+function durationIn(text: string, file: string, key: string, min: number, max: number, example: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms < min || ms > max) throw new HsError('HS_CONFIG', `${file}: ${key} '${text}' is not a duration within bounds, ${example}`);
+  return ms;
+}
+
+/** Audit records kept for the controller while it is away: at least 1,000 and at most 100 million. */
+function parseOutboxLimit(v: unknown, file: string): number {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d[\d_]*$/.test(v) ? Number(v.replaceAll('_', '')) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 1000 || n > 100_000_000) throw new HsError('HS_CONFIG', `${file}: outboxLimit must be a whole number of records between 1000 and 100000000, not ${JSON.stringify(v)}`);
+  return n;
 }

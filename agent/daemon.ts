@@ -1,15 +1,19 @@
-// The daemon (`homeostat-agent run`): enforces continuously until SIGTERM, reloads on SIGHUP, and keeps the last good
-// baselines when a new one is bad or the controller is away.
+// The daemon (`homeostat-agent run`) and its composition root: opens (and if need be rebuilds) the store, composes the
+// agent, starts the controller link and metrics, and owns the signals — SIGHUP reloads, SIGTERM and SIGINT stop. Whatever
+// goes wrong later (a bad baseline, a full disk, a damaged cache, a throw nobody caught) is recorded or logged while the
+// last good baselines keep being enforced; the process ends only when asked to.
 import { createServer, type Server } from 'node:http';
 import { parseBaseline, loadBaselineFiles } from '../lib/baseline/index.js';
-import { sourcesFromMap } from '../lib/baseline/sources.js';
 import { BaselineInvalidError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { Baseline } from '../lib/baseline/types.js';
-import { Agent } from './agent.js';
+import type { Agent, BaselineOrigin } from './agent.js';
+import { composeAgent } from './compose.js';
 import type { AgentConfig } from './config.js';
-import { AgentStore } from './store/store.js';
+import { compactHeapSoon } from './host/heap.js';
 import { AgentMetrics } from './metrics.js';
+import { openDaemonStore } from './store/recovery.js';
+import { DEFAULT_AUDIT_RETENTION_MS, type AgentStore } from './store/store.js';
 
 export interface Daemon {
   agent: Agent;
@@ -18,33 +22,62 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-/**
- * Baselines cached by an earlier run: what an agent enforces when it starts without its controller (`only: 'controller'`),
- * or when its configured files cannot be loaded (all of them: the last good set).
- */
-export function cachedBaselines(store: AgentStore, only?: 'controller'): { baselines: Baseline[]; versions: Record<string, number>; origin: 'local' | 'controller' } {
-  const baselines: Baseline[] = [];
-  const versions: Record<string, number> = {};
-  let origin: 'local' | 'controller' = 'local';
-  for (const b of store.getActive()) {
-    if (only && b.origin !== only) continue;
-    baselines.push(
-      parseBaseline(b.text, {
-        file: `cache:${b.name}@${b.version}`,
-        readSource: sourcesFromMap(b.sources, (rel) => `source ${rel} missing from the cached version`),
-      }),
-    );
-    versions[b.name] = b.version;
-    if (b.origin === 'controller') origin = 'controller';
+export interface CachedSet {
+  baselines: Baseline[];
+  versions: Record<string, number>;
+  signedBy: string | undefined;
+}
+
+/** Baselines cached by an earlier run, per origin: what an agent enforces when it starts without them at hand. */
+export function cachedBaselines(store: AgentStore, log: Logger): Record<BaselineOrigin, CachedSet> {
+  const out: Record<BaselineOrigin, CachedSet> = { local: { baselines: [], versions: {}, signedBy: undefined }, controller: { baselines: [], versions: {}, signedBy: undefined } };
+  let stored;
+  try {
+    stored = store.getActive();
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, 'cached baselines unreadable');
+    return out;
   }
-  return { baselines, versions, origin };
+  for (const b of stored) {
+    try {
+      const set = out[b.origin];
+      set.baselines.push(parseBaseline(b.text, { file: `cache:${b.name}@${b.version}`, sources: b.sources }));
+      set.versions[b.name] = b.version;
+      if (b.origin === 'controller') set.signedBy = b.signedBy ?? undefined;
+    } catch (err) {
+      log.error({ baseline: b.name, version: b.version, err: errorMessage(err) }, 'cached baseline unreadable; not enforced');
+    }
+  }
+  return out;
+}
+
+/** Runs the daemon until SIGTERM or SIGINT; resolves with its exit code. */
+export async function runDaemon(config: AgentConfig, log: Logger): Promise<number> {
+  // Armed before anything else: without a listener, a SIGTERM that follows READY=1 at once would end the process by the
+  // default action instead of stopping it. One that arrives while starting stops it once started.
+  let daemon: Daemon | undefined;
+  let stopAsked = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log.info({ signal }, 'stopping');
+    stopAsked = true;
+    if (daemon) void daemon.stop();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  daemon = await startDaemon(config, log);
+  if (stopAsked) void daemon.stop();
+  return daemon.done;
 }
 
 export async function startDaemon(config: AgentConfig, log: Logger): Promise<Daemon> {
-  const store = AgentStore.open(config.settings.stateDir);
-  store.setMeta('daemon.pid', String(process.pid));
-  store.setMeta('daemon.startedAt', String(Date.now()));
-  const agent = new Agent({ settings: config.settings, log, store });
+  const uncaught = containStrays(log);
+  const { store, recovered } = openDaemonStore(config.settings, log);
+  bestEffort(log, 'daemon pid not recorded', () => {
+    store.setMeta('daemon.pid', String(process.pid));
+    store.setMeta('daemon.startedAt', String(Date.now()));
+  });
+  const agent = composeAgent({ settings: config.settings, log, store });
+  agent.afterActivation = () => compactHeapSoon();
 
   const loadFromFiles = async (trigger: 'startup' | 'manual'): Promise<boolean> => {
     try {
@@ -57,23 +90,42 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       return false;
     }
   };
+  const activateCached = async (origin: BaselineOrigin, set: CachedSet): Promise<void> => {
+    if (set.baselines.length === 0) return;
+    try {
+      log.info({ origin, baselines: Object.keys(set.versions) }, 'enforcing cached baselines');
+      await agent.activate(set.baselines, { origin, versions: set.versions, ...(set.signedBy !== undefined ? { signedBy: set.signedBy } : {}) }, 'startup');
+    } catch (err) {
+      log.error({ origin, err: errorMessage(err) }, 'cached baselines not enforced');
+      agent.recordRejectedBaseline(null, `cached ${origin} baselines: ${errorMessage(err)}`, 'startup');
+    }
+  };
 
+  const cached = cachedBaselines(store, log);
+  // The controller's last signed baselines go first: the local files cannot take a resource the controller assigned.
+  await activateCached('controller', cached.controller);
   if (config.baselines.length > 0) {
-    if (!(await loadFromFiles('startup'))) {
-      const cached = cachedBaselines(store);
-      await agent.activate(cached.baselines, { origin: cached.origin, versions: cached.versions }, 'startup');
+    if (await loadFromFiles('startup')) {
+      const configured = new Set(agent.activeBaselines().filter((a) => a.origin === 'local').map((a) => a.name));
+      forgetUnconfigured(agent, cached.local, configured);
     } else {
-      forgetUnconfigured(store, agent, new Set(agent.activeBaselines().map((b) => b.name)), log);
+      await activateCached('local', cached.local);
     }
-  } else {
-    forgetUnconfigured(store, agent, new Set(), log);
-    const cached = cachedBaselines(store, 'controller');
-    if (cached.baselines.length > 0) {
-      log.info({ baselines: Object.keys(cached.versions) }, 'enforcing cached baselines');
-      await agent.activate(cached.baselines, { origin: cached.origin, versions: cached.versions }, 'startup');
-    }
+  } else if (!config.controller) {
+    forgetUnconfigured(agent, cached.local, new Set());
+  } else if (cached.local.baselines.length > 0) {
+    // Managed and given no files: the host's own baselines of an earlier standalone run are not enforced any more, so the
+    // controller can take over the names and resources they had (docs/controller.md, "From standalone to managed").
+    const why = 'the agent is managed by a controller and given no baseline files of its own';
+    log.warn({ baselines: Object.keys(cached.local.versions) }, 'cached local baselines not enforced: managed by a controller and given no baseline files');
+    agent.dropCached('local', Object.entries(cached.local.versions).map(([name, version]) => ({ name, version, signedBy: undefined })), (b) => `${b.name} v${b.version} (local) no longer enforced: ${why}`);
   }
+  closeInterrupted(agent, store, log);
   await agent.start();
+  if (recovered) agent.engine.recordAgentEvent('store_recovered', 'startup', recovered);
+  // Damage found later, while writing, is rebuilt in place by the store; it says so here.
+  store.onRecovered = (description) => agent.engine.recordAgentEvent('store_recovered', null, description);
+  const retention = keepAuditRetention(store, config, log);
 
   let link: { stop(): Promise<void> } | undefined;
   if (config.controller) {
@@ -89,7 +141,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   }
 
   let metricsServer: Server | undefined;
-  if (config.metricsListen) metricsServer = await serveMetrics(config.metricsListen, new AgentMetrics(agent), log);
+  if (config.metricsListen) metricsServer = await serveMetrics(config.metricsListen, new AgentMetrics(agent, uncaught), log);
 
   // Armed before readiness is announced: a SIGHUP that follows READY=1 at once must reload, not end the process.
   const onHup = (): void => {
@@ -100,6 +152,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   process.on('SIGHUP', onHup);
   const { notifyReady, notifyStopping, startWatchdog } = await import('./host/sdnotify.js');
   const stopWatchdog = startWatchdog();
+  compactHeapSoon();
   notifyReady(`enforcing ${agent.engine.resourceIds().length} resources`);
   log.info({ resources: agent.engine.resourceIds().length, baselines: agent.activeBaselines().map((b) => `${b.name}@${b.version}`) }, 'agent ready');
 
@@ -115,10 +168,12 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       notifyStopping();
       stopWatchdog();
       process.off('SIGHUP', onHup);
-      await link?.stop();
+      retention.stop();
+      await bestEffortAsync(log, 'controller link did not stop cleanly', () => link?.stop());
       metricsServer?.close();
-      await agent.stop();
-      store.close();
+      await bestEffortAsync(log, 'engine did not stop cleanly', () => agent.stop());
+      bestEffort(log, 'store not closed cleanly', () => store.close());
+      uncaught.release();
       log.info('agent stopped');
       resolveDone(0);
     })();
@@ -129,14 +184,102 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
 
 /**
  * Local baselines are the files configured now: one cached from a file that is no longer configured (its `baselines:`
- * entry removed) stops being enforced, and the audit says so. Only a controller's assignments outlive their source.
+ * entry removed) stops being enforced, and the audit says so. Only a controller's assignments outlive their source; a
+ * cached copy of a local baseline is only the fallback for a configured file that cannot be loaded.
  */
-function forgetUnconfigured(store: AgentStore, agent: Agent, configured: Set<string>, log: Logger): void {
-  for (const b of store.getActive()) {
-    if (b.origin !== 'local' || configured.has(b.name)) continue;
-    store.deactivate(b.name);
-    agent.engine.recordAgentEvent('baseline_removed', 'startup', `${b.name} v${b.version}: its file is no longer configured (baselines in the config file, or --baseline)`, b);
-    log.info({ baseline: b.name, version: b.version }, 'local baseline no longer configured: not enforced');
+function forgetUnconfigured(agent: Agent, cached: CachedSet, configured: Set<string>): void {
+  const gone = Object.entries(cached.versions).filter(([name]) => !configured.has(name));
+  if (gone.length === 0) return;
+  agent.dropCached(
+    'local',
+    gone.map(([name, version]) => ({ name, version, signedBy: undefined })),
+    (b) => `${b.name} v${b.version}: its file is no longer configured (baselines in the config file, or --baseline)`,
+  );
+}
+
+/**
+ * A last net under promises and callbacks that lost their owner: logged and counted (agent metrics), never the end of
+ * enforcement. Every background task is meant to catch its own errors; this only keeps a missed one from ending the host's.
+ */
+function containStrays(log: Logger): { count(): number; release(): void } {
+  let n = 0;
+  const onRejection = (reason: unknown): void => {
+    n++;
+    log.error({ err: errorMessage(reason), stack: reason instanceof Error ? reason.stack : undefined }, 'unhandled rejection');
+  };
+  const onException = (err: Error): void => {
+    n++;
+    log.error({ err: errorMessage(err), stack: err.stack }, 'uncaught exception');
+  };
+  process.on('unhandledRejection', onRejection);
+  process.on('uncaughtException', onException);
+  return {
+    count: () => n,
+    release: () => {
+      process.off('unhandledRejection', onRejection);
+      process.off('uncaughtException', onException);
+    },
+  };
+}
+
+/**
+ * A killed run leaves its in-flight repairs recorded as `drift_detected` with no outcome. The start-up pass has looked
+ * at those resources again; each open drift is closed with `repair_interrupted`, so no record stays without an answer.
+ */
+function closeInterrupted(agent: Agent, store: AgentStore, log: Logger): void {
+  try {
+    for (const open of store.openDrifts()) {
+      // A drift only reported (monitor mode, or enforcement paused) has no outcome to wait for.
+      if (open.paused || agent.isReportOnly(open.resource)) continue;
+      agent.engine.recordAgentEvent(
+        'repair_interrupted',
+        'startup',
+        `the agent stopped before it finished the repair begun at record ${open.seq}; the start-up pass looked again`,
+        open.baseline ?? undefined,
+        open.resource,
+      );
+    }
+  } catch (err) {
+    log.warn({ err: errorMessage(err) }, 'interrupted repairs not looked for');
+  }
+}
+
+/** Removes delivered audit records past their retention, at start and then every hour; never undelivered ones. */
+function keepAuditRetention(store: AgentStore, config: AgentConfig, log: Logger): { stop(): void } {
+  const maxAgeMs = config.settings.auditRetentionMs ?? DEFAULT_AUDIT_RETENTION_MS;
+  const run = (): void => {
+    store
+      .retainAudit(maxAgeMs, config.controller !== undefined)
+      .then((n) => {
+        if (n > 0) log.info({ removed: n, olderThanDays: Math.round(maxAgeMs / 86_400_000) }, 'old audit records removed');
+      })
+      .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'audit retention failed; tried again in an hour'));
+  };
+  const first = setTimeout(run, 120_000);
+  const hourly = setInterval(run, 3_600_000);
+  first.unref();
+  hourly.unref();
+  return {
+    stop: () => {
+      clearTimeout(first);
+      clearInterval(hourly);
+    },
+  };
+}
+
+function bestEffort(log: Logger, what: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, what);
+  }
+}
+
+async function bestEffortAsync(log: Logger, what: string, fn: () => Promise<void> | undefined): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, what);
   }
 }
 

@@ -12,6 +12,12 @@ export interface AgentSettings {
   sysctlPollIntervalMs?: number;
   /** Full resync of every resource, the safety net behind the watches. */
   resyncIntervalMs: number;
+  /** How long one reconcile may take before it is recorded as timed out (default 2 min, see agent/engine/engine.ts). */
+  reconcileTimeoutMs?: number;
+  /** Most audit records kept waiting for the controller (default 1,200,000, see agent/store/store.ts). */
+  outboxLimit?: number;
+  /** How long delivered audit records are kept (default 90 days); undelivered ones are never removed for age. */
+  auditRetentionMs?: number;
   labels: Record<string, string>;
 }
 

@@ -159,6 +159,49 @@ function noSpaceLeft(file: string): boolean {
   }
 }
 
+/** A database's schema as ordered migrations: `steps[i]` takes `PRAGMA user_version` from i to i + 1. Never edit a shipped step. */
+export interface Migrations {
+  /** Who writes this database (`agent`, `controller`), for messages. */
+  owner: string;
+  steps: readonly string[];
+}
+
+export function schemaVersion(db: Database): number {
+  return Number(db.pragma('user_version', { simple: true }));
+}
+
+/** Refuses a database from a newer version; a read-only caller also needs it fully migrated, since it cannot migrate. */
+export function checkSchema(db: Database, file: string, m: Migrations, readonly: boolean): number {
+  const found = schemaVersion(db);
+  const latest = m.steps.length;
+  if (found > latest) {
+    throw new HsError('HS_STORE_MIGRATION', `${file} has schema version ${found}, written by a newer ${m.owner}; this ${m.owner} supports up to version ${latest}`);
+  }
+  if (readonly && found < latest) {
+    throw new HsError('HS_STORE', `${file} has schema version ${found}; this ${m.owner} reads version ${latest}: start the ${m.owner} once (not read-only) to migrate it`);
+  }
+  return found;
+}
+
+/**
+ * Runs the missing migrations, each in its own IMMEDIATE transaction: the write lock is taken before the version is read,
+ * so two processes starting together run each step once, and a step that fails leaves the version where it was.
+ */
+export function migrate(db: Database, file: string, m: Migrations): void {
+  checkSchema(db, file, m, false);
+  for (;;) {
+    const done = db.transaction(() => {
+      const at = checkSchema(db, file, m, false);
+      const sql = m.steps[at];
+      if (sql === undefined) return true;
+      db.exec(sql);
+      db.pragma(`user_version = ${at + 1}`);
+      return false;
+    }).immediate();
+    if (done) return;
+  }
+}
+
 export interface CheckpointOptions {
   /** Checkpoint once no write happened for this long. */
   idleMs?: number;

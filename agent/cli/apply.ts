@@ -1,9 +1,10 @@
 // `homeostat-agent apply`: one-shot converge of the given baselines, verified and recorded in the audit log.
 import { loadBaselineFiles } from '../../lib/baseline/index.js';
 import { createLogger } from '../../lib/logger.js';
-import { Agent } from '../agent.js';
+import { composeAgent } from '../compose.js';
 import { loadConfig, type CommonFlags } from '../config.js';
 import { worstOutcome } from '../engine/engine.js';
+import { storeOptions } from '../store/recovery.js';
 import { AgentStore } from '../store/store.js';
 import { describe, summary } from './check.js';
 import { EXIT, printJson, println, reportError, requireBaselines } from './output.js';
@@ -15,8 +16,8 @@ export async function applyCommand(flags: CommonFlags & { json?: boolean }): Pro
     const config = loadConfig(flags);
     const log = createLogger('homeostat-agent', config.logLevel === 'info' ? 'warn' : config.logLevel);
     const baselines = loadBaselineFiles(requireBaselines(config.baselines));
-    store = AgentStore.open(config.settings.stateDir);
-    const agent = new Agent({ settings: config.settings, log, store });
+    store = AgentStore.open(config.settings.stateDir, storeOptions(config.settings));
+    const agent = composeAgent({ settings: config.settings, log, store });
     await agent.activate(baselines, { origin: 'local' }, 'manual');
     const results = await agent.engine.converge('manual');
     await agent.stop();

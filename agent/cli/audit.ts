@@ -14,7 +14,9 @@ export function parseSince(text: string, now = Date.now()): number {
   return t;
 }
 
-export function auditCommand(flags: CommonFlags & { json?: boolean; since?: string; resource?: string; event?: string; limit?: string; verify?: boolean }): number {
+export function auditCommand(
+  flags: CommonFlags & { json?: boolean; since?: string; resource?: string; event?: string; limit?: string; verify?: boolean; replaced?: string },
+): number {
   const json = flags.json ?? false;
   let store: AgentStore | undefined;
   try {
@@ -23,9 +25,21 @@ export function auditCommand(flags: CommonFlags & { json?: boolean; since?: stri
     if (flags.verify) {
       const v = store.verifyAudit();
       if (json) printJson(v);
-      else if (v.ok) println(`audit chain intact: ${v.count} records`);
-      else println(`audit chain BROKEN at record ${v.seq}: ${v.reason}`);
+      else if (v.ok) {
+        println(`audit chain intact: ${v.count} records${v.retainedFrom ? ` from #${v.retainedFrom} (older ones removed by retention)` : ''}`);
+        // Losses a damaged cache caused are part of the chain (recorded, never hidden): shown, not a break.
+        for (const l of v.lost ?? []) println(`records ${l.from} to ${l.to} lost (recorded at #${l.recordedAt})`);
+      } else println(`audit chain BROKEN at record ${v.seq}: ${v.reason}`);
       return v.ok ? EXIT.ok : EXIT.error;
+    }
+    if (flags.replaced !== undefined) {
+      const seq = Number(flags.replaced);
+      const b = Number.isSafeInteger(seq) ? store.backupForRecord(seq) : undefined;
+      if (!b) throw new HsError('HS_NOT_FOUND', `no replaced content is kept for record ${flags.replaced} (only repairs of files keep it, up to 256 KiB, on this host)`);
+      if (json) printJson({ ...b, content: b.content?.toString('base64') ?? null });
+      else if (b.content) process.stdout.write(b.content);
+      else println(`record ${seq} replaced ${b.size} bytes (sha256 ${b.sha256}); too large to keep`);
+      return EXIT.ok;
     }
     const entries = store.queryAudit({
       ...(flags.since ? { since: parseSince(flags.since) } : {}),

@@ -1,7 +1,7 @@
 // `homeostat-agent check`: one-shot read of every resource against its baseline; changes nothing, records nothing.
 import { loadBaselineFiles } from '../../lib/baseline/index.js';
 import { silentLogger } from '../../lib/log.js';
-import { Agent } from '../agent.js';
+import { composeAgent } from '../compose.js';
 import { loadConfig, type CommonFlags } from '../config.js';
 import type { ResourceResult } from '../engine/engine.js';
 import { EXIT, printJson, println, reportError, requireBaselines } from './output.js';
@@ -11,7 +11,7 @@ export async function checkCommand(flags: CommonFlags & { json?: boolean }): Pro
   try {
     const config = loadConfig(flags);
     const baselines = loadBaselineFiles(requireBaselines(config.baselines));
-    const agent = new Agent({ settings: config.settings, log: silentLogger });
+    const agent = composeAgent({ settings: config.settings, log: silentLogger });
     await agent.activate(baselines, { origin: 'local' });
     const results = await agent.engine.check();
     const drifted = results.filter((r) => r.outcome === 'drifted');

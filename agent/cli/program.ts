@@ -80,8 +80,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('--event <event>', 'only this event, e.g. repaired')
     .option('--limit <n>', 'at most n records')
     .option('--verify', 'check the hash chain; exit 1 if it is broken')
+    .option('--replaced <seq>', 'print the content the repair recorded at this record replaced (kept on this host only)')
     .option('--json', 'one JSON document on stdout')
-    .action(async (opts: Flags & { since?: string; resource?: string; event?: string; limit?: string; verify?: boolean }) => {
+    .action(async (opts: Flags & { since?: string; resource?: string; event?: string; limit?: string; verify?: boolean; replaced?: string }) => {
       const { auditCommand } = await import('./audit.js');
       code = auditCommand(opts);
     });

@@ -1,5 +1,6 @@
 // A deduplicating work queue: at most one pending entry and one running reconcile per resource, so an event storm
-// costs memory bounded by the number of resources and never runs two reconciles of one resource at once.
+// costs memory bounded by the number of resources and never runs two reconciles of one resource at once. A unit of work
+// that throws is reported to `onError` and the queue goes on: no key's failure stops the others.
 import type { Trigger } from '../store/types.js';
 
 export class WorkQueue {
@@ -13,6 +14,7 @@ export class WorkQueue {
   constructor(
     private readonly work: (key: string, trigger: Trigger) => Promise<void>,
     private readonly concurrency: number,
+    private readonly onError: (key: string, err: unknown) => void = () => undefined,
   ) {}
 
   add(key: string, trigger: Trigger): void {
@@ -49,7 +51,7 @@ export class WorkQueue {
       const [key, trigger] = next.value;
       this.pending.delete(key);
       this.running.add(key);
-      void this.work(key, trigger).finally(() => {
+      void this.run(key, trigger).finally(() => {
         this.running.delete(key);
         const redo = this.again.get(key);
         if (redo !== undefined) {
@@ -63,6 +65,19 @@ export class WorkQueue {
           for (const w of waiters) w();
         }
       });
+    }
+  }
+
+  /** The work as a promise that always resolves: a synchronous throw or a rejection goes to onError. */
+  private async run(key: string, trigger: Trigger): Promise<void> {
+    try {
+      await this.work(key, trigger);
+    } catch (err) {
+      try {
+        this.onError(key, err);
+      } catch {
+        // a failing error handler must not stop the queue either
+      }
     }
   }
 }

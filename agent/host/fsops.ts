@@ -1,14 +1,14 @@
 // Careful filesystem operations for repairs, each relative to a directory held open by pathwalk.ts: atomic replacement,
 // no symlink followed, metadata changed through a descriptor, hard links refused where someone else could have made them.
 import { closeSync, constants as C, fstatSync, fsync, lstatSync, mkdirSync, openSync, promises as fsp, readFileSync, readlinkSync, rmdirSync, unlinkSync, type BigIntStats } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { HsError } from '../../lib/errors.js';
 import type { HeldDir } from './pathwalk.js';
 import { tempNameFor } from './tempfiles.js';
 
 const NOFOLLOW_READ = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
 // Root may read without updating access times; nobody else may ask for it (EPERM).
-const NOATIME = process.getuid?.() === 0 ? C.O_NOATIME : 0;
+export const NOATIME = process.getuid?.() === 0 ? C.O_NOATIME : 0;
 
 function missing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
@@ -53,8 +53,9 @@ export function readlinkAt(dir: HeldDir, name: string): string | undefined {
   }
 }
 
+/** One-shot: no hash object left for the collector, which on a start-up pass over 10,000 files adds up. */
 export function sha256(buf: Buffer | string): string {
-  return createHash('sha256').update(buf).digest('hex');
+  return hash('sha256', buf, 'hex');
 }
 
 export interface WriteSpec {

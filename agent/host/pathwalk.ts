@@ -220,13 +220,18 @@ function openChild(dir: HeldDir, name: string, resource: string, opts: OpenParen
 }
 
 function symlinkComponent(dir: HeldDir, name: string, childPath: string, resource: string): HsError {
-  let target = '';
+  let target: string | undefined;
   try {
     target = readlinkSync(dir.at(name));
   } catch {
     // gone again: the message names the component all the same
   }
-  const to = target === '' ? '' : ` (to ${target})`;
+  return symlinkComponentError(childPath, target, resource);
+}
+
+/** The refusal of a path with a symlink at `childPath` (pointing to `target`, when it could be read). */
+export function symlinkComponentError(childPath: string, target: string | undefined, resource: string): HsError {
+  const to = target ? ` (to ${target})` : '';
   return new HsError(
     'HS_HOST_UNSAFE_PATH',
     `${childPath} is a symlink${to}; managed paths are resolved without following symlinks in any component, so nothing below it is read or changed: remove the link, or write the path without it`,

@@ -16,7 +16,7 @@ export interface LinkStore {
 }
 
 export interface LinkedAgent {
-  activate(baselines: Baseline[], meta: { origin: 'controller'; versions: Record<string, number> }, trigger?: Trigger): Promise<unknown>;
+  activate(baselines: Baseline[], meta: { origin: 'controller'; versions: Record<string, number>; signedBy: string }, trigger?: Trigger): Promise<unknown>;
   recordRejectedBaseline(name: string | null, detail: string, trigger: Trigger): void;
   /**
    * Makes `policies` the agent's policy set (signed ones from the controller, or their cached copies at start). Checks the

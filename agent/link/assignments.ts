@@ -7,6 +7,7 @@ import type { Baseline } from '../../lib/baseline/types.js';
 import type { Clock } from '../../lib/clock.js';
 import { HsError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
+import { keyIdOf } from '../../lib/signing.js';
 import { parsePolicy, type PolicyDocument } from '../../lib/policy/index.js';
 import { decodeBaselineDoc, decodePolicyDoc, type Applied, type Assignment, type AssignmentAck, type BaselineDoc, type Held, type PolicyDoc } from '../../proto/codec.js';
 import type { LinkedAgent } from './agent-port.js';
@@ -34,7 +35,8 @@ export function materializePolicy(doc: PolicyDoc): PolicyDocument {
   return p;
 }
 
-function baselineShelf(agent: LinkedAgent): ShelfKind<BaselineDoc> {
+/** `signedBy`: the id of the controller's signing key, which keeps these versions apart from the host's own (agent/store/baselines.ts). */
+function baselineShelf(agent: LinkedAgent, signedBy: string): ShelfKind<BaselineDoc> {
   return {
     what: 'baseline',
     cacheKey: 'link.signedBaselines',
@@ -45,7 +47,7 @@ function baselineShelf(agent: LinkedAgent): ShelfKind<BaselineDoc> {
     decode: decodeBaselineDoc,
     activate: async (docs, trigger) => {
       const versions = Object.fromEntries(docs.map((d) => [d.name, d.version]));
-      await agent.activate(docs.map(materialize), { origin: 'controller', versions }, trigger);
+      await agent.activate(docs.map(materialize), { origin: 'controller', versions, signedBy }, trigger);
     },
     // The daemon restores the cached baselines from the agent store itself.
     activateCached: false,
@@ -99,7 +101,7 @@ export class AssignmentKeeper {
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
-    this.baselines = new DocumentShelf(baselineShelf(agent), agent, pinnedKey, agentId, log);
+    this.baselines = new DocumentShelf(baselineShelf(agent, keyIdOf(Buffer.from(pinnedKey))), agent, pinnedKey, agentId, log);
     this.policySet = new DocumentShelf(policyShelf(agent), agent, pinnedKey, agentId, log);
   }
 

@@ -11,8 +11,8 @@ export type { LinkProblem, LinkProblemReason } from './problems.js';
 export async function startLink(
   agent: LinkedAgent,
   opts: { url: string; token?: string; stateDir: string; labels: Labels; insecureHttp?: boolean; log: Logger },
-): Promise<{ stop(): Promise<void>; status(): Record<string, unknown> }> {
+): Promise<{ stop(): Promise<void> }> {
   const link = new ControllerLink(agent, opts);
   await link.start();
-  return { stop: () => link.stop(), status: () => link.status() };
+  return { stop: () => link.stop() };
 }

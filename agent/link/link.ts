@@ -48,6 +48,8 @@ const DEFAULT_PROBE_INTERVAL_MS = 2_000;
 
 const DECISIONS_KEY = 'link.decisionsDone';
 const DEFAULT_BATCH = 1000;
+/** How long delivery waits after the outbox could not be read before it tries again. */
+const OUTBOX_RETRY_MS = 5000;
 
 /**
  * What a decision record carries besides the audit entry's own fields, once the engine fills it in: the actor, the
@@ -95,7 +97,7 @@ export class ControllerLink {
 
   set state(s: LinkState) {
     this.linkState = s;
-    this.agent.store?.setMeta('link.state', s);
+    this.saveMeta('link.state', s);
   }
   lastError: string | null = null;
   problem: LinkProblem | null = null;
@@ -174,20 +176,6 @@ export class ControllerLink {
     await this.loop;
   }
 
-  status(): Record<string, unknown> {
-    return {
-      controller: this.opts.url,
-      state: this.state,
-      agentId: this.agentId,
-      enrolled: this.creds !== undefined,
-      lastError: this.lastError,
-      problem: this.problem,
-      enforcementPaused: this.keeper?.isPaused() ?? false,
-      baselines: this.keeper?.enforcing() ?? [],
-      policies: this.keeper?.policies() ?? [],
-    };
-  }
-
   private async run(): Promise<void> {
     let lastMessage = '';
     while (!this.stopped) {
@@ -216,8 +204,16 @@ export class ControllerLink {
   private setProblem(p: LinkProblem | null): void {
     this.problem = p;
     this.lastError = p?.message ?? null;
-    if (p) this.store.setMeta('link.problem', JSON.stringify(p));
-    else this.store.setMeta('link.problem', '');
+    this.saveMeta('link.problem', p ? JSON.stringify(p) : '');
+  }
+
+  /** What `status` shows is best effort: a store that cannot be written (disk full) must not stop the link. */
+  private saveMeta(key: string, value: string): void {
+    try {
+      this.agent.store?.setMeta(key, value);
+    } catch (err) {
+      this.log.warn({ key, err: errorMessage(err) }, 'link state not saved');
+    }
   }
 
   /** Waits `ms`; when the controller was unreachable, probes it meanwhile and returns as soon as it answers. */
@@ -358,27 +354,49 @@ export class ControllerLink {
     this.welcomedConn = conn;
     this.controllerProtocol = w.protocolVersion;
     this.agentId = w.agentId;
-    this.store.setMeta('agent.id', w.agentId);
-    this.store.setMeta('controller.url', this.opts.url);
-    this.store.setMeta('link.labels', JSON.stringify(w.labels ?? {}));
+    this.saveMeta('agent.id', w.agentId);
+    this.saveMeta('controller.url', this.opts.url);
+    this.saveMeta('link.labels', JSON.stringify(w.labels ?? {}));
     this.state = 'connected';
     this.setProblem(null);
     this.backoff.reset();
     if (w.maxMessageBytes > 0) this.maxMessageBytes = w.maxMessageBytes;
     // Events the controller already holds (sent before a crash, acknowledged too late) need not be sent again.
-    if (w.lastEventSeq > 0) this.store.outboxAck(w.lastEventSeq);
+    if (w.lastEventSeq > 0) {
+      try {
+        this.store.outboxAck(w.lastEventSeq);
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err) }, 'outbox cursor not moved; events the controller holds may be sent again');
+      }
+    }
     const interval = w.heartbeatIntervalMs > 0 ? w.heartbeatIntervalMs : 30_000;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = setInterval(() => this.sendHeartbeat(conn), interval);
     this.heartbeat.unref();
     this.sendHeartbeat(conn);
     this.log.info({ agent: w.agentId, controllerProtocol: w.protocolVersion, labels: w.labels }, 'connected to the controller');
-    void this.pump(conn);
+    this.deliver(conn);
+  }
+
+  /** Runs the pump; a store that cannot be read (damaged, locked) pauses delivery, which tries again while connected. */
+  private deliver(conn: Connection, failures = 0): void {
+    this.pump(conn).catch((err: unknown) => {
+      if (failures === 0) this.log.error({ err: errorMessage(err) }, 'event delivery paused: the outbox cannot be read');
+      const t = setTimeout(() => {
+        if (!this.stopped && this.conn === conn && conn.isOpen()) this.deliver(conn, failures + 1);
+      }, OUTBOX_RETRY_MS);
+      t.unref();
+    });
   }
 
   private sendHeartbeat(conn: Connection): void {
     conn.probe();
-    const s = this.store.outboxStats();
+    let s = { pending: 0, dropped: 0 };
+    try {
+      s = this.store.outboxStats();
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'outbox not readable for the heartbeat');
+    }
     conn.send({ heartbeat: { time: this.clock.now(), outboxPending: s.pending, outboxDropped: s.dropped, enforcementPaused: this.keeper?.isPaused() ?? false } });
   }
 

@@ -4,6 +4,8 @@ import { HsError, hostError } from '../../lib/errors.js';
 import type { ResourceDecl } from '../../lib/baseline/types.js';
 import { accounts } from '../host/accounts.js';
 import { fileType, lstatAt, mkdirAt, octal, permBits, rmdirAt, setMetadataAt } from '../host/fsops.js';
+import type { BigIntStats } from 'node:fs';
+import { closeFd, fsGuard, lstatAsync, openParentAsync } from '../host/fsguard.js';
 import { MountHome } from '../host/mounts.js';
 import { openParent, splitManaged, withParent, type HeldDir } from '../host/pathwalk.js';
 import type { Change, HostContext, Resource, ResourceKind, StateSummary } from './resource.js';
@@ -24,11 +26,14 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
   private readonly mode: number | undefined;
   private readonly owner: string | number | undefined;
   private readonly group: string | number | undefined;
-  /** The filesystem the parent directory was seen compliant on: no repair writes to another one where it went away. */
+  /**
+   * The filesystem the parent directory was seen compliant on (shared with the folder's other managed paths): no repair
+   * writes to another one where it went away.
+   */
   private readonly home: MountHome;
 
   constructor(
-    readonly decl: ResourceDecl,
+    decl: ResourceDecl,
     private readonly host: HostContext,
   ) {
     const f = decl.fields;
@@ -36,7 +41,7 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
     this.path = decl.name;
     const { parents, name } = splitManaged(decl.name);
     this.name = name;
-    this.home = new MountHome(`/${parents.join('/')}`);
+    this.home = MountHome.of(`/${parents.join('/')}`);
     this.ensure = f.ensure === 'absent' ? 'absent' : 'present';
     this.mode = typeof f.mode === 'string' ? parseInt(f.mode, 8) : undefined;
     this.owner = typeof f.owner === 'string' || typeof f.owner === 'number' ? f.owner : undefined;
@@ -44,16 +49,29 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
   }
 
   async observe(): Promise<DirectoryObserved> {
+    let o: DirectoryObserved;
+    const present = (st: BigIntStats | undefined, parentDev: bigint): DirectoryObserved =>
+      st ? { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid), parentDev } : { kind: 'missing', parentDev };
     try {
-      return withParent(this.path, this.id, (dir): DirectoryObserved => {
-        const st = dir ? lstatAt(dir, this.name) : undefined;
-        const parent = dir ? { parentDev: dir.dev } : {};
-        if (!st) return { kind: 'missing', ...parent };
-        return { kind: 'present', type: fileType(st), mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid), ...parent };
-      });
+      // A filesystem that can hang (NFS, FUSE, ...) is read through the thread pool within a deadline (host/fsguard.ts).
+      const remote = fsGuard.mounts.hanging(this.path);
+      o = remote
+        ? await fsGuard.run(remote, this.id, `reading ${this.path}`, async () => {
+            const dir = await openParentAsync(splitManaged(this.path).parents, this.id);
+            if (!dir) return { kind: 'missing' as const };
+            try {
+              return present(await lstatAsync(`/proc/self/fd/${dir.fd}/${this.name}`), dir.dev);
+            } finally {
+              await closeFd(dir.fd);
+            }
+          })
+        : withParent(this.path, this.id, (dir) => (dir ? present(lstatAt(dir, this.name), dir.dev) : { kind: 'missing' }));
     } catch (err) {
       throw hostError(err, this.id, `reading ${this.path}`);
     }
+    // The names diff and summarize will look up, resolved through NSS now if they are not known yet.
+    await accounts.prepare({ owner: this.owner, group: this.group, ...(o.kind === 'missing' ? {} : { uid: o.uid, gid: o.gid }) });
+    return o;
   }
 
   diff(o: DirectoryObserved): Change[] {
@@ -77,6 +95,8 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
     const p = this.path;
     let dir: HeldDir | undefined;
     try {
+      const remote = fsGuard.mounts.hanging(p);
+      if (remote) fsGuard.refuseIfHung(remote, this.id, `repairing ${p}`);
       this.home.check(this.id);
       dir = openParent(p, this.id, this.ensure === 'present' ? { create: { mode: 0o755 } } : {});
       if (!dir) return; // absent, and so is its parent

@@ -8,6 +8,7 @@ import { accounts } from '../host/accounts.js';
 import { ContentKey } from '../host/contentkey.js';
 import {
   atomicWriteAt,
+  NOATIME,
   fileType,
   lstatAt,
   octal,
@@ -20,6 +21,7 @@ import {
   unlinkAt,
   type MetadataChange,
 } from '../host/fsops.js';
+import { closeFd, fsGuard, lstatAsync, openParentAsync, readAtAsync, readdirAsync, readlinkAsync } from '../host/fsguard.js';
 import { MountHome } from '../host/mounts.js';
 import { openParent, splitManaged, withParent, type HeldDir } from '../host/pathwalk.js';
 import { isLeftover, isTempOf, TempFileIndex } from '../host/tempfiles.js';
@@ -75,17 +77,41 @@ export type FileObserved = (
   parentDev?: bigint;
 };
 
+/**
+ * One Buffer (and one sha256 string) per distinct desired content across the agent's file resources: a host's 10,000
+ * managed files often share a handful of contents. Entries go once no resource holds their bytes any more.
+ */
+class ContentTable {
+  private readonly bySha = new Map<string, { bytes: WeakRef<Buffer>; sha256: string }>();
+  private readonly gone = new FinalizationRegistry<string>((sha) => {
+    if (this.bySha.get(sha)?.bytes.deref() === undefined) this.bySha.delete(sha);
+  });
+
+  intern(bytes: Buffer): { content: Buffer; sha256: string } {
+    const sha = sha256(bytes);
+    const entry = this.bySha.get(sha);
+    const kept = entry?.bytes.deref();
+    if (entry && kept) return { content: kept, sha256: entry.sha256 };
+    this.bySha.set(sha, { bytes: new WeakRef(bytes), sha256: sha });
+    this.gone.register(bytes, sha);
+    return { content: bytes, sha256: sha };
+  }
+}
+
+const contents = new ContentTable();
+
 function readSpec(decl: ResourceDecl): FileSpec {
   const f = decl.fields;
   const raw = f.content;
-  const content = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : Buffer.isBuffer(raw) ? raw : undefined;
+  const bytes = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : Buffer.isBuffer(raw) ? raw : undefined;
+  const desired = bytes ? contents.intern(bytes) : undefined;
   const mode = typeof f.mode === 'string' ? parseInt(f.mode, 8) : undefined;
   const validate = Array.isArray(f.validate) && f.validate.every((w) => typeof w === 'string') ? (f.validate as string[]) : undefined;
   return {
     path: decl.name,
     ensure: f.ensure === 'absent' ? 'absent' : 'present',
-    content,
-    sha256: content ? sha256(content) : undefined,
+    content: desired?.content,
+    sha256: desired?.sha256,
     mode,
     owner: typeof f.owner === 'string' || typeof f.owner === 'number' ? f.owner : undefined,
     group: typeof f.group === 'string' || typeof f.group === 'number' ? f.group : undefined,
@@ -118,32 +144,43 @@ export class FileResource implements Resource<FileObserved> {
   private desiredHmacCache: string | undefined;
   /** Set once an observation found no temporary files left by an earlier process: they cannot appear again. */
   private leftoversChecked = false;
-  /** The filesystem the parent directory was seen compliant on: no repair writes to another one where it went away. */
+  /**
+   * The filesystem the parent directory was seen compliant on (shared with the folder's other managed paths): no repair
+   * writes to another one where it went away.
+   */
   private readonly home: MountHome;
 
   constructor(
-    readonly decl: ResourceDecl,
+    decl: ResourceDecl,
     private readonly host: HostContext,
   ) {
     this.id = decl.id;
     this.spec = readSpec(decl);
     const { parents, name } = splitManaged(this.spec.path);
     this.name = name;
-    this.home = new MountHome(`/${parents.join('/')}`);
+    this.home = MountHome.of(`/${parents.join('/')}`);
   }
 
   async observe(): Promise<FileObserved> {
     const p = this.spec.path;
+    let o: FileObserved;
     try {
-      return withParent(p, this.id, (dir): FileObserved => {
-        if (!dir) return { kind: 'missing', leftovers: NONE };
-        const o = this.observeIn(dir);
-        o.parentDev = dir.dev;
-        return o;
-      });
+      // A filesystem that can hang (NFS, FUSE, ...) is read through the thread pool within a deadline (host/fsguard.ts).
+      const remote = fsGuard.mounts.hanging(p);
+      o = remote
+        ? await fsGuard.run(remote, this.id, `reading ${p}`, () => this.observeRemote())
+        : withParent(p, this.id, (dir): FileObserved => {
+            if (!dir) return { kind: 'missing', leftovers: NONE };
+            const seen = this.observeIn(dir);
+            seen.parentDev = dir.dev;
+            return seen;
+          });
     } catch (err) {
       throw hostError(err, this.id, `reading ${p}`);
     }
+    // The names diff and summarize will look up, resolved through NSS now if they are not known yet.
+    await accounts.prepare({ owner: this.spec.owner, group: this.spec.group, ...(o.kind === 'missing' ? {} : { uid: o.uid, gid: o.gid }) });
+    return o;
   }
 
   private observeIn(dir: HeldDir): FileObserved {
@@ -151,28 +188,82 @@ export class FileResource implements Resource<FileObserved> {
     const st = lstatAt(dir, this.name);
     if (!st) return { kind: 'missing', leftovers };
     const type = fileType(st);
-    if (type !== 'file') return this.other(dir, type, st, leftovers);
-    const mode = permBits(st);
-    const priv = this.isPrivate(mode);
-    // Unchanged since the agent last verified it: the stat is proof enough (ctime cannot be set from userspace).
-    const known = this.host.journal.knownHash(this.spec.path, st);
-    if (known !== undefined && (this.spec.sha256 === undefined || known === this.spec.sha256)) {
-      const hmac = priv && known === this.spec.sha256 ? this.desiredHmac() : undefined;
-      return { kind: 'file', stat: st, sha256: known, mode, uid: Number(st.uid), gid: Number(st.gid), private: priv, ...(hmac ? { hmac } : {}), leftovers };
-    }
+    if (type !== 'file') return this.other(type, st, type === 'symlink' ? readlinkAt(dir, this.name) : undefined, leftovers);
+    const known = this.fromJournal(st, leftovers);
+    if (known) return known;
     const readAtNs = BigInt(Date.now()) * 1_000_000n;
     let read: ReturnType<typeof readAt>;
     try {
       read = readAt(dir, this.name);
     } catch (err) {
       // Replaced by a symlink between the lstat and the open: report what is there now.
-      if ((err as NodeJS.ErrnoException).code === 'ELOOP') return this.other(dir, 'symlink', lstatAt(dir, this.name), leftovers);
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+        const now = lstatAt(dir, this.name);
+        return now ? this.other('symlink', now, readlinkAt(dir, this.name), leftovers) : { kind: 'missing', leftovers };
+      }
       throw err;
     }
     if (!read) return { kind: 'missing', leftovers };
-    const { content, stat } = read;
+    return this.fromContent(read.content, read.stat, readAtNs, leftovers);
+  }
+
+  /** The same observation on a filesystem that can hang: every call through the thread pool, nothing kept open. */
+  private async observeRemote(): Promise<FileObserved> {
+    const dir = await openParentAsync(splitManaged(this.spec.path).parents, this.id);
+    if (!dir) return { kind: 'missing', leftovers: NONE };
+    try {
+      const o = await this.observeRemoteIn(dir.fd);
+      o.parentDev = dir.dev;
+      return o;
+    } finally {
+      await closeFd(dir.fd);
+    }
+  }
+
+  private async observeRemoteIn(dirFd: number): Promise<FileObserved> {
+    const at = (n: string): string => `/proc/self/fd/${dirFd}/${n}`;
+    let leftovers = NONE;
+    if (!this.leftoversChecked) {
+      const names = (await readdirAsync(dirFd)).filter((n) => isTempOf(n, this.name));
+      const found: string[] = [];
+      for (const n of names) if (isLeftover(await lstatAsync(at(n)))) found.push(n);
+      if (found.length === 0) this.leftoversChecked = true;
+      leftovers = found.length > 0 ? found : NONE;
+    }
+    const st = await lstatAsync(at(this.name));
+    if (!st) return { kind: 'missing', leftovers };
+    const type = fileType(st);
+    if (type !== 'file') return this.other(type, st, type === 'symlink' ? await readlinkAsync(at(this.name)) : undefined, leftovers);
+    const known = this.fromJournal(st, leftovers);
+    if (known) return known;
+    const readAtNs = BigInt(Date.now()) * 1_000_000n;
+    let read: Awaited<ReturnType<typeof readAtAsync>>;
+    try {
+      read = await readAtAsync(dirFd, this.name, NOATIME);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+        const now = await lstatAsync(at(this.name));
+        return now ? this.other('symlink', now, await readlinkAsync(at(this.name)), leftovers) : { kind: 'missing', leftovers };
+      }
+      throw err;
+    }
+    if (!read) return { kind: 'missing', leftovers };
+    return this.fromContent(read.content, read.stat, readAtNs, leftovers);
+  }
+
+  /** Unchanged since the agent last verified it: the stat is proof enough (ctime cannot be set from userspace). */
+  private fromJournal(st: BigIntStats, leftovers: string[]): FileObserved | undefined {
+    const known = this.host.journal.knownHash(this.spec.path, st);
+    if (known === undefined || (this.spec.sha256 !== undefined && known !== this.spec.sha256)) return undefined;
+    const mode = permBits(st);
+    const priv = this.isPrivate(mode);
+    const hmac = priv && known === this.spec.sha256 ? this.desiredHmac() : undefined;
+    return { kind: 'file', stat: st, sha256: known, mode, uid: Number(st.uid), gid: Number(st.gid), private: priv, ...(hmac ? { hmac } : {}), leftovers };
+  }
+
+  private fromContent(content: Buffer, stat: BigIntStats, readAtNs: bigint, leftovers: string[]): FileObserved {
     const readType = fileType(stat);
-    if (readType !== 'file') return this.other(dir, readType, stat, leftovers);
+    if (readType !== 'file') return this.other(readType, stat, undefined, leftovers);
     const hash = sha256(content);
     const readMode = permBits(stat);
     const readPriv = this.isPrivate(readMode);
@@ -200,7 +291,8 @@ export class FileResource implements Resource<FileObserved> {
     if (o.kind !== 'file' || o.readAtNs === undefined) return;
     if (o.stat.ctimeNs + SETTLE_NS > o.readAtNs) return;
     if (this.spec.sha256 !== undefined && o.sha256 !== this.spec.sha256) return;
-    this.host.journal.record(this.spec.path, o.stat, o.sha256);
+    // The spec's own string when they are equal: 10,000 journal entries then share a handful of hashes.
+    this.host.journal.record(this.spec.path, o.stat, this.spec.sha256 ?? o.sha256);
   }
 
   diff(o: FileObserved): Change[] {
@@ -237,6 +329,9 @@ export class FileResource implements Resource<FileObserved> {
     const p = s.path;
     let dir: HeldDir | undefined;
     try {
+      // The observation just before went through the guard; a filesystem found hung since is not written to.
+      const remote = fsGuard.mounts.hanging(p);
+      if (remote) fsGuard.refuseIfHung(remote, this.id, `repairing ${p}`);
       this.home.check(this.id);
       dir = openParent(p, this.id, s.ensure === 'present' ? { create: { mode: 0o755 } } : {});
       if (!dir) return; // absent and its folder is gone: nothing to remove
@@ -359,9 +454,7 @@ export class FileResource implements Resource<FileObserved> {
     }
   }
 
-  private other(dir: HeldDir, type: 'directory' | 'symlink' | 'other', st: BigIntStats | undefined, leftovers: string[]): FileObserved {
-    if (!st) return { kind: 'missing', leftovers };
-    const target = type === 'symlink' ? readlinkAt(dir, this.name) : undefined;
+  private other(type: 'directory' | 'symlink' | 'other', st: BigIntStats, target: string | undefined, leftovers: string[]): FileObserved {
     return { kind: 'other', type, mode: permBits(st), uid: Number(st.uid), gid: Number(st.gid), ...(target === undefined ? {} : { target }), leftovers };
   }
 

@@ -44,7 +44,6 @@ export type Disposer = () => void | Promise<void>;
 
 export interface Resource<O = unknown> {
   readonly id: string;
-  readonly decl: ResourceDecl;
   /** Reads the current state. No side effects. Throws HsError when it cannot read. */
   observe(): Promise<O>;
   /** Pure: the changes that would bring `observed` to the desired state; empty means compliant. */
@@ -80,6 +79,7 @@ export interface ApplyResult {
 /** A resource type: the key that names it in a baseline and a factory. Registered in registry.ts. */
 export interface ResourceKind {
   readonly type: string;
+  /** Reads what it needs of `decl` now: the engine releases the declaration's fields once the resource exists. */
   create(decl: ResourceDecl, host: HostContext): Resource;
   /**
    * Optional: resources this kind derives from a whole baseline at activation (e.g. the sysctl kind adds a `file:` resource

@@ -1,9 +1,13 @@
 // The append-only, hash-chained audit log: append on the hot repair path, query, count, and verify the whole chain.
+// Records a damaged database lost are never numbered again: the log continues after the highest seq it is known to have
+// reached (the head kept outside the database, or what the controller acknowledged), with a `records_lost` record that
+// names the gap, which verification accepts and reports. Delivered records may be removed by age (retention).
 import { HsError } from '../../lib/errors.js';
 import { isSqliteError, type Database, type Statement } from '../../lib/sqlite.js';
 import { GENESIS_HASH, canonicalJson, chainHash, hashedText, wellFormed, type HashedFields } from './chain.js';
+import type { HeadFile } from './head.js';
 import { DocIds, StringIds } from './interning.js';
-import type { AuditEntry, AuditEvent, AuditQuery, AuditVerification, NewAuditEntry, Trigger } from './types.js';
+import type { AuditEntry, AuditEvent, AuditQuery, AuditVerification, LostRange, NewAuditEntry, Trigger } from './types.js';
 
 /** A record as read back, texts and documents joined in; prev_hash from the record before it. */
 export interface AuditRow {
@@ -31,8 +35,16 @@ const JOINS = `LEFT JOIN strings r ON r.id = a.resource_id
   LEFT JOIN docs o ON o.id = a.observed_id
   LEFT JOIN docs d ON d.id = a.desired_id`;
 
-/** Selects AuditRow columns from `audit a`; callers add WHERE/ORDER/LIMIT on `a.` columns. */
-export const SELECT_AUDIT_ROWS = `SELECT ${COLUMNS}, p.hash AS prev_hash, a.hash FROM audit a ${JOINS} LEFT JOIN audit p ON p.seq = a.seq - 1`;
+/**
+ * Selects AuditRow columns from `audit a`; callers add WHERE/ORDER/LIMIT on `a.` columns. A record's predecessor is the
+ * record before it; a `records_lost` record follows the last record before its gap, and the first record kept by
+ * retention follows the hash retention kept.
+ */
+export const SELECT_AUDIT_ROWS = `SELECT ${COLUMNS},
+  coalesce(p.hash,
+    CASE WHEN e.text = 'records_lost' THEN (SELECT q.hash FROM audit q WHERE q.seq < a.seq ORDER BY q.seq DESC LIMIT 1) END,
+    (SELECT r.prev_hash FROM audit_retention r WHERE r.id = 1 AND r.first_seq = a.seq)) AS prev_hash, a.hash
+  FROM audit a ${JOINS} LEFT JOIN audit p ON p.seq = a.seq - 1`;
 
 /** The verifier takes each predecessor's hash from its own recomputation, not from the table. */
 const SELECT_FOR_VERIFY = `SELECT ${COLUMNS}, NULL AS prev_hash, a.hash FROM audit a ${JOINS} ORDER BY a.seq`;
@@ -52,17 +64,41 @@ export function rowToEntry(row: AuditRow): AuditEntry {
     diff: row.diff,
     detail: row.detail,
     // Empty only when the record before it was removed, which verify reports.
-    prevHash: row.seq === 1 ? GENESIS_HASH : (row.prev_hash?.toString('hex') ?? ''),
+    prevHash: row.prev_hash?.toString('hex') ?? (row.seq === 1 || row.event === 'records_lost' ? GENESIS_HASH : ''),
     hash: row.hash.toString('hex'),
   };
 }
 
 type Head = { seq: number; hash: string };
 
+/** The particulars a `records_lost` record carries (its `observed` document), which verification checks against the gap. */
+interface LostDoc {
+  firstLost: number;
+  lastLost: number;
+}
+
+function lostDoc(json: string | null): LostDoc | undefined {
+  if (json === null) return undefined;
+  try {
+    const v = JSON.parse(json) as Partial<LostDoc>;
+    return Number.isSafeInteger(v.firstLost) && Number.isSafeInteger(v.lastLost) ? (v as LostDoc) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface RetentionRow {
+  first_seq: number;
+  prev_hash: Buffer | null;
+  first_doc: number;
+}
+
 type InsertParams = [number, number, number | null, number, number | null, number | null, number | null, number | null, number | null, string | null, string | null, Buffer];
 
 export class AuditLog {
   private cachedHead: Head | undefined;
+  /** Seqs up to here are taken (by records this database lost): the next record is numbered after both it and the head. */
+  private floor = 0;
   private readonly strings: StringIds;
   private readonly docs: DocIds;
   private readonly insert: Statement<InsertParams>;
@@ -71,12 +107,19 @@ export class AuditLog {
   private readonly countRows: Statement<[], { event: string | null; n: number }>;
   private readonly queries = new Map<string, Statement<Record<string, number | string>, AuditRow>>();
   private readonly appendTx: (e: NewAuditEntry, observed: string | null, desired: string | null) => AuditEntry;
+  private readonly selectRetention: Statement<[], RetentionRow>;
+  private readonly selectAt: Statement<[number], Buffer>;
+  private readonly selectOpen: Statement<[number], { seq: number; resource: string; baseline: string | null; version: number | null }>;
+  private readonly selectLastStart: Statement<[], number>;
+  private readonly selectStopAfter: Statement<[number], number>;
+  private readonly selectPausedAfter: Statement<[number], { seq: number; detail: string | null }>;
 
-  /** `onAppend` runs inside the append's transaction (the outbox bound). */
+  /** `onAppend` runs inside the append's transaction (the outbox bound); `headFile` is written after each commit. */
   constructor(
     private readonly db: Database,
     private readonly writable: boolean,
     private readonly onAppend: (seq: number) => void,
+    private readonly headFile?: HeadFile,
   ) {
     this.strings = new StringIds(db);
     this.docs = new DocIds(db);
@@ -90,6 +133,24 @@ export class AuditLog {
       'SELECT s.text AS event, c.n FROM (SELECT event_id, count(*) AS n FROM audit GROUP BY event_id) c LEFT JOIN strings s ON s.id = c.event_id',
     );
     this.appendTx = db.transaction((e: NewAuditEntry, observed: string | null, desired: string | null) => this.insertEntry(e, observed, desired));
+    this.selectRetention = db.prepare<[], RetentionRow>('SELECT first_seq, prev_hash, first_doc FROM audit_retention WHERE id = 1');
+    this.selectAt = db.prepare<[number], Buffer>('SELECT hash FROM audit WHERE seq = ?').pluck();
+    this.selectLastStart = db.prepare<[], number>(
+      "SELECT max(seq) FROM audit WHERE event_id = (SELECT id FROM strings WHERE text = 'agent_started')",
+    ).pluck();
+    this.selectStopAfter = db.prepare<[number], number>(
+      "SELECT seq FROM audit WHERE seq > ? AND event_id = (SELECT id FROM strings WHERE text = 'agent_stopped') LIMIT 1",
+    ).pluck();
+    this.selectPausedAfter = db.prepare<[number], { seq: number; detail: string | null }>(
+      "SELECT seq, detail FROM audit WHERE seq > ? AND event_id = (SELECT id FROM strings WHERE text = 'enforcement_paused') ORDER BY seq",
+    );
+    // Per resource, its last record since the run began, when that record is a drift nothing answered.
+    this.selectOpen = db.prepare(
+      `SELECT a.seq, r.text AS resource, b.text AS baseline, a.version FROM audit a
+         JOIN (SELECT resource_id, max(seq) AS seq FROM audit WHERE seq > ? AND resource_id IS NOT NULL GROUP BY resource_id) last ON last.seq = a.seq
+         JOIN strings r ON r.id = a.resource_id LEFT JOIN strings b ON b.id = a.baseline_id
+       WHERE a.event_id = (SELECT id FROM strings WHERE text = 'drift_detected') ORDER BY a.seq`,
+    );
   }
 
   /** Appends one record, chained to the last one. Prefer calling through AgentStore, which restores the caches on failure. */
@@ -99,7 +160,54 @@ export class AuditLog {
     // Canonicalised before the transaction: pure work, and a bad summary then fails without touching the database.
     const observed = e.observed == null ? null : canonicalJson(e.observed);
     const desired = e.desired == null ? null : canonicalJson(e.desired);
-    return this.appendTx(e, observed, desired);
+    const entry = this.appendTx(e, observed, desired);
+    this.headFile?.write(entry);
+    return entry;
+  }
+
+  /**
+   * Records that seqs `firstLost`..`lastLost` are gone from this database (they were written once: the head kept
+   * outside it, or the controller, says so). The record takes seq lastLost + 1, so none of them is ever numbered again.
+   */
+  appendLost(firstLost: number, lastLost: number, time: number, detail: string): AuditEntry {
+    this.floor = Math.max(this.floor, lastLost);
+    return this.append({
+      time,
+      resource: null,
+      event: 'records_lost',
+      trigger: 'startup',
+      baseline: null,
+      version: null,
+      observed: { firstLost, lastLost },
+      desired: null,
+      diff: null,
+      detail,
+    });
+  }
+
+  /** The stored hash of record `seq`, if it is there. */
+  hashAt(seq: number): string | undefined {
+    return this.selectAt.get(seq)?.toString('hex');
+  }
+
+  /**
+   * Drifts the previous run recorded and never answered (it was killed mid-repair): per resource, its last record since
+   * that run's `agent_started` when it is a `drift_detected`, unless the run stopped cleanly. `paused` says whether
+   * enforcement was paused then (a paused drift is only reported, never answered).
+   */
+  openDrifts(): { seq: number; resource: string; baseline: { name: string; version: number } | null; paused: boolean }[] {
+    const start = this.selectLastStart.get() ?? 0;
+    if (this.selectStopAfter.get(start) !== undefined) return [];
+    const pauses = this.selectPausedAfter.all(start);
+    return this.selectOpen.all(start).map((r) => {
+      const change = [...pauses].reverse().find((p) => p.seq < r.seq);
+      return {
+        seq: r.seq,
+        resource: r.resource,
+        baseline: r.baseline === null ? null : { name: r.baseline, version: r.version ?? 0 },
+        paused: change !== undefined && (change.detail ?? '').startsWith('paused'),
+      };
+    });
   }
 
   private insertEntry(e: NewAuditEntry, observed: string | null, desired: string | null): AuditEntry {
@@ -133,7 +241,7 @@ export class AuditLog {
     let head = this.head();
     let hash: string;
     for (let attempt = 0; ; attempt++) {
-      fields.seq = params[0] = head.seq + 1;
+      fields.seq = params[0] = Math.max(head.seq, this.floor) + 1;
       hash = chainHash(head.hash, hashedText(fields));
       params[11] = Buffer.from(hash, 'hex');
       try {
@@ -226,17 +334,25 @@ export class AuditLog {
   }
 
   /**
-   * Recomputes the chain from the first record: a record whose hash does not match its content and predecessor was
-   * edited (or its predecessor was), a gap in seq is a deleted record, records swapped change both hashes.
-   * `ackedSeq` (the outbox cursor) reveals records cut from the end after the controller had them.
+   * Recomputes the chain from the first record kept: a record whose hash does not match its content and predecessor was
+   * edited (or its predecessor was), a gap in seq is a deleted record unless a `records_lost` record names exactly that
+   * gap (a loss found and recorded at start-up), records swapped change both hashes. The end is checked against the
+   * outbox cursor `ackedSeq` and the head kept outside the database (`headSeq`): records cut from the end show.
    */
-  verify(ackedSeq: number): AuditVerification {
-    let prev = GENESIS_HASH;
-    let expected = 1;
+  verify(ackedSeq: number, headSeq?: number): AuditVerification {
+    const retention = this.selectRetention.get();
+    let prev = retention?.prev_hash ? retention.prev_hash.toString('hex') : GENESIS_HASH;
+    let expected = retention?.first_seq ?? 1;
     let count = 0;
+    const lost: LostRange[] = [];
     for (const row of this.verifyRows.iterate()) {
-      // Rows come in seq order, so a jump is a deleted record (returning ends the iterator, freeing the connection).
-      if (row.seq !== expected) return { ok: false, count, seq: expected, reason: `record ${expected} is missing (deleted)` };
+      if (row.seq < expected) continue;
+      if (row.seq !== expected) {
+        const gap = row.event === 'records_lost' ? lostDoc(row.observed) : undefined;
+        // Rows come in seq order, so a jump is a deleted record (returning ends the iterator, freeing the connection).
+        if (!gap || gap.firstLost !== expected || gap.lastLost !== row.seq - 1) return { ok: false, count, seq: expected, reason: `record ${expected} is missing (deleted)` };
+        lost.push({ from: gap.firstLost, to: gap.lastLost, recordedAt: row.seq });
+      }
       const text = hashedText({
         seq: row.seq,
         time: row.time,
@@ -255,13 +371,55 @@ export class AuditLog {
         return { ok: false, count, seq: row.seq, reason: `record ${row.seq} does not match its hash: it was edited, or the record before it was replaced` };
       }
       prev = hash;
-      expected++;
+      expected = row.seq + 1;
       count++;
     }
     const last = expected - 1;
     const head = this.writable ? this.cachedHead : undefined;
-    const knownEnd = Math.max(ackedSeq, head?.seq ?? 0);
-    if (knownEnd > last) return { ok: false, count, seq: last + 1, reason: `records ${last + 1} to ${knownEnd} are missing (cut from the end)` };
-    return { ok: true, count };
+    const knownEnd = Math.max(ackedSeq, head?.seq ?? 0, headSeq ?? 0);
+    if (knownEnd > last) {
+      const why = (headSeq ?? 0) >= knownEnd ? ' (the head kept beside the database says the log reached it)' : ' (cut from the end)';
+      return { ok: false, count, seq: last + 1, reason: `records ${last + 1} to ${knownEnd} are missing${why}` };
+    }
+    const from = retention && retention.first_seq > 1 ? { retainedFrom: retention.first_seq } : {};
+    return { ok: true, count, ...from, ...(lost.length > 0 ? { lost } : {}) };
+  }
+
+  /**
+   * Removes records older than `before` (ms) with seq at most `upto` (delivered, or no controller to deliver to), and the
+   * state documents only they used, at most `batch` records per call. Returns how many were removed (0: nothing left).
+   */
+  retain(before: number, upto: number, batch: number): number {
+    const r = this.selectRetention.get();
+    if (!r) return 0;
+    const last = this.head().seq;
+    // Never the last record: the chain's head stays, so the next record still has a predecessor to follow.
+    const limit = Math.min(upto, last - 1);
+    const cut = this.db
+      .prepare<[number, number, number, number], number>('SELECT max(seq) FROM (SELECT seq FROM audit WHERE seq >= ? AND seq <= ? AND time < ? ORDER BY seq LIMIT ?)')
+      .pluck()
+      .get(r.first_seq, limit, before, batch);
+    if (cut === undefined || cut === null || cut < r.first_seq) return 0;
+    // Only a prefix goes: stop at the first record in the range that is not old enough (clocks may step back).
+    const young = this.db.prepare<[number, number, number], number>('SELECT min(seq) FROM audit WHERE seq >= ? AND seq <= ? AND time >= ?').pluck().get(r.first_seq, cut, before);
+    const end = young === undefined || young === null ? cut : young - 1;
+    if (end < r.first_seq) return 0;
+    const prevHash = this.selectAt.get(end);
+    if (!prevHash) return 0;
+    const firstDoc = this.db
+      .prepare<[number, number], number | null>(
+        'SELECT min(d) FROM (SELECT min(observed_id) AS d FROM audit WHERE seq > ? UNION ALL SELECT min(desired_id) FROM audit WHERE seq > ?)',
+      )
+      .pluck()
+      .get(end, end) ?? r.first_doc;
+    const removed = this.db.transaction(() => {
+      this.db.prepare('UPDATE audit_retention SET first_seq = ?, prev_hash = ?, first_doc = max(first_doc, ?) WHERE id = 1').run(end + 1, prevHash, firstDoc);
+      const n = this.db.prepare('DELETE FROM audit WHERE seq < ?').run(end + 1).changes;
+      this.db.prepare('DELETE FROM docs WHERE id < (SELECT first_doc FROM audit_retention WHERE id = 1)').run();
+      return n;
+    })();
+    // Remembered documents may be among those removed: the next record stores its own again.
+    this.docs.forget();
+    return removed;
   }
 }

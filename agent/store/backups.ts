@@ -1,4 +1,5 @@
-// Contents a repair replaced, newest kept per resource, so a repair can be explained and undone.
+// Contents a repair replaced, newest kept per resource and tied to the repair's audit record: `audit --replaced SEQ`
+// shows what a repair overwrote. Kept on this host only.
 import type { Database, Statement } from '../../lib/sqlite.js';
 import type { Backup, BackupInfo } from './types.js';
 
@@ -19,7 +20,8 @@ const INFO = 'id, resource, time, sha256, size, content IS NOT NULL AS kept';
 const toInfo = (r: BackupRow): BackupInfo => ({ id: r.id, resource: r.resource, time: r.time, sha256: r.sha256, size: r.size, kept: r.kept === 1 });
 
 export class Backups {
-  private readonly insert: Statement<[string, number, string, number, Buffer | null]>;
+  private readonly insert: Statement<[string, number, string, number, Buffer | null, number | null]>;
+  private readonly bySeq: Statement<[number], BackupRow & { content: Buffer | null }>;
   private readonly prune: Statement<[string, string, number]>;
   private readonly list: Statement<[string], BackupRow>;
   private readonly one: Statement<[number], BackupRow & { content: Buffer | null }>;
@@ -28,16 +30,17 @@ export class Backups {
     db: Database,
     private readonly limitBytes: number,
   ) {
-    this.insert = db.prepare('INSERT INTO backups (resource, time, sha256, size, content) VALUES (?, ?, ?, ?, ?)');
+    this.insert = db.prepare('INSERT INTO backups (resource, time, sha256, size, content, seq) VALUES (?, ?, ?, ?, ?, ?)');
+    this.bySeq = db.prepare(`SELECT ${INFO}, content FROM backups WHERE seq = ? ORDER BY id DESC LIMIT 1`);
     this.prune = db.prepare('DELETE FROM backups WHERE resource = ? AND id NOT IN (SELECT id FROM backups WHERE resource = ? ORDER BY id DESC LIMIT ?)');
     this.list = db.prepare(`SELECT ${INFO} FROM backups WHERE resource = ? ORDER BY id DESC`);
     this.one = db.prepare(`SELECT ${INFO}, content FROM backups WHERE id = ?`);
   }
 
   /** Call inside a transaction. The bytes are kept only within the size limit; the hash and size always. */
-  put(resource: string, time: number, content: Buffer, sha256: string): BackupInfo {
+  put(resource: string, time: number, content: Buffer, sha256: string, seq?: number): BackupInfo {
     const kept = content.length <= this.limitBytes;
-    const id = Number(this.insert.run(resource, time, sha256, content.length, kept ? content : null).lastInsertRowid);
+    const id = Number(this.insert.run(resource, time, sha256, content.length, kept ? content : null, seq || null).lastInsertRowid);
     this.prune.run(resource, resource, BACKUPS_PER_RESOURCE);
     return { id, resource, time, sha256, size: content.length, kept };
   }
@@ -45,6 +48,12 @@ export class Backups {
   /** Newest first, without the bytes. */
   forResource(resource: string): BackupInfo[] {
     return this.list.all(resource).map(toInfo);
+  }
+
+  /** The content replaced by the repair recorded at audit record `seq`. */
+  forSeq(seq: number): Backup | undefined {
+    const row = this.bySeq.get(seq);
+    return row ? { ...toInfo(row), content: row.content } : undefined;
   }
 
   get(id: number): Backup | undefined {

@@ -14,7 +14,6 @@ const toException = (r: ExceptionRow): AcceptedException => ({ resource: r.resou
 
 export class Exceptions {
   private readonly upsert: Statement<[string, string, string, number, number]>;
-  private readonly one: Statement<[string], ExceptionRow>;
   private readonly all: Statement<[], ExceptionRow>;
   private readonly remove: Statement<[string]>;
 
@@ -23,7 +22,6 @@ export class Exceptions {
     private readonly clock: Clock,
   ) {
     this.upsert = db.prepare('INSERT OR REPLACE INTO exceptions (resource, fingerprint, reason, expires_at, created_at) VALUES (?, ?, ?, ?, ?)');
-    this.one = db.prepare('SELECT resource, fingerprint, reason, expires_at FROM exceptions WHERE resource = ?');
     this.all = db.prepare('SELECT resource, fingerprint, reason, expires_at FROM exceptions ORDER BY resource');
     this.remove = db.prepare('DELETE FROM exceptions WHERE resource = ?');
   }
@@ -33,10 +31,6 @@ export class Exceptions {
     this.upsert.run(e.resource, e.fingerprint, e.reason, e.expiresAt, this.clock.now());
   }
 
-  get(resource: string): AcceptedException | undefined {
-    const row = this.one.get(resource);
-    return row ? toException(row) : undefined;
-  }
 
   list(): AcceptedException[] {
     return this.all.all().map(toException);

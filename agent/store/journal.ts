@@ -22,13 +22,11 @@ function toEntry(r: JournalRow): JournalEntry {
 }
 
 export class JournalRows {
-  private readonly one: Statement<[string], JournalRow>;
   private readonly all: Statement<[], JournalRow>;
   private readonly upsert: Statement<JournalRow>;
   private readonly remove: Statement<[string]>;
 
   constructor(db: Database) {
-    this.one = db.prepare(`SELECT ${COLUMNS} FROM journal WHERE path = ?`);
     this.all = db.prepare(`SELECT ${COLUMNS} FROM journal`);
     this.upsert = db.prepare(
       `INSERT OR REPLACE INTO journal (${COLUMNS}) VALUES (@path, @dev, @ino, @size, @mtime_ns, @ctime_ns, @mode, @uid, @gid, @sha256)`,
@@ -36,10 +34,6 @@ export class JournalRows {
     this.remove = db.prepare('DELETE FROM journal WHERE path = ?');
   }
 
-  get(path: string): JournalEntry | undefined {
-    const row = this.one.get(path);
-    return row ? toEntry(row) : undefined;
-  }
 
   put(e: JournalEntry): void {
     this.upsert.run({ path: e.path, dev: e.dev, ino: e.ino, size: e.size, mtime_ns: e.mtimeNs, ctime_ns: e.ctimeNs, mode: e.mode, uid: e.uid, gid: e.gid, sha256: e.sha256 });

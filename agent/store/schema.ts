@@ -1,10 +1,12 @@
 // The agent database's schema as ordered migrations; `PRAGMA user_version` records how many have run.
-import { HsError } from '../../lib/errors.js';
-import type { Database } from '../../lib/sqlite.js';
+import type { Migrations } from '../../lib/sqlite.js';
 
 /**
  * Append a migration to change the schema; never edit one that shipped.
  * 1: baselines, audit log (interned strings, shared state documents), outbox cursor, journal, backups, meta, exceptions.
+ * 2: baseline versions kept per source (`local`, or `controller:KEYID` for each controller signing key), so a controller's
+ *    numbers never collide with the host's own or another controller's; backups name the audit record of their repair;
+ *    audit retention: records (and state documents) below a floor that only moves forward may be deleted.
  */
 const MIGRATIONS: readonly string[] = [
   `
@@ -107,45 +109,77 @@ const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  `
+  CREATE TABLE baselines_by_source (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL CHECK (version > 0),
+    sha256 TEXT NOT NULL,
+    text TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    origin TEXT NOT NULL CHECK (origin IN ('local', 'controller')),
+    signature TEXT,
+    signed_by TEXT,
+    expires_at INTEGER,
+    stored_at INTEGER NOT NULL,
+    UNIQUE (source, name, version)
+  );
+  -- Controller versions stored before sources existed name no key: they stay together under 'controller:'.
+  INSERT INTO baselines_by_source (id, source, name, version, sha256, text, sources, origin, signature, signed_by, expires_at, stored_at)
+    SELECT id, CASE origin WHEN 'local' THEN 'local' ELSE 'controller:' || coalesce(signed_by, '') END,
+      name, version, sha256, text, sources, origin, signature, signed_by, expires_at, stored_at FROM baselines;
+
+  CREATE TABLE baseline_state_by_source (
+    source TEXT NOT NULL,
+    name TEXT NOT NULL,
+    active INTEGER,
+    previous INTEGER,
+    activated_at INTEGER,
+    PRIMARY KEY (source, name),
+    FOREIGN KEY (source, name, active) REFERENCES baselines_by_source (source, name, version),
+    FOREIGN KEY (source, name, previous) REFERENCES baselines_by_source (source, name, version)
+  ) WITHOUT ROWID;
+  INSERT INTO baseline_state_by_source (source, name, active, previous, activated_at)
+    SELECT b.source, s.name, s.active,
+      (SELECT p.version FROM baselines_by_source p WHERE p.source = b.source AND p.name = s.name AND p.version = s.previous),
+      s.activated_at
+    FROM baseline_state s JOIN baselines_by_source b ON b.name = s.name AND b.version = coalesce(s.active, s.previous);
+
+  DROP TABLE baseline_state;
+  DROP TABLE baselines;
+  ALTER TABLE baselines_by_source RENAME TO baselines;
+  ALTER TABLE baseline_state_by_source RENAME TO baseline_state;
+  CREATE INDEX baselines_sha256 ON baselines (source, name, sha256);
+  CREATE TRIGGER baselines_immutable BEFORE UPDATE ON baselines
+    BEGIN SELECT RAISE(ABORT, 'baseline versions are immutable'); END;
+
+  ALTER TABLE backups ADD COLUMN seq INTEGER;
+  CREATE INDEX backups_seq ON backups (seq) WHERE seq IS NOT NULL;
+
+  -- Retention: records below first_seq (and documents below first_doc) are gone on purpose; prev_hash is the hash of the
+  -- record before first_seq (NULL: the genesis hash), where verification starts. Both floors only move forward.
+  CREATE TABLE audit_retention (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    first_seq INTEGER NOT NULL,
+    prev_hash BLOB,
+    first_doc INTEGER NOT NULL
+  );
+  INSERT INTO audit_retention (id, first_seq, prev_hash, first_doc) VALUES (1, 1, NULL, 0);
+  CREATE TRIGGER audit_retention_forward BEFORE UPDATE ON audit_retention
+    WHEN new.first_seq < old.first_seq OR new.first_doc < old.first_doc
+    BEGIN SELECT RAISE(ABORT, 'audit retention only moves forward'); END;
+  CREATE TRIGGER audit_retention_kept BEFORE DELETE ON audit_retention BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  DROP TRIGGER audit_no_delete;
+  CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit WHEN old.seq >= (SELECT first_seq FROM audit_retention WHERE id = 1)
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  DROP TRIGGER docs_no_delete;
+  CREATE TRIGGER docs_no_delete BEFORE DELETE ON docs WHEN old.id >= (SELECT first_doc FROM audit_retention WHERE id = 1)
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  `,
 ];
 
 /** The schema version this agent writes and reads. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-export function schemaVersion(db: Database): number {
-  return Number(db.pragma('user_version', { simple: true }));
-}
-
-/** Refuses a database from a newer agent; a read-only caller also needs it fully migrated, since it cannot migrate. */
-export function checkSchema(db: Database, file: string, readonly: boolean): number {
-  const found = schemaVersion(db);
-  if (found > SCHEMA_VERSION) {
-    throw new HsError(
-      'HS_STORE_MIGRATION',
-      `${file} has schema version ${found}, written by a newer agent; this agent supports up to version ${SCHEMA_VERSION}`,
-    );
-  }
-  if (readonly && found < SCHEMA_VERSION) {
-    throw new HsError(
-      'HS_STORE',
-      `${file} has schema version ${found}; this agent reads version ${SCHEMA_VERSION}: start the agent once (not read-only) to migrate it`,
-    );
-  }
-  return found;
-}
-
-/** Runs the missing migrations, each in its own immediate transaction so two processes starting together migrate once. */
-export function migrate(db: Database, file: string): void {
-  checkSchema(db, file, false);
-  for (;;) {
-    const done = db.transaction(() => {
-      const at = checkSchema(db, file, false);
-      const sql = MIGRATIONS[at];
-      if (sql === undefined) return true;
-      db.exec(sql);
-      db.pragma(`user_version = ${at + 1}`);
-      return false;
-    }).immediate();
-    if (done) return;
-  }
-}
+export const AGENT_SCHEMA: Migrations = { owner: 'agent', steps: MIGRATIONS };

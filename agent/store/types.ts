@@ -20,7 +20,10 @@ export type AuditEvent =
   | 'plan_refused'
   | 'enforcement_paused'
   | 'agent_started'
-  | 'agent_stopped';
+  | 'agent_stopped'
+  | 'repair_interrupted'
+  | 'records_lost'
+  | 'store_recovered';
 
 export type Trigger = 'watch' | 'poll' | 'startup' | 'resync' | 'controller' | 'manual';
 
@@ -60,7 +63,10 @@ export interface JournalEntry {
 /** Where a baseline version came from: files on this host, or the controller (which assigns the version number). */
 export type BaselineOrigin = 'local' | 'controller';
 
-/** A baseline version to store. Versions are immutable: the same text (sha256) under the same name is the same version. */
+/**
+ * A baseline version to store. Versions are immutable: the same text (sha256) under the same name is the same version.
+ * They are numbered per source: the host's own (`local`), or each controller's (by the key id in `signedBy`).
+ */
 export interface NewBaseline {
   name: string;
   sha256: string;
@@ -71,11 +77,14 @@ export interface NewBaseline {
   /** Assigned by the controller; absent for local baselines, which number themselves 1, 2, ... per name. */
   version?: number;
   signature?: string;
+  /** The controller's signing key id; its numbers are kept apart from any other controller's. */
   signedBy?: string;
   expiresAt?: number;
 }
 
 export interface StoredBaseline {
+  /** `local`, or `controller:KEYID`. */
+  source: string;
   name: string;
   version: number;
   sha256: string;
@@ -102,7 +111,16 @@ export interface AuditQuery {
   newest?: boolean;
 }
 
-export type AuditVerification = { ok: true; count: number } | { ok: false; count: number; seq: number; reason: string };
+/** Records a damaged database lost, as the `records_lost` record at `recordedAt` names them. */
+export interface LostRange {
+  from: number;
+  to: number;
+  recordedAt: number;
+}
+
+export type AuditVerification =
+  | { ok: true; count: number; lost?: LostRange[]; retainedFrom?: number }
+  | { ok: false; count: number; seq: number; reason: string };
 
 /** An audit record waiting for delivery to the controller; `seq` is the audit seq. */
 export interface OutboxItem {

@@ -27,6 +27,9 @@ export const AGENT_EVENTS = [
   'enforcement_paused',
   'agent_started',
   'agent_stopped',
+  'repair_interrupted',
+  'records_lost',
+  'store_recovered',
 ] as const;
 
 const RESOURCE_TYPES = ['file', 'directory', 'sysctl', 'service'] as const;

@@ -1,7 +1,7 @@
 // The embedded default ControllerStore: one SQLite file in the data dir, WAL mode, events inserted in batched transactions.
 import * as fs from 'node:fs';
 import { HsError } from '../../lib/errors.js';
-import { openDatabase, type Database, type Statement } from '../../lib/sqlite.js';
+import { migrate, openDatabase, type Database, type Migrations, type Statement } from '../../lib/sqlite.js';
 import { SqliteTuningStore } from './sqlite-tuning.js';
 import type {
   AgentBaselineRecord,
@@ -26,11 +26,13 @@ import type {
   TargetRecord,
 } from './types.js';
 
-const SCHEMA_VERSION = 8;
-
-/** The schema steps, each run once in a transaction; exported so a test can build a database of an older schema. */
-export const MIGRATIONS: Readonly<Record<number, string>> = {
-  1: `
+/**
+ * The schema's steps in order: the first makes version 1 (lib/sqlite.ts migrate). Append; never edit a shipped one.
+ * Exported so a test can build a database of an older schema (`MIGRATIONS[v - 1]` makes version v).
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1
+  `
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE join_tokens (
       id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
@@ -68,7 +70,8 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
     CREATE INDEX escalations_agent ON escalations (agent_id, resource, status);
   `,
   // Staged rollouts: their state, the signed version they hand out, their hosts by wave; controller audit; plans.
-  2: `
+  // 2
+  `
     ALTER TABLE rollouts ADD COLUMN state TEXT NOT NULL DEFAULT 'completed';
     ALTER TABLE rollouts ADD COLUMN spec TEXT;
     ALTER TABLE rollouts ADD COLUMN current_wave INTEGER NOT NULL DEFAULT 0;
@@ -90,7 +93,8 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
   `,
   // Trusted labels: what a token lets agents ask for, and each agent's labels by source. Agents enrolled before keep the
   // labels they had, as operator labels (review them with GET /api/v1/agents).
-  3: `
+  // 3
+  `
     ALTER TABLE join_tokens ADD COLUMN allow_labels TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE agents ADD COLUMN token_labels TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE agents ADD COLUMN allow_labels TEXT NOT NULL DEFAULT '[]';
@@ -102,13 +106,15 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
   `,
   // Per-agent storage accounting for quotas: each event's size, and each agent's total (events stored before this
   // version count as size 0 and leave with age retention).
-  4: `
+  // 4
+  `
     ALTER TABLE events ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE agents ADD COLUMN event_bytes INTEGER NOT NULL DEFAULT 0;
   `,
   // Policies versioned, signed and acknowledged like baselines; rollouts of either kind, paused by escalations to decide;
   // events with the actor, decision, changed fields and risk, and escalations showing the actor and the opponent.
-  5: `
+  // 5
+  `
     CREATE TABLE policy_versions (
       name TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, yaml TEXT NOT NULL, file TEXT NOT NULL,
       description TEXT NOT NULL, selector TEXT, priority INTEGER NOT NULL, rules INTEGER NOT NULL, windows INTEGER NOT NULL,
@@ -132,7 +138,8 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
     ALTER TABLE escalations ADD COLUMN opponent TEXT;
   `,
   // Adaptive tuning: proposals, tuning settings, and the versions of the tuning policy document (dropped by 7).
-  6: `
+  // 6
+  `
     CREATE TABLE proposals (
       id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
       created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, decided_at INTEGER, decided_by TEXT, reason TEXT, body TEXT NOT NULL);
@@ -143,19 +150,21 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
       name TEXT NOT NULL, version INTEGER NOT NULL, yaml TEXT NOT NULL, sha256 TEXT NOT NULL, created_at INTEGER NOT NULL,
       created_by TEXT NOT NULL, PRIMARY KEY (name, version));
   `,
-  // The tuning document is a policy like any other now (policy_versions, signed and rolled out by the policy service).
+  // 7: the tuning document is a policy like any other now (policy_versions, signed and rolled out by the policy service).
   // Its old versions are not copied: a policy version needs the parsed document's counts, which SQL cannot compute, and
   // the document is a function of the accepted proposals, which the tuning service stores again as a policy version at
   // start when none exists (docs/tuning.md). Those old versions never reached an agent.
-  7: `
+  `
     DROP TABLE tuning_documents;
   `,
-  // Escalations kept current as their drift repeats: when it was last seen, and a bounded history of the sightings.
-  8: `
+  // 8: escalations kept current as their drift repeats: when it was last seen, and a bounded history of the sightings.
+  `
     ALTER TABLE escalations ADD COLUMN last_seen_at INTEGER;
     ALTER TABLE escalations ADD COLUMN history TEXT NOT NULL DEFAULT '[]';
   `,
-};
+];
+
+const CONTROLLER_SCHEMA: Migrations = { owner: 'controller', steps: MIGRATIONS };
 
 /** What an event costs in storage, by the lengths of its text: the quantity per-agent quotas count. */
 export function eventSize(e: EventInput): number {
@@ -404,18 +413,11 @@ export function openControllerDatabase(file: string): Database {
       throw err;
     }
   }
-  const current = num(db.pragma('user_version', { simple: true }));
-  if (current > SCHEMA_VERSION) {
+  try {
+    migrate(db, file, CONTROLLER_SCHEMA);
+  } catch (err) {
     db.close();
-    throw new HsError('HS_STORE_MIGRATION', `${file} has schema ${current}; this controller knows up to ${SCHEMA_VERSION}`);
-  }
-  for (let v = current + 1; v <= SCHEMA_VERSION; v++) {
-    const sql = MIGRATIONS[v];
-    if (sql === undefined) continue;
-    db.transaction(() => {
-      db.exec(sql);
-      db.pragma(`user_version = ${v}`);
-    })();
+    throw err;
   }
   return db;
 }

@@ -319,7 +319,7 @@ export class Replay {
   }
 }
 
-/** The host's retry delay after `failures` failed repairs, without its jitter (agent/engine/policy.ts retryDelayMs). */
+/** The host's retry delay after `failures` failed repairs, without its jitter (agent/engine/decisions.ts REPAIR_RETRY). */
 function retryBaseMs(failures: number): number {
   return Math.min(300_000, 1000 * 2 ** Math.max(0, failures - 1));
 }

@@ -6,7 +6,7 @@ import { BaselineInvalidError, HsError } from '../errors.js';
 import { IssueList } from './issues.js';
 import { checkSchema } from './schema.js';
 import { buildBaseline, checkRules, identifyResources, readSources, type SourceReader } from './validate.js';
-import { readSourceBeneath } from './sources.js';
+import { readSourceBeneath, sourcesFromMap } from './sources.js';
 import { readYaml, type Pos } from './yaml-doc.js';
 import type { Baseline } from './types.js';
 
@@ -18,6 +18,11 @@ export interface ParseOptions {
    * called with paths that stay inside the baseline's folder (see sources.ts); a map of files must be read by own keys.
    */
   readSource?: (relPath: string) => Uint8Array;
+  /**
+   * The `source:` files sent along with the text (a push, a signed document, the agent's cache), by path: bytes or
+   * base64. Read by own keys only (sources.ts sourcesFromMap). Ignored when `readSource` is given.
+   */
+  sources?: Readonly<Record<string, Uint8Array | string>>;
 }
 
 /** Validates a baseline's text. Throws BaselineInvalidError listing every problem, each with file:line:column and field. */
@@ -110,7 +115,9 @@ function parseLocated(text: string, opts: ParseOptions): { baseline: Baseline; n
   }
   checkSchema(doc, issues);
   checkRules(doc.value, heads, issues);
-  const sources = readSources(heads, issues, opts.readSource);
+  const sent = opts.sources;
+  const reader = opts.readSource ?? (sent ? sourcesFromMap(sent, (rel) => `source file ${rel} is not among the files sent with ${opts.file}`) : undefined);
+  const sources = readSources(heads, issues, reader);
   if (issues.items.length > 0) throw new BaselineInvalidError(opts.file, issues.sorted());
   const baseline = buildBaseline(doc.value, heads, sources, issues, origin(text, opts.file, sources));
   return { baseline, namePos: issues.keyPosition(['metadata', 'name']) };

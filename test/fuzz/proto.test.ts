@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
-import { Agent } from '../../agent/agent.js';
+import { composeAgent } from '../../agent/compose.js';
 import { ControllerLink } from '../../agent/link/link.js';
 import { admit, admitPolicy, verifyPlan, verifyRemoval } from '../../agent/link/trust.js';
 import { DEFAULT_SETTINGS } from '../../agent/settings.js';
@@ -222,7 +222,7 @@ describe('fuzz: protobuf frames', function () {
       for (const f of script) ws.send(f);
     });
     const store = AgentStore.open(stateDir);
-    const agent = new Agent({ settings: { ...DEFAULT_SETTINGS, stateDir }, log: silentLogger, store });
+    const agent = composeAgent({ settings: { ...DEFAULT_SETTINGS, stateDir }, log: silentLogger, store });
     const token = formatJoinToken({ id: 'fuzz', secret: randomBytes(8).toString('hex'), signingKey: publicKeyFingerprint(key.publicKey), fingerprint: null });
     const link = new ControllerLink(agent, { url: r.url, token, stateDir, labels: {}, log: silentLogger, facts: FACTS, insecureHttp: true, backoff: { baseMs: 5, maxMs: 20 }, probeIntervalMs: 50 });
     try {

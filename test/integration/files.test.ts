@@ -1,7 +1,7 @@
 // The agent heals files: every drift kind repaired and verified by the real daemon on real files, with the audit to prove it.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync, lstatSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, openSync, writeSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync, lstatSync } from 'node:fs';
 import path from 'node:path';
 import { AgentStore } from '../../agent/store/store.js';
 import type { AuditEntry } from '../../agent/store/types.js';
@@ -23,6 +23,24 @@ function events(stateDir: string, resource: string): string[] {
 }
 
 const read = (p: string): string => readFileSync(p, 'utf8');
+
+/** Rewrites a file in place with one write(2) of as many bytes as it has: one event, and never a half-written state. */
+function tamperInPlace(p: string, text: string): void {
+  assert.equal(Buffer.byteLength(text), statSync(p).size, 'an in-place tampering keeps the size');
+  const fd = openSync(p, 'r+');
+  try {
+    writeSync(fd, text, 0);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Replaces a file's content in one step (a sibling renamed over it), so no reader ever sees a state in between. */
+function replaceContent(p: string, text: string): void {
+  const tmp = `${p}.tamper`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, p);
+}
 const modeOf = (p: string): number => statSync(p).mode & 0o7777;
 
 describe('file healing (daemon)', function () {
@@ -104,7 +122,8 @@ ${extra}`,
   it('repairs changed content, mode, owner, deletion, replacement by rename and a planted symlink', async () => {
     await start();
     const id = `file:${motd()}`;
-    writeFileSync(motd(), 'hacked\n');
+    // Each tampering is one change the kernel reports as one event, so each is exactly one drift.
+    tamperInPlace(motd(), 'Unauthorised use ok\n');
     await expectRepaired(id, () => read(motd()) === 'Authorized use only\n', 1);
 
     chmodSync(motd(), 0o666);
@@ -121,10 +140,12 @@ ${extra}`,
     renameSync(other, motd());
     await expectRepaired(id, () => read(motd()) === 'Authorized use only\n', 5);
 
+    // A symlink made beside it and renamed over it: planted in one step, as an attacker would.
     const secret = path.join(t.dir, 'secret');
     writeFileSync(secret, 'do not touch\n');
-    unlinkSync(motd());
-    symlinkSync(secret, motd());
+    const link = path.join(root, 'etc/motd.link');
+    symlinkSync(secret, link);
+    renameSync(link, motd());
     await expectRepaired(id, () => !lstatSync(motd()).isSymbolicLink() && read(motd()) === 'Authorized use only\n', 6);
     assert.equal(read(secret), 'do not touch\n', 'the symlink target must never be written');
 
@@ -132,9 +153,11 @@ ${extra}`,
     assert.equal(ev.filter((e) => e === 'drift_detected').length, 7, 'each drift detected once');
     assert.equal(ev.filter((e) => e === 'repaired').length, 7, 'each drift repaired once');
     assert.ok(!ev.includes('repair_failed'));
-    // The agent's own writes do not come back as drift: after settling, no further repairs happen.
-    await new Promise((r) => setTimeout(r, 500));
-    assert.equal(events(stateDir, id).filter((e) => e === 'repaired').length, 7, 'the start-up creation and six repairs');
+    // The agent's own writes do not come back as drift. A last drift, made after all of them, is repaired after anything
+    // they could have caused: then the count is exact.
+    chmodSync(motd(), 0o600);
+    await expectRepaired(id, () => modeOf(motd()) === 0o644, 7);
+    assert.equal(events(stateDir, id).filter((e) => e === 'repaired').length, 8, 'the start-up creation, six repairs and the last one');
   });
 
   it('repairs a file whose parent directory was deleted, and a directory re-created with the wrong mode', async () => {
@@ -223,11 +246,14 @@ spec:
     writeFileSync(motd(), 'Authorized use only\n');
     daemon = startAgentDaemon(['--baseline', file, '--state-dir', stateDir]);
     await daemon.ready();
-    writeFileSync(motd(), 'changed\n');
-    await waitFor(() => events(stateDir, `file:${motd()}`).includes('drift_detected'), 10_000, 'drift recorded');
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(read(motd()), 'changed\n');
-    assert.ok(!events(stateDir, `file:${motd()}`).includes('repaired'));
+    const id = `file:${motd()}`;
+    replaceContent(motd(), 'changed\n');
+    await waitFor(() => events(stateDir, id).includes('drift_detected'), 10_000, 'drift recorded');
+    // A second drift is recorded only once the first has been dealt with: had it been repaired, that would show by now.
+    replaceContent(motd(), 'changed again\n');
+    await waitFor(() => events(stateDir, id).filter((e) => e === 'drift_detected').length === 2, 10_000, 'second drift recorded');
+    assert.equal(read(motd()), 'changed again\n');
+    assert.ok(!events(stateDir, id).includes('repaired'));
   });
 
   it('escalates high-risk drift instead of repairing it', async () => {
@@ -247,13 +273,17 @@ spec:
     writeFileSync(motd(), 'Authorized use only\n');
     daemon = startAgentDaemon(['--baseline', file, '--state-dir', stateDir]);
     await daemon.ready();
-    writeFileSync(motd(), 'changed by a human\n');
+    replaceContent(motd(), 'changed by a human\n');
     await waitFor(() => events(stateDir, `file:${motd()}`).includes('escalated'), 10_000, 'escalated');
     assert.equal(read(motd()), 'changed by a human\n');
-    // one standing drift is escalated once, however many events it causes
-    writeFileSync(motd(), 'changed by a human\n');
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(events(stateDir, `file:${motd()}`).filter((e) => e === 'escalated').length, 1);
+    // One standing drift is escalated once, however many events it causes; a different drift after them is escalated
+    // in its turn, after whatever those events did.
+    replaceContent(motd(), 'changed by a human\n');
+    replaceContent(motd(), 'changed by a human\n');
+    replaceContent(motd(), 'changed by another human\n');
+    await waitFor(() => events(stateDir, `file:${motd()}`).filter((e) => e === 'escalated').length >= 2, 10_000, 'the second drift escalated');
+    assert.deepEqual(events(stateDir, `file:${motd()}`), ['drift_detected', 'escalated', 'drift_detected', 'escalated']);
+    assert.equal(read(motd()), 'changed by another human\n');
   });
 
   it('stops fighting a flapping file: suppressed_flapping and escalated after maxRepairs', async () => {
@@ -270,18 +300,25 @@ spec:
       flap: { maxRepairs: 3, window: 1h }
 `,
     );
-    daemon = startAgentDaemon(['--baseline', file, '--state-dir', stateDir]);
+    const port = 19_000 + Math.floor(Math.random() * 1000);
+    daemon = startAgentDaemon(['--baseline', file, '--state-dir', stateDir, '--metrics-listen', `127.0.0.1:${port}`]);
     await daemon.ready();
     const id = `file:${motd()}`;
     await waitFor(() => existsSync(motd()), 10_000, 'created');
     for (let i = 1; i <= 2; i++) {
-      writeFileSync(motd(), `fight ${i}\n`);
+      replaceContent(motd(), `fight number ${i}   \n`);
       await waitFor(() => read(motd()) === 'Authorized use only\n' && events(stateDir, id).filter((e) => e === 'repaired').length >= i + 1, 10_000, `repair ${i}`);
     }
-    writeFileSync(motd(), 'fight 3\n');
+    replaceContent(motd(), 'fight number 3   \n');
     await waitFor(() => events(stateDir, id).includes('suppressed_flapping') && events(stateDir, id).includes('escalated'), 10_000, 'suppressed');
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(read(motd()), 'fight 3\n');
+    assert.equal(read(motd()), 'fight number 3   \n');
+    // Suppressed: another drift is looked at (the engine's count of finished reconciles moves) and left alone.
+    const reconciles = async (): Promise<number> => Number(/^homeostat_agent_engine_count\{counter="reconciles"\} (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1]);
+    const before = await reconciles();
+    replaceContent(motd(), 'fight number 4   \n');
+    await waitFor(async () => (await reconciles()) > before, 10_000, 'the next drift looked at');
+    assert.equal(read(motd()), 'fight number 4   \n');
+    assert.equal(events(stateDir, id).filter((e) => e === 'repaired').length, 3, 'the creation and two repairs, no more');
   });
 
   it('rejects an invalid baseline on SIGHUP and keeps enforcing the last good one; a good one replaces it', async () => {
@@ -363,6 +400,36 @@ spec:
     assert.match(drift.detail ?? '', /leftovers: /);
     assert.ok(entries.some((e) => e.event === 'repaired' && e.seq > drift.seq));
     assert.equal(read(motd()), 'Authorized use only\n');
+  });
+
+  it('resolves owners and groups through NSS: a user and a group only a directory service knows (nss_wrapper)', async () => {
+    // nss_wrapper stands in for LDAP or sssd: for the agent and what it runs, NSS answers from these files instead.
+    const wrapper = '/usr/lib/x86_64-linux-gnu/libnss_wrapper.so';
+    assert.ok(existsSync(wrapper), `${wrapper} is missing: install Debian's libnss-wrapper (.ci/run does)`);
+    const passwd = path.join(t.dir, 'nss-passwd');
+    const group = path.join(t.dir, 'nss-group');
+    writeFileSync(passwd, `${readFileSync('/etc/passwd', 'utf8')}hs-ldap-user:x:4242:4343:directory user:/nonexistent:/usr/sbin/nologin\n`);
+    writeFileSync(group, `${readFileSync('/etc/group', 'utf8')}hs-ldap-group:x:4343:\n`);
+    assert.ok(!readFileSync('/etc/passwd', 'utf8').includes('hs-ldap-user'), 'the user is not a local one');
+    const owned = path.join(root, 'etc/owned-by-ldap');
+    const file = baseline(`    - file: ${owned}
+      content: "x\\n"
+      owner: hs-ldap-user
+      group: hs-ldap-group
+      mode: "0640"
+`);
+    daemon = startAgentDaemon(['--baseline', file, '--state-dir', stateDir], { env: { LD_PRELOAD: wrapper, NSS_WRAPPER_PASSWD: passwd, NSS_WRAPPER_GROUP: group } });
+    await daemon.ready();
+    const id = `file:${owned}`;
+    await waitFor(() => existsSync(owned) && statSync(owned).uid === 4242, 10_000, 'created with the directory user as owner');
+    assert.deepEqual([statSync(owned).uid, statSync(owned).gid], [4242, 4343]);
+    chownSync(owned, 0, 0);
+    await expectRepaired(id, () => statSync(owned).uid === 4242 && statSync(owned).gid === 4343, 1);
+    const drift = audit(stateDir).filter((e) => e.resource === id && e.event === 'drift_detected').pop();
+    assert.deepEqual([drift?.observed?.owner, drift?.desired?.owner, drift?.desired?.group], ['root', 'hs-ldap-user', 'hs-ldap-group']);
+    const repaired = audit(stateDir).filter((e) => e.resource === id && e.event === 'repaired').pop();
+    assert.deepEqual([repaired?.observed?.owner, repaired?.observed?.group], ['hs-ldap-user', 'hs-ldap-group'], 'ids read back are named through NSS too');
+    assert.ok(!events(stateDir, id).includes('repair_failed'));
   });
 
   it('a validate command that refuses the content leaves the live file alone', async () => {

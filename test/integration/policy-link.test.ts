@@ -4,7 +4,8 @@
 // set stays, every step in the audit log, and the signed set cached so a restart without network holds it.
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { Agent } from '../../agent/agent.js';
+import type { Agent } from '../../agent/agent.js';
+import { composeAgent } from '../../agent/compose.js';
 import { AssignmentKeeper } from '../../agent/link/assignments.js';
 import { DEFAULT_SETTINGS } from '../../agent/settings.js';
 import { AgentStore } from '../../agent/store/store.js';
@@ -59,7 +60,7 @@ describe('policies on the agent: admitted, refused, removed and cached like base
 
   const open = async (): Promise<void> => {
     store = AgentStore.open(stateDir);
-    agent = new Agent({ settings: { ...DEFAULT_SETTINGS, stateDir }, log: silentLogger, store, clock });
+    agent = composeAgent({ settings: { ...DEFAULT_SETTINGS, stateDir }, log: silentLogger, store, clock });
     keeper = new AssignmentKeeper(agent, key.publicKey, AGENT, clock, silentLogger);
     await keeper.loadCache();
   };

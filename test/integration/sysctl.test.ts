@@ -7,6 +7,9 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import { DEFAULT_POLICY, type Baseline } from '../../lib/baseline/types.js';
+import { ManualClock } from '../../lib/clock.js';
+import { silentLogger } from '../../lib/log.js';
+import { Engine } from '../../agent/engine/engine.js';
 import { HsError } from '../../lib/errors.js';
 import { sysctlKind, DEFAULT_SYSCTL_POLL_MS } from '../../agent/resources/sysctl.js';
 import { DEFAULT_SETTINGS } from '../../agent/settings.js';
@@ -125,10 +128,11 @@ describe('sysctl resource (real net.* keys in a network namespace)', function ()
     assert.match(readOnly.error?.message ?? '', /net\.ipv4\.conf\.all\.mc_forwarding is read-only/);
     assert.equal(await ns.sysctl('net.ipv4.conf.all.mc_forwarding'), '0');
 
-    // Written but kept otherwise: the kernel stores 01 as 1, so the read-back differs and the repair says so.
+    // Written but kept otherwise: the kernel stores 01 as 1. The kind only writes; what it reads back still differs, which
+    // is what the engine's one verification judges (see the agent test below).
     const kept = only(await inside(ns, 'converge', [sysctl('net.ipv4.ip_forward', '01')]));
-    assert.equal(kept.error?.code, 'HS_VERIFY_FAILED');
-    assert.match(kept.error?.message ?? '', /kept '1' for sysctl net\.ipv4\.ip_forward/);
+    assert.equal(kept.error, undefined);
+    assert.deepEqual(kept.remaining, [{ field: 'value', observed: '1', desired: '01' }]);
 
     // A write-only key cannot be observed at all.
     const writeOnly = only(await inside(ns, 'check', [sysctl('net.ipv4.route.flush', '1')]));
@@ -137,25 +141,36 @@ describe('sysctl resource (real net.* keys in a network namespace)', function ()
 });
 
 describe('sysctl resource (in process)', () => {
-  it('reads and writes under procSysRoot and polls at the configured interval', async () => {
+  it('reads and writes under procSysRoot, and the engine polls it at the configured interval', async () => {
     const t = tempDir();
+    const clock = new ManualClock(Date.now());
+    const engine = new Engine({ host: testHost({ procSysRoot: t.dir, sysctlPollIntervalMs: 100 }), clock, log: silentLogger });
     try {
-      mkdirSync(path.join(t.dir, 'net/core'), { recursive: true });
-      writeFileSync(path.join(t.dir, 'net/core/somaxconn'), '4096\n');
-      const host = testHost({ procSysRoot: t.dir });
-      const r = createResource(testDecl('sysctl', 'net.core.somaxconn', { value: '1024' }), host);
+      const file = path.join(t.dir, 'net/core/somaxconn');
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, '4096\n');
+      const r = createResource(testDecl('sysctl', 'net.core.somaxconn', { value: '1024' }), testHost({ procSysRoot: t.dir }));
       assert.equal(r.pollIntervalMs, DEFAULT_SYSCTL_POLL_MS);
       assert.ok(r.watch === undefined, 'procfs cannot be watched: the engine polls');
-      const o = await r.observe();
-      assert.deepEqual(r.summarize(o), { value: '4096' });
-      await r.apply(o, r.diff(o));
-      assert.equal(readFileSync(path.join(t.dir, 'net/core/somaxconn'), 'utf8'), '1024');
-      assert.deepEqual(r.diff(await r.observe()), []);
+      assert.deepEqual(r.summarize(await r.observe()), { value: '4096' });
       await r.close?.();
-      const fast = createResource(testDecl('sysctl', 'net.core.somaxconn', { value: '1024' }), testHost({ procSysRoot: t.dir, sysctlPollIntervalMs: 100 }));
-      assert.equal(fast.pollIntervalMs, 100);
-      await fast.close?.();
+
+      const events: string[] = [];
+      engine.onAudit((e) => events.push(`${e.event}/${e.trigger}`));
+      await engine.setResources([{ decl: testDecl('sysctl', 'net.core.somaxconn', { value: '1024' }), baseline: { name: 'k', version: 1 } }]);
+      await engine.start(3_600_000);
+      assert.equal(readFileSync(file, 'utf8'), '1024');
+      assert.deepEqual(events, ['drift_detected/startup', 'repaired/startup']);
+      writeFileSync(file, '4096');
+      clock.advance(99);
+      await engine.idle();
+      assert.equal(readFileSync(file, 'utf8'), '4096', 'not read again before its interval');
+      clock.advance(1);
+      await engine.idle();
+      assert.equal(readFileSync(file, 'utf8'), '1024');
+      assert.deepEqual(events.slice(2), ['drift_detected/poll', 'repaired/poll']);
     } finally {
+      await engine.stop();
       t.cleanup();
     }
   });
@@ -301,6 +316,16 @@ describe('sysctl healing through the agent (CLI and daemon in a network namespac
     const refused = await runAgent(['apply', '--config', bad, ...args(file)], { prefix: ns.prefix() });
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /sysctlPollInterval '2h'/);
+  });
+
+  it('a value the kernel keeps otherwise fails the verification: HS_VERIFY_FAILED naming what was read back', async () => {
+    const file = baseline('sys-kept', '    - sysctl: net.ipv4.ip_forward\n      value: "01"\n');
+    const r = await runAgent(['apply', '--json', ...args(file)], { prefix: ns.prefix() });
+    assert.equal(r.code, 2, r.stderr);
+    const res = (JSON.parse(r.stdout) as { resources: { outcome: string; error?: { code: string; message: string } }[] }).resources[0];
+    assert.deepEqual([res?.outcome, res?.error?.code], ['failed', 'HS_VERIFY_FAILED']);
+    assert.match(res?.error?.message ?? '', /read back value: 1 -> 01/);
+    assert.equal(await ns.sysctl('net.ipv4.ip_forward'), '1');
   });
 
   it('a key the kernel does not have is a repair_failed naming the key', async () => {

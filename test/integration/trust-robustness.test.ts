@@ -6,7 +6,7 @@ import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { Agent } from '../../agent/agent.js';
+import { composeAgent } from '../../agent/compose.js';
 import { ControllerLink } from '../../agent/link/link.js';
 import { DEFAULT_SETTINGS } from '../../agent/settings.js';
 import { AgentStore } from '../../agent/store/store.js';
@@ -194,7 +194,7 @@ describe('trust robustness (issue 11)', function () {
     await c.stop();
     const stateDir = path.join(tmp.dir, 'probe-agent');
     const store = AgentStore.open(stateDir);
-    const agent = new Agent({ settings: { ...DEFAULT_SETTINGS, stateDir }, log: silentLogger, store });
+    const agent = composeAgent({ settings: { ...DEFAULT_SETTINGS, stateDir }, log: silentLogger, store });
     // A ten-minute step: without the probe it would sleep through the controller's return.
     const link = new ControllerLink(agent, { url: `wss://127.0.0.1:${port}`, token, stateDir, labels: {}, log: silentLogger, facts: FACTS, backoff: { baseMs: 600_000, maxMs: 600_000 }, probeIntervalMs: 200 });
     try {

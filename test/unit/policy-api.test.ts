@@ -200,7 +200,7 @@ describe('controller store migration', () => {
     try {
       const db = openDatabase(file);
       for (const v of [1, 2, 3, 4]) {
-        db.exec(MIGRATIONS[v] ?? '');
+        db.exec(MIGRATIONS[v - 1] ?? '');
         db.pragma(`user_version = ${v}`);
       }
       const spec = { waves: [100], gate: { maxFailedHosts: 0, soakSeconds: 0, ackTimeoutSeconds: 60 }, canary: null, onFailure: 'pause' };

@@ -1,9 +1,9 @@
-// The pure decision: with no policy rule matching it reproduces the engine's decide() for every input; otherwise the first
-// matching rule decides, under the operator's answers and the guards on repairs, with a reason naming the rule.
+// The pure decision: with no policy rule matching it reproduces the decision the engine made before policy documents
+// (kept frozen below) for every input; otherwise the first matching rule decides, under the operator's answers and the
+// guards on repairs, with a reason naming the rule.
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decide as engineDecide, type Decision, type DecisionInput } from '../../agent/engine/policy.js';
-import { DEFAULT_POLICY, RISKS, type Policy } from '../../lib/baseline/types.js';
+import { DEFAULT_POLICY, RISKS, type Policy, type Risk } from '../../lib/baseline/types.js';
 import {
   decide,
   parsePolicy,
@@ -18,6 +18,39 @@ import {
   type PolicyDecision,
   type ResourceState,
 } from '../../lib/policy/index.js';
+
+// --- The engine's own decision before it consulted lib/policy (agent/engine/policy.ts until then), frozen: the engine now
+// calls lib/policy's decide with no policy documents, and must keep deciding exactly as this did.
+type Decision =
+  | { action: 'repair'; reason: 'enforce' | 'approved' }
+  | { action: 'report'; reason: 'monitor' | 'paused' }
+  | { action: 'escalate'; reason: 'risk' }
+  | { action: 'suppress'; reason: 'flapping' }
+  | { action: 'hold'; reason: 'suppressed' | 'excepted' | 'backoff' };
+
+interface DecisionInput {
+  policy: Policy;
+  paused: boolean;
+  approved: boolean;
+  suppressed: boolean;
+  excepted: boolean;
+  recentRepairs: number;
+  backingOff: boolean;
+}
+
+const riskRank = (r: Risk): number => RISKS.indexOf(r);
+
+function engineDecide(i: DecisionInput): Decision {
+  if (i.excepted) return { action: 'hold', reason: 'excepted' };
+  if (i.policy.mode === 'monitor') return { action: 'report', reason: 'monitor' };
+  if (i.paused) return { action: 'report', reason: 'paused' };
+  if (i.approved) return { action: 'repair', reason: 'approved' };
+  if (i.suppressed) return { action: 'hold', reason: 'suppressed' };
+  if (riskRank(i.policy.risk) >= riskRank(i.policy.escalateAt)) return { action: 'escalate', reason: 'risk' };
+  if (i.recentRepairs >= i.policy.flap.maxRepairs) return { action: 'suppress', reason: 'flapping' };
+  if (i.backingOff) return { action: 'hold', reason: 'backoff' };
+  return { action: 'repair', reason: 'enforce' };
+}
 
 const HEAD = 'apiVersion: homeostat/v1\nkind: Policy\nmetadata:\n  name: NAME\nspec:\n';
 

@@ -1,47 +1,29 @@
-// The pure policy decision and the retry schedule.
+// The retry schedules, both from lib/backoff.ts: a failed repair's (from 1 s, doubling, capped at 5 min, ±20 %) and the
+// controller link's reconnects (half to all of a step capped at 30 s).
 import assert from 'node:assert/strict';
-import { decide, retryDelayMs, type DecisionInput } from '../../agent/engine/policy.js';
-import { DEFAULT_POLICY } from '../../lib/baseline/types.js';
+import { Backoff, backoffDelay } from '../../lib/backoff.js';
+import { ESCALATE_AFTER_FAILURES, retryDelayMs } from '../../agent/engine/decisions.js';
+import { DEFAULT_BACKOFF } from '../../agent/link/backoff.js';
 
-const base: DecisionInput = {
-  policy: DEFAULT_POLICY,
-  paused: false,
-  approved: false,
-  suppressed: false,
-  excepted: false,
-  recentRepairs: 0,
-  backingOff: false,
-};
-
-describe('policy decision', () => {
-  it('repairs routine drift', () => {
-    assert.deepEqual(decide(base), { action: 'repair', reason: 'enforce' });
-  });
-  it('only reports in monitor mode and while enforcement is paused', () => {
-    assert.equal(decide({ ...base, policy: { ...DEFAULT_POLICY, mode: 'monitor' } }).action, 'report');
-    assert.deepEqual(decide({ ...base, paused: true }), { action: 'report', reason: 'paused' });
-    assert.equal(decide({ ...base, paused: true, approved: true }).action, 'report', 'an approval does not override a pause');
-  });
-  it('escalates at or above escalateAt, not below', () => {
-    assert.equal(decide({ ...base, policy: { ...DEFAULT_POLICY, risk: 'high', escalateAt: 'high' } }).action, 'escalate');
-    assert.equal(decide({ ...base, policy: { ...DEFAULT_POLICY, risk: 'critical', escalateAt: 'high' } }).action, 'escalate');
-    assert.equal(decide({ ...base, policy: { ...DEFAULT_POLICY, risk: 'medium', escalateAt: 'high' } }).action, 'repair');
-  });
-  it('suppresses once maxRepairs repairs happened within the window', () => {
-    const policy = { ...DEFAULT_POLICY, flap: { maxRepairs: 2, windowMs: 60_000 } };
-    assert.equal(decide({ ...base, policy, recentRepairs: 1 }).action, 'repair');
-    assert.deepEqual(decide({ ...base, policy, recentRepairs: 2 }), { action: 'suppress', reason: 'flapping' });
-  });
-  it('holds suppressed, excepted and backing-off drift; an approval lifts all but the exception', () => {
-    assert.deepEqual(decide({ ...base, suppressed: true }), { action: 'hold', reason: 'suppressed' });
-    assert.deepEqual(decide({ ...base, backingOff: true }), { action: 'hold', reason: 'backoff' });
-    assert.deepEqual(decide({ ...base, excepted: true }), { action: 'hold', reason: 'excepted' });
-    assert.deepEqual(decide({ ...base, suppressed: true, backingOff: true, approved: true, policy: { ...DEFAULT_POLICY, risk: 'critical' } }), { action: 'repair', reason: 'approved' });
-  });
-  it('backs off exponentially with jitter, capped at five minutes', () => {
+describe('retry schedules', () => {
+  it('retries a failed repair after 1 s, doubling, capped at five minutes, within ±20 %', () => {
     assert.equal(retryDelayMs(1, () => 0.5), 1000);
     assert.equal(retryDelayMs(4, () => 0.5), 8000);
     assert.equal(retryDelayMs(30, () => 0.5), 300_000);
-    assert.ok(retryDelayMs(1, () => 0) >= 800 && retryDelayMs(1, () => 1) <= 1200);
+    assert.equal(retryDelayMs(1, () => 0), 800);
+    assert.equal(retryDelayMs(1, () => 0.999_999), 1200);
+    assert.equal(ESCALATE_AFTER_FAILURES, 5);
+  });
+
+  it('reconnects after half to all of a step that doubles up to 30 s', () => {
+    assert.equal(backoffDelay(0, { ...DEFAULT_BACKOFF, random: () => 0 }), 250);
+    assert.equal(backoffDelay(3, { ...DEFAULT_BACKOFF, random: () => 0.999_999 }), 4000);
+    const b = new Backoff({ ...DEFAULT_BACKOFF, random: () => 0.999_999 });
+    const delays = Array.from({ length: 12 }, () => b.next());
+    assert.equal(Math.max(...delays), 30_000);
+    b.saturate();
+    assert.equal(b.next(), 30_000);
+    b.reset();
+    assert.equal(b.next(), 500);
   });
 });

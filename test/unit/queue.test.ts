@@ -48,4 +48,25 @@ describe('work queue', () => {
     await q.idle();
     assert.deepEqual(seen, ['x:startup', 'y:startup']);
   });
+
+  it('goes on when a unit of work throws or rejects, reporting it, and still says when it is idle', async () => {
+    const done: string[] = [];
+    const errors: string[] = [];
+    const q = new WorkQueue(
+      async (key) => {
+        if (key === 'sync') throw new Error('thrown');
+        if (key === 'async') await Promise.reject(new Error('rejected'));
+        done.push(key);
+      },
+      2,
+      (key, err) => errors.push(`${key}: ${(err as Error).message}`),
+    );
+    for (const k of ['sync', 'async', 'a', 'b', 'sync', 'c']) q.add(k, 'poll');
+    await q.idle();
+    assert.deepEqual(done.sort(), ['a', 'b', 'c']);
+    assert.deepEqual(errors.sort(), ['async: rejected', 'sync: thrown', 'sync: thrown']);
+    q.add('d', 'poll');
+    await q.idle();
+    assert.deepEqual(done.sort(), ['a', 'b', 'c', 'd']);
+  });
 });

@@ -11,7 +11,7 @@ import { HsError } from '../../lib/errors.js';
 import { ManualClock } from '../../lib/clock.js';
 import { openDatabase } from '../../lib/sqlite.js';
 import { AGENT_DB_FILE, AgentStore } from '../../agent/store/store.js';
-import { SCHEMA_VERSION } from '../../agent/store/schema.js';
+import { AGENT_SCHEMA, SCHEMA_VERSION } from '../../agent/store/schema.js';
 import type { JournalEntry, NewAuditEntry, NewBaseline } from '../../agent/store/types.js';
 
 const STORE_MODULE = fileURLToPath(new URL('../../agent/store/store.js', import.meta.url));
@@ -97,7 +97,7 @@ describe('agent store', () => {
 
       store.setMeta('agent.id', 'a-1');
       store.putBaseline(baseline('web', 'v1 text', { sources: { 'files/x': 'eA==' } }));
-      store.activate('web', 1);
+      store.activate('local', undefined, 'web', 1);
       const appended = [store.appendAudit(record(1)), store.appendAudit(record(2))];
       const journal: JournalEntry = { path: '/etc/motd', dev: 2049, ino: 1234567, size: 21, mtimeNs: '1700000000123456789', ctimeNs: '1700000000123456790', mode: 0o100644, uid: 0, gid: 0, sha256: 'b'.repeat(64) };
       store.putJournal(journal);
@@ -114,10 +114,9 @@ describe('agent store', () => {
       assert.deepEqual(active?.sources, { 'files/x': 'eA==' });
       assert.deepEqual(store.queryAudit(), appended);
       assert.deepEqual(store.auditHead(), { seq: 2, hash: appended[1]?.hash });
-      assert.deepEqual(store.getJournal('/etc/motd'), journal);
-      assert.deepEqual([...store.loadJournal().keys()], ['/etc/motd']);
+      assert.deepEqual([...store.loadJournal().entries()], [['/etc/motd', journal]]);
       assert.equal(store.listBackups('file:/etc/motd')[0]?.size, 4);
-      assert.deepEqual(store.getException('file:/etc/motd'), { resource: 'file:/etc/motd', fingerprint: 'fp', reason: 'operator rejected', expiresAt: 99 });
+      assert.deepEqual(store.listExceptions(), [{ resource: 'file:/etc/motd', fingerprint: 'fp', reason: 'operator rejected', expiresAt: 99 }]);
       // The chain continues from the stored head, not from scratch.
       const third = store.appendAudit(record(3));
       assert.equal(third.seq, 3);
@@ -250,6 +249,16 @@ describe('agent store', () => {
   });
 
   describe('baselines', () => {
+    /** The stored versions of `name` from `source`, read the way the agent never needs to: straight from the table. */
+    function versions(name: string, source = 'local'): [number, string, number][] {
+      const db = openDatabase(path.join(dir, AGENT_DB_FILE), { readonly: true });
+      try {
+        return (db.prepare('SELECT version, text, stored_at FROM baselines WHERE source = ? AND name = ? ORDER BY version').all(source, name) as { version: number; text: string; stored_at: number }[]).map((r) => [r.version, r.text, r.stored_at]);
+      } finally {
+        db.close();
+      }
+    }
+
     it('numbers local versions per name and returns the existing version for the same text', () => {
       const clock = new ManualClock(1000);
       store = AgentStore.open(dir, { clock });
@@ -258,74 +267,111 @@ describe('agent store', () => {
       assert.deepEqual(store.putBaseline(baseline('web', 'B')), { version: 2, isNew: true });
       assert.deepEqual(store.putBaseline(baseline('db', 'B')), { version: 1, isNew: true }, 'numbering is per name');
       assert.deepEqual(store.putBaseline(baseline('web', 'A')), { version: 1, isNew: false }, 'going back to old text is the old version');
-      assert.deepEqual(
-        store.listVersions('web').map((b) => [b.version, b.text, b.storedAt]),
-        [
-          [1, 'A', 1000],
-          [2, 'B', 1000],
-        ],
-      );
-      assert.equal(store.getVersion('web', 2)?.text, 'B');
-      assert.equal(store.getVersion('web', 3), undefined);
+      assert.deepEqual(versions('web'), [
+        [1, 'A', 1000],
+        [2, 'B', 1000],
+      ]);
+      assert.equal(store.findVersion('local', undefined, 'web', baseline('web', 'B').sha256), 2);
+      assert.equal(store.findVersion('local', undefined, 'web', baseline('web', 'C').sha256), undefined);
     });
 
-    it('takes the controller\'s version numbers and refuses a second content under one number', () => {
+    it("takes a controller's version numbers, refuses a second content under one number from the same key, and keeps every source apart", () => {
       store = AgentStore.open(dir);
       const s = store;
       const signed = { origin: 'controller' as const, version: 7, signature: 'sig', signedBy: 'key-1', expiresAt: 5000 };
       assert.deepEqual(s.putBaseline(baseline('web', 'A', signed)), { version: 7, isNew: true });
       assert.deepEqual(s.putBaseline(baseline('web', 'A', signed)), { version: 7, isNew: false });
-      const stored = s.getVersion('web', 7);
-      assert.equal(stored?.origin, 'controller');
-      assert.equal(stored?.signature, 'sig');
-      assert.equal(stored?.signedBy, 'key-1');
-      assert.equal(stored?.expiresAt, 5000);
-      assert.equal(failure(() => s.putBaseline(baseline('web', 'other', { origin: 'controller', version: 7 }))).code, 'HS_CONFLICT');
-      assert.deepEqual(s.putBaseline(baseline('web', 'C')), { version: 8, isNew: true }, 'a local one continues after the highest');
+      s.activate('controller', 'key-1', 'web', 7);
+      const stored = s.getActive()[0];
+      assert.deepEqual([stored?.source, stored?.origin, stored?.signature, stored?.signedBy, stored?.expiresAt], ['controller:key-1', 'controller', 'sig', 'key-1', 5000]);
+      const conflict = failure(() => s.putBaseline(baseline('web', 'other', { origin: 'controller', signedBy: 'key-1', version: 7 })));
+      assert.equal(conflict.code, 'HS_CONFLICT');
+      assert.match(conflict.message, /controller:key-1/);
+      // Another controller (re-enrolled, a new signing key) and the host's own files number on their own.
+      assert.deepEqual(s.putBaseline(baseline('web', 'other', { origin: 'controller', signedBy: 'key-2', version: 7 })), { version: 7, isNew: true });
+      assert.deepEqual(s.putBaseline(baseline('web', 'C')), { version: 1, isNew: true }, 'local versions count from 1 whatever a controller sent');
+      assert.deepEqual(s.putBaseline(baseline('web', 'A', { origin: 'controller', signedBy: 'key-2', version: 1 })), { version: 1, isNew: true });
+      assert.deepEqual(versions('web', 'controller:key-2').map((v) => v[0]), [1, 7]);
       assert.equal(failure(() => s.putBaseline(baseline('web', 'D', { version: 0 }))).code, 'HS_STORE');
     });
 
-    it('activates validated versions, remembers the previous one, and deactivates', () => {
+    it('activates validated versions per source, and deactivates', () => {
       const clock = new ManualClock(10);
       store = AgentStore.open(dir, { clock });
       const s = store;
       s.putBaseline(baseline('web', 'A'));
       s.putBaseline(baseline('web', 'B'));
       s.putBaseline(baseline('db', 'X'));
+      s.putBaseline(baseline('web', 'K', { origin: 'controller', signedBy: 'k', version: 3 }));
       assert.deepEqual(s.getActive(), []);
-      assert.equal(s.getPrevious('web'), undefined);
 
-      s.activate('web', 1);
+      s.activate('local', undefined, 'web', 1);
       clock.advance(10);
-      s.activate('web', 2);
-      s.activate('db', 1);
+      s.activate('local', undefined, 'web', 2);
+      s.activate('local', undefined, 'db', 1);
+      s.activate('controller', 'k', 'web', 3);
       assert.deepEqual(
-        s.getActive().map((b) => [b.name, b.version, b.activatedAt]),
+        s.getActive().map((b) => [b.source, b.name, b.version, b.activatedAt]),
         [
-          ['db', 1, 20],
-          ['web', 2, 20],
+          ['controller:k', 'web', 3, 20],
+          ['local', 'db', 1, 20],
+          ['local', 'web', 2, 20],
         ],
       );
-      assert.equal(s.getPrevious('web')?.version, 1);
-      assert.equal(s.getVersion('web', 1)?.activatedAt, null, 'only the active version carries activatedAt');
-
       clock.advance(10);
-      s.activate('web', 2);
-      assert.equal(s.getPrevious('web')?.version, 1, 'activating the active version again keeps the previous one');
-      assert.equal(s.getActive().find((b) => b.name === 'web')?.activatedAt, 20);
+      s.activate('local', undefined, 'web', 2);
+      assert.equal(s.getActive().find((b) => b.source === 'local' && b.name === 'web')?.activatedAt, 20, 'activating the active version again changes nothing');
 
-      const f = failure(() => s.activate('web', 9));
+      const f = failure(() => s.activate('local', undefined, 'web', 9));
       assert.equal(f.code, 'HS_NOT_FOUND');
-      assert.equal(s.getActive().find((b) => b.name === 'web')?.version, 2, 'a failed activation keeps the last good one');
+      assert.equal(failure(() => s.activate('local', undefined, 'web', 3)).code, 'HS_NOT_FOUND', "a controller's version is not a local one");
+      assert.equal(s.getActive().find((b) => b.source === 'local' && b.name === 'web')?.version, 2, 'a failed activation keeps the last good one');
 
-      s.deactivate('web');
+      s.deactivate('local', undefined, 'web');
       assert.deepEqual(
-        s.getActive().map((b) => b.name),
-        ['db'],
+        s.getActive().map((b) => `${b.source}/${b.name}`),
+        ['controller:k/web', 'local/db'],
       );
-      assert.equal(s.getPrevious('web')?.version, 2);
-      s.activate('web', 1);
-      assert.equal(s.getPrevious('web')?.version, 2);
+      s.deactivateAll('controller');
+      assert.deepEqual(
+        s.getActive().map((b) => `${b.source}/${b.name}`),
+        ['local/db'],
+      );
+    });
+
+    it('keeps the newest ten versions of a name, and the active one and the one before it whatever their age', () => {
+      store = AgentStore.open(dir);
+      const s = store;
+      s.putBaseline(baseline('web', 'v1'));
+      s.putBaseline(baseline('web', 'v2'));
+      s.activate('local', undefined, 'web', 1);
+      s.activate('local', undefined, 'web', 2);
+      s.activate('local', undefined, 'web', 1);
+      for (let v = 3; v <= 20; v++) s.putBaseline(baseline('web', `v${v}`));
+      assert.deepEqual(versions('web').map((v) => v[0]), [1, 2, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+      assert.deepEqual(s.putBaseline(baseline('web', 'v5')), { version: 21, isNew: true }, 'a text whose version went is a new version');
+    });
+
+    it('moves baselines stored before sources existed into their source', () => {
+      const db = openDatabase(path.join(dir, AGENT_DB_FILE));
+      db.exec(AGENT_SCHEMA.steps[0] as string);
+      db.pragma('user_version = 1');
+      const ins = db.prepare("INSERT INTO baselines (name, version, sha256, text, sources, origin, signed_by, stored_at) VALUES (?, ?, ?, ?, '{}', ?, ?, 1)");
+      ins.run('web', 1, 'a', 'A', 'local', null);
+      ins.run('web', 2, 'b', 'B', 'local', null);
+      ins.run('app', 5, 'c', 'C', 'controller', null);
+      db.prepare('INSERT INTO baseline_state (name, active, previous) VALUES (?, ?, ?)').run('web', 2, 1);
+      db.prepare('INSERT INTO baseline_state (name, active, previous) VALUES (?, ?, ?)').run('app', 5, null);
+      db.close();
+      store = AgentStore.open(dir);
+      assert.deepEqual(
+        store.getActive().map((b) => [b.source, b.name, b.version]),
+        [
+          ['controller:', 'app', 5],
+          ['local', 'web', 2],
+        ],
+      );
+      assert.deepEqual(store.putBaseline(baseline('web', 'C')), { version: 3, isNew: true });
     });
 
     it('keeps stored versions immutable', () => {
@@ -367,15 +413,23 @@ describe('agent store', () => {
       assert.equal(store.queryAudit().length, 5, 'delivered records stay in the audit log');
     });
 
-    it('never lets an ack past the last record swallow records appended later', () => {
+    it('continues after an ack past its end (the controller holds records this log lost): no seq is used twice, nothing later is swallowed', () => {
       store = AgentStore.open(dir);
       store.appendAudit(record(1));
       store.outboxAck(100);
       store.appendAudit(record(2));
+      const pending = store.outboxPending(10).map((p) => p.entry);
       assert.deepEqual(
-        store.outboxPending(10).map((p) => p.seq),
-        [2],
+        pending.map((e) => [e.seq, e.event]),
+        [
+          [101, 'records_lost'],
+          [102, 'repaired'],
+        ],
       );
+      assert.deepEqual(pending[0]?.observed, { firstLost: 2, lastLost: 100 });
+      const v = store.verifyAudit();
+      assert.ok(v.ok, JSON.stringify(v));
+      assert.deepEqual(v.ok && v.lost, [{ from: 2, to: 100, recordedAt: 101 }]);
     });
 
     it('drops the oldest records past its bound and counts them, persistently', () => {
@@ -397,6 +451,63 @@ describe('agent store', () => {
     });
   });
 
+  describe('audit retention', () => {
+    const DAY = 86_400_000;
+    const at = (days: number, i: number): NewAuditEntry => record(i, { time: 1_700_000_000_000 + days * DAY + i });
+
+    it('removes delivered records past their age, never undelivered ones, and the chain still verifies from where it starts', async () => {
+      const clock = new ManualClock(1_700_000_000_000 + 100 * DAY);
+      store = AgentStore.open(dir, { clock });
+      const appended = [at(1, 1), at(2, 2), at(3, 3), at(4, 4), at(95, 5), at(96, 6)].map((e) => store?.appendAudit(e));
+      store.outboxAck(3);
+      // Older than 30 days: records 1 to 4; delivered: 1 to 3. Record 4 stays until the controller has it.
+      assert.equal(await store.retainAudit(30 * DAY, true), 3);
+      assert.deepEqual(store.queryAudit().map((e) => e.seq), [4, 5, 6]);
+      assert.equal(store.queryAudit()[0]?.prevHash, appended[2]?.hash, 'the first kept record still names its predecessor');
+      assert.deepEqual(store.verifyAudit(), { ok: true, count: 3, retainedFrom: 4 });
+      assert.equal(await store.retainAudit(30 * DAY, true), 0);
+      store.outboxAck(6);
+      assert.equal(await store.retainAudit(30 * DAY, true), 1);
+      // Appending goes on, reusing documents remembered before the retention (they were stored again if removed).
+      const next = store.appendAudit(at(99, 1));
+      assert.equal(next.seq, 7);
+      assert.deepEqual(store.queryAudit({ afterSeq: 6 })[0]?.observed, at(99, 1).observed);
+      assert.deepEqual(store.verifyAudit(), { ok: true, count: 3, retainedFrom: 5 });
+      store.close();
+      const reader = AgentStore.open(dir, { readonly: true });
+      try {
+        assert.deepEqual(reader.verifyAudit(), { ok: true, count: 3, retainedFrom: 5 });
+      } finally {
+        reader.close();
+      }
+      store = undefined;
+    });
+
+    it('without a controller removes every old record but the last, batch by batch', async () => {
+      const clock = new ManualClock(1_700_000_000_000 + 100 * DAY);
+      store = AgentStore.open(dir, { clock });
+      for (let i = 1; i <= 50; i++) store.appendAudit(at(1, i));
+      assert.equal(await store.retainAudit(30 * DAY, false, 7), 49);
+      assert.deepEqual(store.queryAudit().map((e) => e.seq), [50]);
+      assert.deepEqual(store.verifyAudit(), { ok: true, count: 1, retainedFrom: 50 });
+    });
+
+    it('refuses to move the retention floor back or delete records above it', () => {
+      store = AgentStore.open(dir);
+      for (let i = 1; i <= 3; i++) store.appendAudit(record(i));
+      store.close();
+      store = undefined;
+      const db = openDatabase(path.join(dir, AGENT_DB_FILE));
+      try {
+        assert.throws(() => db.prepare('DELETE FROM audit WHERE seq = 2').run(), /append-only/);
+        db.prepare('UPDATE audit_retention SET first_seq = 3').run();
+        assert.throws(() => db.prepare('UPDATE audit_retention SET first_seq = 1').run(), /only moves forward/);
+      } finally {
+        db.close();
+      }
+    });
+  });
+
   describe('journal, backups, meta, exceptions', () => {
     it('replaces and deletes journal entries per path', () => {
       store = AgentStore.open(dir);
@@ -404,10 +515,9 @@ describe('agent store', () => {
       store.putJournal(e);
       store.putJournal({ ...e, size: 30 });
       store.putJournal({ ...e, path: '/b' });
-      assert.equal(store.getJournal('/a')?.size, 30);
-      assert.equal(store.getJournal('/a')?.sha256, null);
+      assert.equal(store.loadJournal().get('/a')?.size, 30);
+      assert.equal(store.loadJournal().get('/a')?.sha256, null);
       store.deleteJournal('/a');
-      assert.equal(store.getJournal('/a'), undefined);
       assert.deepEqual([...store.loadJournal().keys()], ['/b']);
     });
 
@@ -435,8 +545,6 @@ describe('agent store', () => {
       store.setMeta('k', 'v1');
       store.setMeta('k', 'v2');
       assert.equal(store.getMeta('k'), 'v2');
-      store.deleteMeta('k');
-      assert.equal(store.getMeta('k'), undefined);
       store.putException({ resource: 'file:/b', fingerprint: 'f1', reason: 'r', expiresAt: 1 });
       store.putException({ resource: 'file:/a', fingerprint: 'f2', reason: 'r', expiresAt: 2 });
       store.putException({ resource: 'file:/a', fingerprint: 'f3', reason: 'r2', expiresAt: 3 });
@@ -448,7 +556,7 @@ describe('agent store', () => {
         ],
       );
       store.deleteException('file:/a');
-      assert.equal(store.getException('file:/a'), undefined);
+      assert.deepEqual(store.listExceptions().map((e) => e.resource), ['file:/b']);
     });
   });
 

@@ -128,7 +128,7 @@ describe('tuning store (SQLite)', () => {
     const file = path.join(dir, 'controller-v4.db');
     // A database as schema 4 left it: the migrations up to 4 and nothing later.
     const db = openDatabase(file);
-    for (let v = 1; v <= 4; v++) db.exec(MIGRATIONS[v] ?? '');
+    for (let v = 1; v <= 4; v++) db.exec(MIGRATIONS[v - 1] ?? '');
     db.exec(`INSERT INTO events (agent_id, seq, time, received_at, resource, event, prev_hash, hash, detail) VALUES ('old', 1, 10, 10, 'file:/etc/motd', 'drift_detected', '', 'h', 'mode: 0666 -> 0644');
       PRAGMA user_version = 4;`);
     db.close();
@@ -142,7 +142,7 @@ describe('tuning store (SQLite)', () => {
     await store.close();
     const file = path.join(dir, 'controller-v6.db');
     const db = openDatabase(file);
-    for (let v = 1; v <= 6; v++) db.exec(MIGRATIONS[v] ?? '');
+    for (let v = 1; v <= 6; v++) db.exec(MIGRATIONS[v - 1] ?? '');
     db.exec(`INSERT INTO tuning_documents (name, version, yaml, sha256, created_at, created_by) VALUES ('homeostat-tuning', 1, 'x', 'y', 1, 'carol');
       INSERT INTO proposals (key, kind, state, created_at, updated_at, body) VALUES ('k', 'auto-repair', 'accepted', 1, 1, '{}');
       INSERT INTO settings (name, value, updated_at, updated_by) VALUES ('tuning', '{"mode":"bounded"}', 1, 'erin');
