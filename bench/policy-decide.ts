@@ -27,10 +27,11 @@ const actors: (Actor | undefined)[] = [
 const changes = [['content'], ['mode'], ['owner', 'group'], ['value'], ['active']];
 
 // A pseudo-random but repeatable stream of drifts, in time order, 30 days from 2025-01-01.
+// 32-bit arithmetic (Math.imul) keeps every step exact, and the draw takes the high bits: an LCG's low bits cycle.
 let seed = 42;
 const rand = (n: number): number => {
-  seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
-  return seed % n;
+  seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0;
+  return Math.floor((seed / 2 ** 32) * n);
 };
 const start = Date.UTC(2025, 0, 1);
 const span = 30 * 86_400_000;

@@ -20,7 +20,7 @@ import { openSigningKey } from './signing-key.js';
 import { Retention, DEFAULT_RETENTION, type RetentionOptions } from './store/retention.js';
 import { SqliteControllerStore } from './store/sqlite.js';
 import type { ControllerStore } from './store/types.js';
-import { LocalPolicyPublisher } from './tuning/publisher.js';
+import { FleetPolicyPublisher } from './tuning/publisher.js';
 import { TuningService } from './tuning/service.js';
 import type { AutotuneMode } from './tuning/settings.js';
 
@@ -116,7 +116,7 @@ export async function createControllerCore(opts: CoreOptions): Promise<Controlle
   const rollouts = new RolloutEngine({ store, baselines, policies, gateway, events, escalations, clock, log }, { tickMs: 250, ...opts.rollouts });
   await rollouts.load();
   const plans = new PlanService({ store, baselines, gateway, clock, log, signingKey });
-  const tuning = new TuningService({ store, publisher: new LocalPolicyPublisher(store, clock), clock, log });
+  const tuning = new TuningService({ store, publisher: new FleetPolicyPublisher({ store, policies, rollouts, clock, log }), clock, log });
   await tuning.start(opts.autotune);
   const app = createApp({ store, baselines, policies, enrollment, escalations, events, gateway, rollouts, plans, tuning, metrics, clock, log, adminToken: admin.token }, opts.http);
   // Renewal keeps signatures fresh for connected agents; checking hourly is plenty against a validity of days.

@@ -9,7 +9,7 @@ import type { Logger } from '../lib/log.js';
 import { ACTOR_SOURCES, actorLabel, type Actor } from '../lib/policy/actor.js';
 import { signBytes, type SigningKey } from '../lib/signing.js';
 import { encodeDecisionDoc, type DecisionAck, type DecisionAction, type DecisionDoc } from '../proto/codec.js';
-import type { ControllerStore, EscalationRecord, EventRecord } from './store/types.js';
+import type { ControllerStore, EscalationRecord, EscalationSighting, EventRecord } from './store/types.js';
 import { validateBaseline } from './validate.js';
 
 /** The agent events that ask for a human. */
@@ -201,22 +201,15 @@ export class EscalationService {
     }
   }
 
-  /** Opens, repeats or resolves escalations from newly persisted events (never run twice for one event). */
+  /** Opens, repeats or closes escalations from newly persisted events (never run twice for one event). */
   async observe(events: EventRecord[]): Promise<void> {
     for (const e of events) {
       if (e.resource === null) continue;
+      const known = this.openKeys.has(key(e.agentId, e.resource));
       if (ESCALATING_EVENTS.has(e.event)) {
-        const open = this.openKeys.has(key(e.agentId, e.resource)) ? await this.store.findOpenEscalation(e.agentId, e.resource) : undefined;
+        const open = known ? await this.store.findOpenEscalation(e.agentId, e.resource) : undefined;
         if (open) {
-          // The latest event that names an actor or an opponent says most about who is at work now.
-          const seen = attribution(e);
-          await this.store.updateEscalation(open.id, {
-            repeats: open.repeats + 1,
-            detail: e.detail ?? open.detail,
-            ...(seen.actor !== null ? { actor: seen.actor } : {}),
-            ...(seen.decision !== null ? { decision: seen.decision } : {}),
-            ...(seen.opponent !== null ? { opponent: seen.opponent } : {}),
-          });
+          await this.repeat(open, e);
           continue;
         }
         const why = await this.refusal({ ...e, resource: e.resource });
@@ -237,7 +230,9 @@ export class EscalationService {
           desired: e.desired,
           diff: e.diff,
           openedAt: e.time,
+          lastSeenAt: e.time,
           repeats: 0,
+          history: [sighting(e)],
           status: 'open',
           decidedAt: null,
           decidedBy: null,
@@ -249,15 +244,57 @@ export class EscalationService {
           decisionSignature: null,
         });
         this.log.info({ escalation: rec.id, agent: e.agentId, resource: e.resource, kind: e.event }, 'escalation opened');
-      } else if (e.event === 'repaired' && e.trigger !== 'controller' && this.openKeys.has(key(e.agentId, e.resource))) {
-        // The agent repaired it on its own (e.g. a flap window passed): nothing is left to decide.
+      } else if (known && (e.event === 'repaired' || e.event === 'escalation_resolved' || e.event === 'approved' || e.event === 'rejected')) {
         const open = await this.store.findOpenEscalation(e.agentId, e.resource);
-        // The controller's time: the agent's own clock (or a hostile agent) must not decide when retention removes it.
-        if (open) await this.store.updateEscalation(open.id, { status: 'resolved', decidedAt: e.receivedAt, decidedBy: 'agent' });
-        this.markClosed(e.agentId, e.resource);
-        if (open) this.updated(open.id, e.agentId);
+        if (!open) {
+          this.markClosed(e.agentId, e.resource);
+          continue;
+        }
+        if (e.event === 'approved') {
+          // Approved on the host itself: the repair that follows closes it, and says so.
+          await this.store.updateEscalation(open.id, { history: appendSighting(open.history, sighting(e)) });
+          continue;
+        }
+        await this.close(open, e);
       }
     }
+  }
+
+  /** The same drift again, or drift of the same resource that changed since: the record shows the latest. */
+  private async repeat(open: EscalationRecord, e: EventRecord): Promise<void> {
+    // The latest event that names an actor or an opponent says most about who is at work now.
+    const seen = attribution(e);
+    await this.store.updateEscalation(open.id, {
+      repeats: open.repeats + 1,
+      lastSeenAt: Math.max(open.lastSeenAt, e.time),
+      history: appendSighting(open.history, sighting(e)),
+      detail: e.detail ?? open.detail,
+      // An event with the observed state brings its diff along (none when the content agrees): the three go together.
+      ...(e.observed !== null ? { observed: e.observed, desired: e.desired, diff: e.diff } : {}),
+      ...(e.baseline !== null ? { baseline: e.baseline } : {}),
+      ...(e.version !== null ? { version: e.version } : {}),
+      ...(seen.actor !== null ? { actor: seen.actor } : {}),
+      ...(seen.decision !== null ? { decision: seen.decision } : {}),
+      ...(seen.opponent !== null ? { opponent: seen.opponent } : {}),
+    });
+  }
+
+  /**
+   * The agent says the drift is gone (a repair, whatever caused it: a flap window that passed, an approval on the host, a
+   * version rolled out or back) or that the host itself accepted it: nothing is left for an operator to decide here.
+   */
+  private async close(open: EscalationRecord, e: EventRecord): Promise<void> {
+    const history = appendSighting(open.history, sighting(e));
+    // The controller's time: the agent's own clock (or a hostile agent) must not decide when retention removes it.
+    const at = e.receivedAt;
+    const patch: Partial<EscalationRecord> =
+      e.event === 'rejected'
+        ? { status: 'rejected', decidedAt: at, decidedBy: `${e.agentId} (on the host)`, reason: clipText(e.detail ?? 'rejected on the host', 1000), outcome: 'done', history }
+        : { status: 'resolved', decidedAt: at, decidedBy: 'agent', reason: resolution(open, e), history };
+    await this.store.updateEscalation(open.id, patch);
+    this.markClosed(open.agentId, open.resource);
+    this.log.info({ escalation: open.id, agent: open.agentId, resource: open.resource, status: patch.status, reason: patch.reason }, 'escalation closed by the agent');
+    this.updated(open.id, open.agentId);
   }
 
   async get(id: number): Promise<EscalationRecord> {
@@ -268,7 +305,11 @@ export class EscalationService {
 
   async decide(id: number, d: DecisionInput): Promise<EscalationRecord> {
     const rec = await this.get(id);
-    if (rec.status !== 'open') throw new HsError('HS_CONFLICT', `escalation ${id} is already ${rec.status}`);
+    if (rec.status === 'resolved') {
+      // Its drift is gone: an approval would repair nothing, a rejection would accept nothing.
+      throw new HsError('HS_CONFLICT', `escalation ${id} is already resolved, there is nothing to ${d.action === 'approve' ? 'repair' : 'accept'}: ${rec.reason ?? 'the agent repaired it'}`);
+    }
+    if (rec.status !== 'open') throw new HsError('HS_CONFLICT', `escalation ${id} is already ${rec.status}${rec.decidedBy ? ` by ${rec.decidedBy}` : ''}${rec.reason ? ` (${rec.reason})` : ''}`);
     const now = this.clock.now();
     const expiresAt = d.action === 'reject' ? (d.expiresAt ?? now + DEFAULT_EXCEPTION_MS) : 0;
     if (d.action === 'reject' && expiresAt <= now) throw new HsError('HS_CONFIG', 'the exception must expire in the future');
@@ -316,3 +357,40 @@ export class EscalationService {
 }
 
 const key = (agentId: string, resource: string): string => `${agentId}\u0000${resource}`;
+
+/** Sightings an escalation keeps: the one that opened it and the latest others (the count of all is `repeats`). */
+export const MAX_HISTORY = 20;
+const MAX_SIGHTING_DETAIL = 300;
+
+const clipText = (text: string, max: number): string => (text.length <= max ? text : `${text.slice(0, max - 1)}…`);
+
+function sighting(e: EventRecord): EscalationSighting {
+  return {
+    time: e.time,
+    event: e.event,
+    trigger: e.trigger,
+    baseline: e.baseline,
+    version: e.version,
+    detail: e.detail === null ? null : clipText(e.detail, MAX_SIGHTING_DETAIL),
+    actor: actorLabelOf(e.actor),
+  };
+}
+
+/** The history with one more sighting: the first one stays, the oldest of the others leaves past MAX_HISTORY. */
+export function appendSighting(history: readonly EscalationSighting[], s: EscalationSighting): EscalationSighting[] {
+  const all = [...history, s];
+  return all.length <= MAX_HISTORY ? all : [...all.slice(0, 1), ...all.slice(all.length - (MAX_HISTORY - 1))];
+}
+
+const iso = (ms: number): string => (Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : String(ms));
+
+/** Why an escalation closed on a repair, in words an operator reads on `escalations show`. */
+function resolution(open: EscalationRecord, e: EventRecord): string {
+  const version = e.baseline !== null ? `, ${e.baseline}${e.version !== null ? ` v${e.version}` : ''}` : '';
+  const where = `(trigger ${e.trigger ?? 'unknown'}${version}, at ${iso(e.time)})`;
+  const before = open.history[open.history.length - 1];
+  if (before?.event === 'approved') return `the drift was repaired after an approval on the host ${where}`;
+  // The agent saw the resource as it should be again without repairing it (put back by hand, or a version that wants it so).
+  if (e.event === 'escalation_resolved') return `${clipText(e.detail ?? 'the drift is gone: the resource is compliant again', 500)} ${where}`;
+  return `the resource is compliant again: the agent repaired it ${where}`;
+}

@@ -2,6 +2,7 @@
 // in their own domain (a policy's signature never verifies as a baseline's, nor its removal as a baseline's removal), and
 // assigned, staged, renewed and removed like every signed document (documents.ts).
 import type { Clock } from '../lib/clock.js';
+import { HsError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { parsePolicy } from '../lib/policy/index.js';
 import { signInDomain, type SigningKey } from '../lib/signing.js';
@@ -9,10 +10,15 @@ import { decodePolicyDoc, encodePolicyDoc, type PolicyDoc } from '../proto/codec
 import { DEFAULT_SIGNATURE_VALIDITY_MS, DocumentService, type DocumentKindSpec, type SigningContext } from './documents.js';
 import type { ControllerStore, PolicyVersionRecord } from './store/types.js';
 
+/** The policy that holds accepted tuning proposals: written by the controller's tuning alone (docs/tuning.md). */
+export const TUNING_POLICY = 'homeostat-tuning';
+
 export interface PolicyPushInput {
   yaml: string;
   /** The name the policy is pushed under, for located errors (`fleet.yaml:9:13: ...`). */
   file: string;
+  /** Set by tuning only: the one writer of TUNING_POLICY. */
+  tuning?: boolean;
 }
 
 /** Stored, signed and diffed as policies are. */
@@ -45,6 +51,10 @@ export class PolicyService extends DocumentService<PolicyVersionRecord> {
   /** Validates (PolicyInvalidError listing every problem, located) and stores a new version, or the latest when identical. */
   async push(input: PolicyPushInput): Promise<{ record: PolicyVersionRecord; created: boolean }> {
     const p = parsePolicy(input.yaml, { file: input.file });
+    // Its versions are rendered from the accepted proposals; a hand-written one would be replaced at the next accept.
+    if (p.name === TUNING_POLICY && input.tuning !== true) {
+      throw new HsError('HS_CONFLICT', `${input.file}: the policy name ${TUNING_POLICY} is kept for accepted tuning proposals; give this policy another name`);
+    }
     const res = await this.store.addPolicyVersion({
       name: p.name,
       sha256: p.origin.sha256,

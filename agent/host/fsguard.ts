@@ -5,8 +5,8 @@
 // observation on it fails at once with HS_HOST_TIMEOUT instead of tying up more threads. Local filesystems keep the
 // synchronous calls, which cost a third to a fifth of this (bench/README.md, "hung filesystems").
 import { constants as C, close, fstat, lstat, open, read, readdir, readlink, type BigIntStats } from 'node:fs';
-import { readFileSync } from 'node:fs';
 import { HsError } from '../../lib/errors.js';
+import { mountTable, type MountEntry } from './mounts.js';
 import { symlinkComponentError } from './pathwalk.js';
 
 /** Filesystem types whose calls can block for as long as a server or a daemon takes (or forever). */
@@ -22,47 +22,18 @@ export interface Mount {
   type: string;
 }
 
-class MountTable {
-  private mounts: Mount[] = [];
-  private readAt = 0;
-
+/** Which managed paths are on a filesystem that can hang, by the mount table host/mounts.ts reads (and its watcher refreshes). */
+class HangingMounts {
   /** The mount `p` is on when that filesystem can hang, else undefined (the fast synchronous path applies). */
   hanging(p: string): Mount | undefined {
-    const m = this.of(p);
-    return m && HANGING_TYPES.test(m.type) ? m : undefined;
-  }
-
-  private of(p: string): Mount | undefined {
-    const now = Date.now();
-    if (now - this.readAt > MOUNTS_RECHECK_MS) {
-      this.readAt = now;
-      this.mounts = readMounts();
+    let m: MountEntry | undefined;
+    try {
+      m = mountTable(MOUNTS_RECHECK_MS).covering(p);
+    } catch {
+      return undefined; // no /proc: every path counts as local, as before the table could be read
     }
-    let best: Mount | undefined;
-    for (const m of this.mounts) {
-      if ((p === m.point || p.startsWith(m.point === '/' ? '/' : `${m.point}/`)) && (!best || m.point.length > best.point.length)) best = m;
-    }
-    return best;
+    return m && HANGING_TYPES.test(m.fstype) ? { point: m.mountpoint, type: m.fstype } : undefined;
   }
-}
-
-/** /proc/self/mountinfo: mount point (field 5, octal escapes undone) and type (after the ` - ` separator). */
-function readMounts(): Mount[] {
-  let text: string;
-  try {
-    text = readFileSync('/proc/self/mountinfo', 'utf8');
-  } catch {
-    return [];
-  }
-  const out: Mount[] = [];
-  for (const line of text.split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const point = line.split(' ')[4];
-    const type = line.slice(sep + 3).split(' ')[0];
-    if (point && type) out.push({ point: point.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))), type });
-  }
-  return out;
 }
 
 interface Lane {
@@ -75,7 +46,7 @@ interface Lane {
 
 /** The breaker and the lanes, one per filesystem (mount point). */
 class Guard {
-  readonly mounts = new MountTable();
+  readonly mounts = new HangingMounts();
   private readonly lanes = new Map<string, Lane>();
 
   /** Runs `job` for `resource` on filesystem `m` within the deadline, or fails at once if `m` is hung. */

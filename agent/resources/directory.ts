@@ -26,7 +26,10 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
   private readonly mode: number | undefined;
   private readonly owner: string | number | undefined;
   private readonly group: string | number | undefined;
-  /** The filesystem the parent directory was seen compliant on: no repair writes to another one where it went away. */
+  /**
+   * The filesystem the parent directory was seen compliant on (shared with the folder's other managed paths): no repair
+   * writes to another one where it went away.
+   */
   private readonly home: MountHome;
 
   constructor(
@@ -38,7 +41,7 @@ export class DirectoryResource implements Resource<DirectoryObserved> {
     this.path = decl.name;
     const { parents, name } = splitManaged(decl.name);
     this.name = name;
-    this.home = new MountHome(`/${parents.join('/')}`);
+    this.home = MountHome.of(`/${parents.join('/')}`);
     this.ensure = f.ensure === 'absent' ? 'absent' : 'present';
     this.mode = typeof f.mode === 'string' ? parseInt(f.mode, 8) : undefined;
     this.owner = typeof f.owner === 'string' || typeof f.owner === 'number' ? f.owner : undefined;

@@ -144,7 +144,10 @@ export class FileResource implements Resource<FileObserved> {
   private desiredHmacCache: string | undefined;
   /** Set once an observation found no temporary files left by an earlier process: they cannot appear again. */
   private leftoversChecked = false;
-  /** The filesystem the parent directory was seen compliant on: no repair writes to another one where it went away. */
+  /**
+   * The filesystem the parent directory was seen compliant on (shared with the folder's other managed paths): no repair
+   * writes to another one where it went away.
+   */
   private readonly home: MountHome;
 
   constructor(
@@ -155,7 +158,7 @@ export class FileResource implements Resource<FileObserved> {
     this.spec = readSpec(decl);
     const { parents, name } = splitManaged(this.spec.path);
     this.name = name;
-    this.home = new MountHome(`/${parents.join('/')}`);
+    this.home = MountHome.of(`/${parents.join('/')}`);
   }
 
   async observe(): Promise<FileObserved> {

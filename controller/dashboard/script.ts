@@ -49,7 +49,7 @@ export const DASHBOARD_JS = `'use strict';
   function show(loggedIn) {
     $('#login').hidden = loggedIn;
     $('#main').hidden = !loggedIn;
-    if (!loggedIn) { csrf = null; if (timer) { clearInterval(timer); timer = null; } }
+    if (!loggedIn) { csrf = null; closeReview(); if (timer) { clearInterval(timer); timer = null; } }
     else if (!timer) timer = setInterval(refresh, 5000);
   }
   function api(path, method, body) {
@@ -72,8 +72,71 @@ export const DASHBOARD_JS = `'use strict';
       if (!reason) return;
       body = { reason: reason, expiresIn: window.prompt('Exception lasts (e.g. 7d)', '7d') || '7d' };
     } else if (!window.confirm('Approve escalation ' + id + '? The agent repairs the drift once.')) return;
-    api('/api/v1/escalations/' + encodeURIComponent(id) + '/' + action, 'POST', body).then(refresh, function (err) { say(err.message); });
+    api('/api/v1/escalations/' + encodeURIComponent(id) + '/' + action, 'POST', body).then(showEscalation).then(refresh, function (err) { say(err.message); });
   }
+  // The escalation under review: shown in full (latest observed state, diff, actor, version, every sighting) before
+  // the operator may approve or reject it, and kept current while it stays open on the page.
+  var reviewing = null;
+  function versionText(b, v) { return b ? text(b) + (v === null || v === undefined ? '' : ' v' + text(v)) : '-'; }
+  function actorText(e) {
+    if (e.opponent) return 'fighting ' + text(e.opponent);
+    var a = e.actor;
+    if (!a) return 'unknown';
+    var parts = [e.actorLabel || (typeof a.exe === 'string' ? a.exe : 'unknown')];
+    if (typeof a.user === 'string' || typeof a.uid === 'number') parts.push('user ' + (typeof a.user === 'string' ? a.user : '') + (typeof a.uid === 'number' ? ' (uid ' + a.uid + ')' : ''));
+    if (typeof a.loginUser === 'string' && a.loginUser !== a.user) parts.push('logged in as ' + a.loginUser);
+    if (typeof a.pid === 'number') parts.push('pid ' + a.pid);
+    if (typeof a.source === 'string') parts.push('known from ' + a.source);
+    return parts.join(', ');
+  }
+  function stateText(v) {
+    if (v === null || v === undefined) return '-';
+    if (typeof v !== 'object' || Array.isArray(v)) return text(v);
+    return Object.keys(v).map(function (k) { return k + '=' + (typeof v[k] === 'string' ? v[k] : JSON.stringify(v[k])); }).join(' ');
+  }
+  function decisionText(e) {
+    if (e.status === 'open') return 'waiting for a decision';
+    if (e.status === 'resolved') return 'resolved ' + time(e.decidedAt) + ': ' + text(e.reason || 'the agent repaired it');
+    var out = e.status + ' by ' + text(e.decidedBy || '?') + ' ' + time(e.decidedAt) + (e.reason ? ': ' + text(e.reason) : '');
+    if (e.outcome === 'done') out += '; carried out by the agent';
+    else if (e.outcome === 'pending') out += '; the agent has not carried it out yet';
+    else if (e.outcome === 'failed') out += '; the agent could not carry it out: ' + text(e.outcomeError);
+    return out;
+  }
+  function showEscalation(e) {
+    var hist = Array.isArray(e.history) ? e.history : [];
+    var first = hist[0];
+    var opened = first && (first.version !== e.version || first.baseline !== e.baseline) ? ' (opened under ' + versionText(first.baseline, first.version) + ')' : '';
+    $('#esc-title').textContent = 'Escalation ' + text(e.id) + ': ' + text(e.resource) + ' on ' + text(e.agentId) + ', ' + text(e.status);
+    var dl = $('#esc-fields');
+    while (dl.firstChild) dl.removeChild(dl.firstChild);
+    [['baseline', versionText(e.baseline, e.version) + opened],
+      ['kind', text(e.kind) + (e.detail ? ': ' + text(e.detail) : '')],
+      ['opened', time(e.openedAt)],
+      ['last seen', time(e.lastSeenAt || e.openedAt) + (e.repeats > 0 ? ', ' + e.repeats + ' repeat' + (e.repeats === 1 ? '' : 's') + ' since it opened' : ', once')],
+      ['actor', actorText(e)],
+      ['rule', e.decision && e.decision.reason ? text(e.decision.reason) : '-'],
+      ['observed', stateText(e.observed)],
+      ['desired', stateText(e.desired)],
+      ['decision', decisionText(e)]].forEach(function (f) {
+      var dt = document.createElement('dt'); dt.textContent = f[0];
+      var dd = document.createElement('dd'); dd.textContent = f[1];
+      dd.setAttribute('data-field', f[0]);
+      dl.appendChild(dt); dl.appendChild(dd);
+    });
+    // The diff is shown whole (the API bounds it), as text.
+    $('#esc-diff').textContent = typeof e.diff === 'string' && e.diff !== '' ? e.diff : '(no diff: see the observed and desired state)';
+    rows('#esc-history', hist, function (h) { return [time(h.time), h.event, h.trigger || '-', versionText(h.baseline, h.version), h.actor || '-', h.detail]; });
+    var open = e.status === 'open';
+    $('#esc-approve').hidden = !open;
+    $('#esc-reject').hidden = !open;
+    $('#escalation').hidden = false;
+  }
+  function review(id) {
+    reviewing = id;
+    return api('/api/v1/escalations/' + encodeURIComponent(id), 'GET').then(showEscalation, function (err) { say(err.message); });
+  }
+  function closeReview() { reviewing = null; $('#escalation').hidden = true; }
   function refresh() {
     return Promise.all([
       api('/api/v1/agents', 'GET'),
@@ -90,14 +153,13 @@ export const DASHBOARD_JS = `'use strict';
           a.outboxPending];
       });
       rows('#escalations', r[1], function (e) {
-        var actions = document.createElement('span');
-        actions.appendChild(button('approve', function () { decide(e.id, 'approve'); }));
-        actions.appendChild(document.createTextNode(' '));
-        actions.appendChild(button('reject', function () { decide(e.id, 'reject'); }));
+        // Decisions are taken in the review, where what an approval would repair is shown first.
+        var actions = button('review', function () { review(e.id); });
         // Who made the drift as the agent named it; for a fight, the opponent.
         var who = e.opponent ? 'fighting ' + text(e.opponent) : e.actorLabel;
-        return [e.id, e.agentId, e.resource, e.kind, time(e.openedAt), who, actions];
+        return [e.id, e.agentId, e.resource, e.kind, time(e.openedAt), who, e.repeats, actions];
       });
+      if (reviewing !== null) review(reviewing);
       rows('#baselines', r[2], function (b) { return [b.name, b.latest, b.target ? b.target.version : '-']; });
       rows('#policies', r[4], function (p) { return [p.name, p.latest, p.target ? p.target.version : '-']; });
       rows('#events', r[3], function (e) {
@@ -119,6 +181,9 @@ export const DASHBOARD_JS = `'use strict';
         .then(function (s) { csrf = s.csrf; show(true); return refresh(); })
         .catch(function (err) { say(err.message); });
     });
+    $('#esc-approve').addEventListener('click', function () { if (reviewing !== null) decide(reviewing, 'approve'); });
+    $('#esc-reject').addEventListener('click', function () { if (reviewing !== null) decide(reviewing, 'reject'); });
+    $('#esc-close').addEventListener('click', closeReview);
     $('#logout').addEventListener('click', function () {
       api('/api/v1/session', 'DELETE').then(function () { show(false); }, function (err) { say(err.message); });
     });

@@ -16,7 +16,7 @@ import type { PolicyService } from '../policies.js';
 import type { ControllerStore, DocumentKind, EventRecord, RolloutHostRecord, RolloutHostStatus, RolloutRecord, RolloutState, RolloutStrategy } from '../store/types.js';
 import { addEscalations, concernsRollout, ownEscalation, waveDecisions } from './approvals.js';
 import { listedEscalations, rolloutView } from './view.js';
-import { assignWaves } from './waves.js';
+import { assignWaves, soakEnd } from './waves.js';
 
 export interface RolloutEngineOptions {
   /** Longest wait between passes while a rollout runs (timeouts and soaks are checked at least this often). */
@@ -47,8 +47,6 @@ interface Live {
 
 /** Events from the agents that make a host of the current wave unhealthy (an escalation of the new version's own: see onEscalation). */
 const UNHEALTHY_EVENTS = new Set(['repair_failed', 'escalated', 'suppressed_flapping']);
-/** Hosts of the current wave in these states hold it up. */
-const UNSETTLED: RolloutHostStatus[] = ['waiting', 'sent', 'acknowledged', 'escalated'];
 const ACTIVE: RolloutState[] = ['running', 'paused'];
 const FINAL: RolloutState[] = ['completed', 'rolled_back', 'aborted', 'superseded'];
 
@@ -261,7 +259,7 @@ export class RolloutEngine {
     const steps = await this.deps.store.listControllerEvents({ rolloutId: id, limit: 1000 });
     const ids = listedEscalations(hosts).flatMap((x) => (x.id === null ? [] : [x.id]));
     const escalations = ids.length > 0 ? await this.deps.store.getEscalations(ids) : [];
-    return rolloutView(r, hosts, steps, escalations, opts);
+    return rolloutView(r, hosts, steps, escalations, { ...opts, now: this.deps.clock.now() });
   }
 
   /** The rollout of this baseline (or policy) that is running or paused, if any. */
@@ -341,7 +339,8 @@ export class RolloutEngine {
     if (failed.length > gate.maxFailedHosts) {
       const reasons = failed.slice(0, 20).map((h) => `${h.agentId}: ${h.reason ?? 'failed'}`);
       await this.audit(l, 'wave_unhealthy', { wave: l.r.currentWave, failed: failed.length, maxFailedHosts: gate.maxFailedHosts, reasons });
-      const reason = `wave ${l.r.currentWave} unhealthy: ${failed.length} failed host(s) > ${gate.maxFailedHosts} allowed (${reasons.slice(0, 3).join('; ')})`;
+      // Waves are counted from 1 wherever people read them (records keep the index).
+      const reason = `wave ${l.r.currentWave + 1} unhealthy: ${failed.length} failed host(s) > ${gate.maxFailedHosts} allowed (${reasons.slice(0, 3).join('; ')})`;
       if (l.r.spec.onFailure === 'rollback') return this.rollBack(l, reason);
       return this.setState(l, 'paused', reason, { pausedFor: 'operator' });
     }
@@ -360,10 +359,9 @@ export class RolloutEngine {
       await this.audit(l, 'rollout_resumed', { by: 'decisions' });
       return;
     }
-    if (wave.some((h) => UNSETTLED.includes(h.status))) return;
     // Soak: the wave has to stay healthy this long after its last host converged.
-    const settled = wave.reduce((m, h) => Math.max(m, h.status === 'converged' ? h.updatedAt : 0), started);
-    if (now < settled + gate.soakSeconds * 1000) return;
+    const soaked = soakEnd({ spec: l.r.spec, waveStartedAt: started }, wave, now);
+    if (soaked === undefined || now < soaked) return;
     await this.audit(l, 'wave_healthy', { wave: l.r.currentWave, hosts: wave.length, converged: wave.filter((h) => h.status === 'converged').length, offline: wave.filter((h) => h.status === 'offline').length });
     if (l.r.currentWave + 1 >= l.waves) return this.complete(l);
     return this.startWave(l, l.r.currentWave + 1);
@@ -560,6 +558,8 @@ export class RolloutEngine {
 
   private async audit(l: Live, kind: string, detail: Record<string, unknown>): Promise<void> {
     await this.deps.store.addControllerEvent({ time: this.deps.clock.now(), kind, rolloutId: l.r.id, baseline: l.r.baseline, detail });
-    this.deps.log.info({ rollout: l.r.id, document: l.r.document, name: l.r.baseline, version: l.r.version, ...detail }, kind);
+    // The record keeps the wave's index; the log, like the API, counts waves from 1.
+    const shown = typeof detail.wave === 'number' ? { ...detail, wave: detail.wave + 1 } : detail;
+    this.deps.log.info({ rollout: l.r.id, document: l.r.document, name: l.r.baseline, version: l.r.version, ...shown }, kind);
   }
 }

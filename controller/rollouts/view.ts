@@ -1,6 +1,8 @@
-// A rollout as the API shows it: named for what it rolls out, its waves and hosts counted by status, the escalations the
-// new version raised with where each stands, and its steps. Pure: the engine reads the records, this shapes them.
+// A rollout as the API shows it: named for what it rolls out, its waves (counted from 1) and hosts counted by status,
+// when a soak ends, the escalations the new version raised with where each stands, and its steps. Pure: the engine
+// reads the records, this shapes them.
 import type { ControllerEventRecord, EscalationRecord, RolloutHostRecord, RolloutHostStatus, RolloutRecord } from '../store/types.js';
+import { soakEnd } from './waves.js';
 
 /** Escalations listed per rollout, at most. */
 const MAX_LISTED = 1000;
@@ -15,7 +17,7 @@ export function rolloutView(
   hosts: RolloutHostRecord[],
   steps: ControllerEventRecord[],
   escalations: EscalationRecord[],
-  opts: { hosts: boolean },
+  opts: { hosts: boolean; now: number },
 ): Record<string, unknown> {
   const count = (pred: (h: RolloutHostRecord) => boolean): number => hosts.reduce((n, h) => n + (pred(h) ? 1 : 0), 0);
   const waveCount = hosts.reduce((m, h) => Math.max(m, h.wave + 1), 0);
@@ -23,15 +25,20 @@ export function rolloutView(
     const in_ = hosts.filter((h) => h.wave === i);
     const by: Partial<Record<RolloutHostStatus, number>> = {};
     for (const h of in_) by[h.status] = (by[h.status] ?? 0) + 1;
-    return { wave: i, hosts: in_.length, state: i < r.currentWave ? 'done' : i === r.currentWave ? r.state : 'pending', ...by };
+    return { wave: i + 1, hosts: in_.length, state: i < r.currentWave ? 'done' : i === r.currentWave ? r.state : 'pending', ...by };
   });
+  // The records count waves from 0 (-1 before the first); people, and so the API, from 1 (0 before the first).
+  const soakingUntil = r.state === 'running' && r.currentWave >= 0 ? soakEnd(r, hosts.filter((h) => h.wave === r.currentWave), opts.now) : undefined;
   const known = new Map(escalations.map((e) => [e.id, e]));
   const { signed: _signed, baseline: name, ...rest } = r;
   return {
     ...rest,
     // Named for what it rolls out: {"baseline": NAME} or {"policy": NAME}.
     [r.document]: name,
+    currentWave: r.currentWave + 1,
     waveCount,
+    // While the current wave has settled and must stay healthy before the next one starts.
+    soakingUntil: soakingUntil !== undefined && soakingUntil > opts.now ? soakingUntil : null,
     targeted: hosts.length,
     acknowledged: count((h) => h.status === 'acknowledged' || h.status === 'converged'),
     converged: count((h) => h.status === 'converged'),
@@ -48,7 +55,7 @@ export function rolloutView(
       return { ...x, status: e?.status ?? (x.id === null ? 'not yet opened' : 'deleted'), outcome: e?.outcome ?? null, detail: e?.detail ?? null };
     }),
     waves,
-    ...(opts.hosts ? { hosts: hosts.map(({ rolloutId: _r, ...h }) => h) } : {}),
-    steps: steps.map((e) => ({ time: e.time, kind: e.kind, ...e.detail })),
+    ...(opts.hosts ? { hosts: hosts.map(({ rolloutId: _r, ...h }) => ({ ...h, wave: h.wave + 1 })) } : {}),
+    steps: steps.map((e) => ({ time: e.time, kind: e.kind, ...e.detail, ...(typeof e.detail.wave === 'number' ? { wave: e.detail.wave + 1 } : {}) })),
   };
 }

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { HsError } from '../../lib/errors.js';
 import { parseDuration } from '../../lib/clock.js';
 import { selectorMatches, type Labels } from '../../lib/labels.js';
-import type { RolloutStrategy, WaveStep } from '../store/types.js';
+import type { RolloutHostRecord, RolloutHostStatus, RolloutRecord, RolloutStrategy, WaveStep } from '../store/types.js';
 
 export const DEFAULT_STRATEGY: RolloutStrategy = {
   waves: [{ hosts: 1 }, 10, 50, 100],
@@ -37,10 +37,37 @@ function seconds(v: unknown, name: string, fallback: number): number {
   throw new HsError('HS_CONFIG', `${name}: expected a number of seconds or a duration like 30s`);
 }
 
+/**
+ * One wave as text: `10%` or `10` (a cumulative percentage of the targeted hosts), `1host`, `3hosts` or `hosts:3` (a number
+ * of hosts). `1h` is refused: it reads as one hour as easily as one host.
+ */
+export function parseWave(text: string, where: string): WaveStep {
+  const t = text.trim();
+  const pct = /^(\d+(?:\.\d+)?)%?$/.exec(t);
+  if (pct) {
+    const n = Number(pct[1]);
+    if (n > 0 && n <= 100) return n;
+    throw new HsError('HS_CONFIG', `${where}: ${JSON.stringify(t)} is not a percentage from 0 (excluded) to 100`);
+  }
+  const hosts = /^(\d+)\s*hosts?$/.exec(t) ?? /^hosts:(\d+)$/.exec(t);
+  if (hosts) {
+    const n = Number(hosts[1]);
+    if (Number.isSafeInteger(n) && n >= 1) return { hosts: n };
+    throw new HsError('HS_CONFIG', `${where}: ${JSON.stringify(t)}: a wave reaches at least 1 host`);
+  }
+  const ambiguous = /^(\d+)h$/.exec(t);
+  if (ambiguous) {
+    throw new HsError('HS_CONFIG', `${where}: ${JSON.stringify(t)} is ambiguous (${ambiguous[1]} host${ambiguous[1] === '1' ? '' : 's'}, or ${ambiguous[1]} hour${ambiguous[1] === '1' ? '' : 's'}?); write ${ambiguous[1]}host${ambiguous[1] === '1' ? '' : 's'} (or hosts:${ambiguous[1]}) for a number of hosts, ${ambiguous[1]}% for a share of them`);
+  }
+  throw new HsError('HS_CONFIG', `${where}: ${JSON.stringify(t)}: expected a percentage (10%, or 10) or a number of hosts (1host, 5hosts, hosts:5)`);
+}
+
+/** A wave of a request: a percentage, `{"hosts": N}`, or the same as text (parseWave). */
 function step(v: unknown, i: number): WaveStep {
   if (typeof v === 'number' && v > 0 && v <= 100) return v;
   if (isObject(v) && typeof v.hosts === 'number' && Number.isInteger(v.hosts) && v.hosts >= 1) return { hosts: v.hosts };
-  throw new HsError('HS_CONFIG', `strategy.waves[${i}]: expected a cumulative percentage (0 < p ≤ 100) or {"hosts": N}`);
+  if (typeof v === 'string') return parseWave(v, `strategy.waves[${i}]`);
+  throw new HsError('HS_CONFIG', `strategy.waves[${i}]: expected a cumulative percentage (0 < p ≤ 100), {"hosts": N}, or text such as "10%" or "1host"`);
 }
 
 const STRATEGY_KEYS = ['waves', 'gate', 'canary', 'onFailure', 'onEscalation'];
@@ -127,4 +154,17 @@ export function assignWaves(hosts: { id: string; labels: Labels }[], spec: Rollo
     out.set(h.id, wave);
   });
   return out;
+}
+
+/** Hosts of the current wave in these states hold it up. */
+export const UNSETTLED: readonly RolloutHostStatus[] = ['waiting', 'sent', 'acknowledged', 'escalated'];
+
+/**
+ * When the current wave's soak ends: `soakSeconds` after its last host converged (or after the wave started, if none
+ * did). Undefined while a host of the wave has not settled yet.
+ */
+export function soakEnd(r: Pick<RolloutRecord, 'spec' | 'waveStartedAt'>, wave: readonly RolloutHostRecord[], now: number): number | undefined {
+  if (wave.some((h) => UNSETTLED.includes(h.status))) return undefined;
+  const settled = wave.reduce((m, h) => Math.max(m, h.status === 'converged' ? h.updatedAt : 0), r.waveStartedAt ?? now);
+  return settled + r.spec.gate.soakSeconds * 1000;
 }

@@ -1,5 +1,5 @@
 // The SQLite side of the tuning store (schema 5): history pages read by the events' (agent, seq) index, proposals with
-// their evidence as JSON, settings, and tuning document versions.
+// their evidence as JSON, and settings.
 import type { Database, Statement } from '../../lib/sqlite.js';
 import type {
   EscalationDecisionRow,
@@ -8,7 +8,6 @@ import type {
   ProposalRecord,
   ProposalState,
   SettingRecord,
-  TuningDocumentRecord,
   TuningStore,
 } from './tuning.js';
 
@@ -155,23 +154,5 @@ export class SqliteTuningStore implements TuningStore {
         'INSERT INTO settings (name, value, updated_at, updated_by) VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, updated_by = excluded.updated_by',
       )
       .run(name, JSON.stringify(value), at, by);
-  }
-
-  async addTuningDocument(d: Omit<TuningDocumentRecord, 'version'>): Promise<TuningDocumentRecord> {
-    return this.db.transaction(() => {
-      const latest = this.db.prepare('SELECT MAX(version) AS v FROM tuning_documents WHERE name = ?').get(d.name) as Row | undefined;
-      const version = num(latest?.v) + 1;
-      this.db
-        .prepare('INSERT INTO tuning_documents (name, version, yaml, sha256, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(d.name, version, d.yaml, d.sha256, d.createdAt, d.createdBy);
-      return { ...d, version };
-    })();
-  }
-
-  async latestTuningDocument(name: string): Promise<TuningDocumentRecord | undefined> {
-    const r = this.db.prepare('SELECT * FROM tuning_documents WHERE name = ? ORDER BY version DESC LIMIT 1').get(name) as Row | undefined;
-    return r
-      ? { name: str(r.name), version: num(r.version), yaml: str(r.yaml), sha256: str(r.sha256), createdAt: num(r.created_at), createdBy: str(r.created_by) }
-      : undefined;
   }
 }

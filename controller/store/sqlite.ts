@@ -137,7 +137,7 @@ export const MIGRATIONS: readonly string[] = [
     ALTER TABLE escalations ADD COLUMN decision TEXT;
     ALTER TABLE escalations ADD COLUMN opponent TEXT;
   `,
-  // Adaptive tuning: proposals, tuning settings, and the versions of the tuning policy document.
+  // Adaptive tuning: proposals, tuning settings, and the versions of the tuning policy document (dropped by 7).
   // 6
   `
     CREATE TABLE proposals (
@@ -149,6 +149,18 @@ export const MIGRATIONS: readonly string[] = [
     CREATE TABLE tuning_documents (
       name TEXT NOT NULL, version INTEGER NOT NULL, yaml TEXT NOT NULL, sha256 TEXT NOT NULL, created_at INTEGER NOT NULL,
       created_by TEXT NOT NULL, PRIMARY KEY (name, version));
+  `,
+  // 7: the tuning document is a policy like any other now (policy_versions, signed and rolled out by the policy service).
+  // Its old versions are not copied: a policy version needs the parsed document's counts, which SQL cannot compute, and
+  // the document is a function of the accepted proposals, which the tuning service stores again as a policy version at
+  // start when none exists (docs/tuning.md). Those old versions never reached an agent.
+  `
+    DROP TABLE tuning_documents;
+  `,
+  // 8: escalations kept current as their drift repeats: when it was last seen, and a bounded history of the sightings.
+  `
+    ALTER TABLE escalations ADD COLUMN last_seen_at INTEGER;
+    ALTER TABLE escalations ADD COLUMN history TEXT NOT NULL DEFAULT '[]';
   `,
 ];
 
@@ -308,7 +320,9 @@ function escalationFromRow(r: Row): EscalationRecord {
     desired: optStr(r.desired),
     diff: optStr(r.diff),
     openedAt: num(r.opened_at),
+    lastSeenAt: optNum(r.last_seen_at) ?? num(r.opened_at),
     repeats: num(r.repeats),
+    history: json(r.history, []),
     status: str(r.status) as EscalationRecord['status'],
     decidedAt: optNum(r.decided_at),
     decidedBy: optStr(r.decided_by),
@@ -335,7 +349,9 @@ const ESCALATION_COLUMNS: Record<keyof Omit<EscalationRecord, 'id'>, string> = {
   desired: 'desired',
   diff: 'diff',
   openedAt: 'opened_at',
+  lastSeenAt: 'last_seen_at',
   repeats: 'repeats',
+  history: 'history',
   status: 'status',
   decidedAt: 'decided_at',
   decidedBy: 'decided_by',
@@ -769,7 +785,8 @@ export class SqliteControllerStore implements ControllerStore {
     const where: string[] = [];
     const args: (string | number)[] = [];
     if (f.agent !== undefined) (where.push('agent_id = ?'), args.push(f.agent));
-    if (f.resource !== undefined) (where.push('resource = ?'), args.push(f.resource));
+    const resources = f.resource === undefined ? [] : typeof f.resource === 'string' ? [f.resource] : f.resource;
+    if (resources.length > 0) (where.push(`resource IN (${resources.map(() => '?').join(', ')})`), args.push(...resources));
     if (f.kind !== undefined) (where.push('event = ?'), args.push(f.kind));
     if (f.since !== undefined) (where.push('time >= ?'), args.push(f.since));
     if (f.until !== undefined) (where.push('time < ?'), args.push(f.until));
@@ -837,7 +854,14 @@ export class SqliteControllerStore implements ControllerStore {
   }
 
   async addEscalation(input: EscalationInput): Promise<EscalationRecord> {
-    const e: Omit<EscalationRecord, 'id'> = { ...input, actor: input.actor ?? null, decision: input.decision ?? null, opponent: input.opponent ?? null };
+    const e: Omit<EscalationRecord, 'id'> = {
+      ...input,
+      actor: input.actor ?? null,
+      decision: input.decision ?? null,
+      opponent: input.opponent ?? null,
+      lastSeenAt: input.lastSeenAt ?? input.openedAt,
+      history: input.history ?? [],
+    };
     const keys = Object.keys(ESCALATION_COLUMNS) as (keyof typeof ESCALATION_COLUMNS)[];
     const res = this.db
       .prepare(`INSERT INTO escalations (${keys.map((k) => ESCALATION_COLUMNS[k]).join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`)

@@ -1,5 +1,5 @@
 // The part of the controller store that adaptive tuning reads and writes: the event history walked in each agent's own
-// order, the operators' decisions, proposals, tuning settings, and the versions of the tuning policy document.
+// order, the operators' decisions, proposals and tuning settings.
 import type { Confidence } from '../../lib/tuning/confidence.js';
 
 /** One stored event as a replay reads it: no hashes, no observed or desired state. */
@@ -91,16 +91,6 @@ export interface SettingRecord {
   updatedBy: string;
 }
 
-/** A version of a policy document kept by the controller for tuning until policies are distributed by their own service. */
-export interface TuningDocumentRecord {
-  name: string;
-  version: number;
-  yaml: string;
-  sha256: string;
-  createdAt: number;
-  createdBy: string;
-}
-
 export interface TuningStore {
   /** One page of stored events in (agent, seq) order: resource records and `enforcement_paused`, within [since, until). */
   scanHistory(q: HistoryQuery): Promise<HistoryRow[]>;
@@ -116,8 +106,4 @@ export interface TuningStore {
 
   getSetting(name: string): Promise<SettingRecord | undefined>;
   putSetting(name: string, value: unknown, at: number, by: string): Promise<void>;
-
-  /** Stores the next version of a document (numbered after its latest). */
-  addTuningDocument(d: Omit<TuningDocumentRecord, 'version'>): Promise<TuningDocumentRecord>;
-  latestTuningDocument(name: string): Promise<TuningDocumentRecord | undefined>;
 }

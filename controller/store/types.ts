@@ -230,7 +230,8 @@ export interface EventRecord extends EventInput {
 
 export interface EventFilter {
   agent?: string;
-  resource?: string;
+  /** One resource id, or any of a few (a bare path may be a file or a directory). */
+  resource?: string | readonly string[];
   kind?: string;
   since?: number;
   until?: number;
@@ -242,6 +243,20 @@ export interface EventFilter {
 }
 
 export type EscalationStatus = 'open' | 'approved' | 'rejected' | 'resolved';
+
+/** One agent event seen for an open escalation: the one that opened it, a repeat, or what closed it. */
+export interface EscalationSighting {
+  /** The agent's time of the event. */
+  time: number;
+  event: string;
+  trigger: string | null;
+  baseline: string | null;
+  version: number | null;
+  /** The event's detail, cut short. */
+  detail: string | null;
+  /** Who made the drift, as a short label (`/usr/bin/vim (session-4.scope)`), when the event named one. */
+  actor: string | null;
+}
 /** What became of a decision on the agent: pending until the agent acknowledged it. */
 export type DecisionOutcome = 'pending' | 'done' | 'failed';
 
@@ -260,15 +275,21 @@ export interface EscalationRecord {
   decision: string | null;
   /** For a flap escalation, the actor the agent is fighting (`/usr/bin/puppet (puppet.service)`); null when none named. */
   opponent: string | null;
+  /** The latest observed and desired state and diff (each repeat replaces them: what an approval repairs is the latest). */
   observed: string | null;
   desired: string | null;
   diff: string | null;
   openedAt: number;
+  /** The agent's time of the latest event of this escalation (openedAt until it repeats). */
+  lastSeenAt: number;
   /** How many further events for the same agent and resource arrived while it was open. */
   repeats: number;
+  /** The first sighting and the latest ones, at most MAX_HISTORY (controller/escalations.ts), oldest first. */
+  history: EscalationSighting[];
   status: EscalationStatus;
   decidedAt: number | null;
   decidedBy: string | null;
+  /** The operator's reason for a decision; for a resolved one, why it closed (`the resource is compliant again: ...`). */
   reason: string | null;
   expiresAt: number | null;
   outcome: DecisionOutcome | null;
@@ -278,8 +299,9 @@ export interface EscalationRecord {
   decisionSignature: Buffer | null;
 }
 
-/** A new escalation; an event that named no actor or decision leaves them out. */
-export type EscalationInput = Omit<EscalationRecord, 'id' | 'actor' | 'decision' | 'opponent'> & Partial<Pick<EscalationRecord, 'actor' | 'decision' | 'opponent'>>;
+/** A new escalation; an event that named no actor or decision leaves them out (lastSeenAt defaults to openedAt). */
+export type EscalationInput = Omit<EscalationRecord, 'id' | 'actor' | 'decision' | 'opponent' | 'lastSeenAt' | 'history'> &
+  Partial<Pick<EscalationRecord, 'actor' | 'decision' | 'opponent' | 'lastSeenAt' | 'history'>>;
 
 export interface EscalationFilter {
   status?: EscalationStatus;

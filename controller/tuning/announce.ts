@@ -11,7 +11,8 @@ export type TuningEventKind = 'proposal_accepted' | 'proposal_rejected' | 'propo
 export interface Announcement {
   kind: TuningEventKind;
   proposal: { id: number; kind: string; target: unknown; rationale: string };
-  policy: { name: string; version: number } | null;
+  /** The tuning version the change made and the rollout putting it on the hosts. */
+  policy: { name: string; version: number; rollout?: number } | null;
   by: string;
   reason?: string;
 }

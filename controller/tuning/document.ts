@@ -3,9 +3,11 @@
 // accepted proposals, rendered the same way each time.
 import { stringify } from 'yaml';
 import { parsePolicy, PolicySet, type ActivePolicy, type PolicyDocument } from '../../lib/policy/index.js';
+import { TUNING_POLICY } from '../policies.js';
 import type { ProposalKind, ProposalRecord } from '../store/tuning.js';
 
-export const TUNING_POLICY = 'homeostat-tuning';
+export { TUNING_POLICY };
+
 /**
  * Consulted before every other policy: a tuning rule names one resource of one baseline and one kind of change (or one
  * opponent), and it exists because the history of exactly that drift argued for it.

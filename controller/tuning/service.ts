@@ -59,7 +59,22 @@ export class TuningService {
       const s = await this.settings();
       if (s.mode !== autotune) await this.updateSettings({ mode: autotune }, 'command line');
     }
+    await this.exclusive(() => this.restoreDocument()).catch((err: unknown) => this.deps.log.error({ err: errorMessage(err) }, 'tuning policy not stored again from the accepted proposals'));
     await this.schedule();
+  }
+
+  /**
+   * A controller upgraded from schema 6 kept the tuning document in a table of its own, which schema 7 dropped: the
+   * document is a function of the accepted proposals, so it is stored again from them as a policy version (counted in force
+   * for replays until rolled out, as before the upgrade). Not rolled out here: agents never had it, and whether they get it
+   * now is the operator's rollout to start, or the next accept's.
+   */
+  private async restoreDocument(): Promise<void> {
+    if ((await this.deps.publisher.current(TUNING_POLICY)) !== undefined) return;
+    const accepted = await this.list('accepted');
+    if (accepted.length === 0) return;
+    const pushed = await this.deps.publisher.push(renderTuningDocument(accepted), 'upgrade');
+    this.deps.log.warn({ policy: pushed.name, version: pushed.version, rules: accepted.length }, 'tuning policy stored again from the accepted proposals; roll it out to put it on the hosts');
   }
 
   async close(): Promise<void> {
@@ -169,7 +184,7 @@ export class TuningService {
       const rest = (await this.list('accepted')).filter((x) => x.id !== id);
       const published = await this.publish(rest, by);
       const now = this.deps.clock.now();
-      const patch = { state: 'reverted' as const, reverted: { ...published, at: now, by, reason }, updatedAt: now };
+      const patch = { state: 'reverted' as const, reverted: { name: published.name, version: published.version, at: now, by, reason }, updatedAt: now };
       await this.deps.store.tuning.updateProposal(id, patch);
       const s = await this.settings();
       await this.announce(p.decidedBy === 'autotune' ? 'autotune_reverted' : 'proposal_reverted', { ...p, ...patch }, published, by, reason, s.webhook);
@@ -181,7 +196,7 @@ export class TuningService {
     const rest = (await this.list('accepted')).filter((x) => x.id !== p.id);
     const published = await this.publish([...rest, p], by);
     const now = this.deps.clock.now();
-    const patch = { state: 'accepted' as const, decidedAt: now, decidedBy: by, reason, applied: published, updatedAt: now };
+    const patch = { state: 'accepted' as const, decidedAt: now, decidedBy: by, reason, applied: { name: published.name, version: published.version }, updatedAt: now };
     await this.deps.store.tuning.updateProposal(p.id, patch);
     const s = await this.settings();
     await this.announce(by === 'autotune' ? 'autotune_applied' : 'proposal_accepted', { ...p, ...patch }, published, by, reason, s.webhook);
@@ -189,13 +204,13 @@ export class TuningService {
   }
 
   /** A new version of the tuning document holding exactly `applied`, rolled out like any policy version. */
-  private async publish(applied: readonly Applied[], by: string): Promise<{ name: string; version: number }> {
+  private async publish(applied: readonly Applied[], by: string): Promise<{ name: string; version: number; rollout: number }> {
     const pushed = await this.deps.publisher.push(renderTuningDocument(applied), by);
-    await this.deps.publisher.rollout(pushed.name, pushed.version, by);
-    return pushed;
+    const { rollout } = await this.deps.publisher.rollout(pushed.name, pushed.version, by, (await this.settings()).rolloutStrategy ?? undefined);
+    return { name: pushed.name, version: pushed.version, rollout };
   }
 
-  private async announce(kind: TuningEventKind, p: ProposalRecord, policy: { name: string; version: number } | null, by: string, reason: string, webhook: string | null = null): Promise<void> {
+  private async announce(kind: TuningEventKind, p: ProposalRecord, policy: { name: string; version: number; rollout: number } | null, by: string, reason: string, webhook: string | null = null): Promise<void> {
     try {
       await this.announcer.announce({ kind, proposal: { id: p.id, kind: p.kind, target: p.target, rationale: p.rationale }, policy, by, ...(reason ? { reason } : {}) }, webhook);
     } catch (err) {

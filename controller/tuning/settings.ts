@@ -1,8 +1,10 @@
 // Tuning settings: whether bounded autotuning runs, its confidence threshold, the webhook that hears of automatic changes,
-// and how proposals are computed (how often, over how much history, how long a repair must hold). Kept in the store;
+// how proposals are computed (how often, over how much history, how long a repair must hold), and how tuning's policy
+// versions roll out. Kept in the store;
 // `PUT /api/v1/settings/autotune` changes any of them and refuses unknown keys and bad values by name.
 import { parseDuration } from '../../lib/clock.js';
 import { HsError } from '../../lib/errors.js';
+import { parseStrategy } from '../rollouts/waves.js';
 
 export type AutotuneMode = 'off' | 'bounded';
 export const AUTOTUNE_MODES: readonly AutotuneMode[] = ['off', 'bounded'];
@@ -20,6 +22,8 @@ export interface TuningSettings {
   lookback: string;
   /** An automatic repair held when the resource did not drift again on that host within this long. */
   recurrenceWindow: string;
+  /** How each new tuning version rolls out, as `POST /api/v1/rollouts` takes `strategy`; null: its default waves and gates. */
+  rolloutStrategy: unknown;
 }
 
 export const DEFAULT_SETTINGS: TuningSettings = {
@@ -29,6 +33,7 @@ export const DEFAULT_SETTINGS: TuningSettings = {
   refreshInterval: '1h',
   lookback: '30d',
   recurrenceWindow: '1h',
+  rolloutStrategy: null,
 };
 
 export const SETTINGS_NAME = 'tuning';
@@ -74,11 +79,20 @@ export function checkPatch(body: Record<string, unknown>): Partial<TuningSetting
         out[key] = v as string;
         break;
       }
+      case 'rolloutStrategy':
+        // Checked by the rollouts' own parser now, so an accept never fails on it later.
+        try {
+          parseStrategy(v);
+        } catch (err) {
+          throw new HsError('HS_CONFIG', `rolloutStrategy: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        }
+        out.rolloutStrategy = v ?? null;
+        break;
       case 'updatedAt':
       case 'updatedBy':
         break; // what GET returned, sent back as is
       default:
-        throw new HsError('HS_CONFIG', `unknown setting ${JSON.stringify(key.slice(0, 100))}; known: mode, minConfidence, webhook, refreshInterval, lookback, recurrenceWindow`);
+        throw new HsError('HS_CONFIG', `unknown setting ${JSON.stringify(key.slice(0, 100))}; known: mode, minConfidence, webhook, refreshInterval, lookback, recurrenceWindow, rolloutStrategy`);
     }
   }
   return out;

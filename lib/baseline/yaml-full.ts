@@ -2,6 +2,7 @@
 import { createRequire } from 'node:module';
 import type * as Yaml from 'yaml';
 import type { DuplicateKey, Pos, YEntry, YNode } from './yaml-doc.js';
+import { explainSyntax } from './yaml-syntax.js';
 
 // Loading the yaml package costs a one-shot `check` more than the quick reader spends on a typical baseline, so it is
 // loaded on first use only. The literal require('yaml') is what bundlers (esbuild) see and include; plain ESM runs from
@@ -43,7 +44,8 @@ export function readFull(text: string): FullResult {
         const quote = e.code === 'MISSING_CHAR' ? /closing (["'])quote/.exec(e.message)?.[1] : undefined;
         const open = quote === undefined ? -1 : openingQuote(text, e.pos[0], quote);
         if (open !== -1) return { message: `YAML syntax: this ${quote} opens a quoted value that is never closed`, ...at(open) };
-        return { message: `YAML syntax: ${e.message}`, ...at(e.pos[0]) };
+        const { message, line, column } = explainSyntax(text, { code: e.code, message: e.message, ...at(e.pos[0]) });
+        return { message, line, column };
       }),
     };
   }

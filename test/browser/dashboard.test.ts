@@ -53,8 +53,14 @@ describe('dashboard in a browser', function () {
     await agent.deliver([
       wireEvent(1, { resource: `file:/srv/${HOSTILE}`, detail: 'd'.repeat(100_000) }),
       wireEvent(2, { time: 9e15, event: 'escalated', resource: 'file:/srv/app/late.conf', baseline: 'web', version: 1 }),
-      wireEvent(3, { event: 'escalated', resource: 'file:/srv/app/ok.conf', baseline: 'web', version: 1, time: Date.now() }),
+      wireEvent(3, { event: 'escalated', resource: 'file:/srv/app/ok.conf', baseline: 'web', version: 1, time: Date.now(), observedJson: '{"exists":false}', desiredJson: '{"exists":true}' }),
       wireEvent(4, { time: Number.MAX_SAFE_INTEGER, event: HOSTILE }),
+      // The drift changes while it waits: the review shows the latest state and diff, not the first.
+      wireEvent(5, {
+        event: 'escalated', resource: 'file:/srv/app/ok.conf', baseline: 'web', version: 1, time: Date.now(),
+        observedJson: '{"exists":true,"sha256":"ee"}', desiredJson: '{"exists":true,"sha256":"cd"}', diff: `-x\n+${HOSTILE}\n`, detail: 'content changed',
+        actorJson: JSON.stringify({ source: 'audit', exe: '/usr/bin/vim.basic', uid: 1000, user: 'alice', pid: 4242 }),
+      }),
     ]);
     await ctl.core.events.flush();
     browser = await chromium.launchPersistentContext(path.join(dir, 'profile'), { executablePath: CHROMIUM, headless: true, args: FLAGS });
@@ -90,7 +96,7 @@ describe('dashboard in a browser', function () {
   });
 
   it('shows hostile text as text and an impossible time as a number, with every table filled', async () => {
-    await waitFor(async () => (await cells('events')).length === 4 && (await cells('escalations')).length === 2, 15_000, 'tables filled');
+    await waitFor(async () => (await cells('events')).length === 5 && (await cells('escalations')).length === 2, 15_000, 'tables filled');
     const agents = await cells('agents');
     assert.equal(agents[0]?.[1], HOSTILE, `the host name as text: ${JSON.stringify(agents)}`);
     assert.ok(agents[0]?.[2]?.includes('team=web'), `labels: ${JSON.stringify(agents)}`);
@@ -109,14 +115,31 @@ describe('dashboard in a browser', function () {
     assert.deepEqual(pageErrors, []);
   });
 
-  it('approves an escalation through the session, with its CSRF token', async () => {
-    const [open] = await api<{ id: number; resource: string }[]>('GET', '/api/v1/escalations?status=open');
+  it('shows an escalation in full before its approve button, and approves it through the session, with its CSRF token', async () => {
+    const open = (await api<{ id: number; resource: string }[]>('GET', '/api/v1/escalations?status=open')).find((e) => e.resource === 'file:/srv/app/ok.conf');
     assert.ok(open);
     const row = page.locator('#escalations tbody tr', { hasText: open.resource });
-    await row.locator('button', { hasText: 'approve' }).click();
+    assert.equal(await row.locator('button', { hasText: 'approve' }).count(), 0, 'no approval without the review');
+    assert.equal((await cells('escalations')).find((r) => r[2] === open.resource)?.[6], '1', 'the repeat counted in the list');
+    await row.locator('button', { hasText: 'review' }).click();
+    await page.waitForSelector('#escalation:not([hidden])');
+    const field = (name: string): Promise<string> => inPage(`document.querySelector('#esc-fields dd[data-field="${name}"]').textContent`);
+    assert.equal(await inPage(`document.querySelector('#esc-title').textContent`), `Escalation ${open.id}: file:/srv/app/ok.conf on ${(await cells('agents'))[0]?.[0] ?? ''}, open`);
+    assert.equal(await field('observed'), 'exists=true sha256=ee', 'the latest observed state, not the first (exists=false)');
+    assert.equal(await field('baseline'), 'web v1');
+    assert.match(await field('last seen'), /, 1 repeat since it opened$/);
+    assert.equal(await field('actor'), '/usr/bin/vim.basic, user alice (uid 1000), pid 4242, known from audit');
+    assert.equal(await inPage(`document.querySelector('#esc-diff').textContent`), `-x\n+${HOSTILE}\n`, 'the diff, as text');
+    assert.equal((await cells('esc-history')).length, 2, 'both sightings');
+    assert.equal(await inPage('document.querySelectorAll("img").length'), 0, 'no element made from agent data');
+    await page.click('#esc-approve');
     await waitFor(async () => (await api<{ status: string }>('GET', `/api/v1/escalations/${open.id}`)).status === 'approved', 10_000, 'approved');
     assert.ok(dialogs.some((d) => d.startsWith(`Approve escalation ${open.id}?`)), 'the operator confirms first');
     await waitFor(async () => (await cells('escalations')).length === 1, 10_000, 'the table follows');
+    await waitFor(async () => /^approved by /.test(await field('decision')), 10_000, 'the review shows the decision');
+    assert.equal(await inPage(`document.querySelector('#esc-approve').hidden`), true, 'no second approval');
+    await page.click('#esc-close');
+    await page.waitForSelector('#escalation', { state: 'hidden' });
   });
 
   it('keeps the session across a reload, and logs out', async () => {

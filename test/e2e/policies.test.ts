@@ -193,7 +193,7 @@ describe('e2e: policies and decisions on three hosts', function () {
     const v = await api<{ version: number }>('POST', '/api/v1/baselines', { yaml: GUARDED, file: 'guarded.yaml' });
     const started = await api<Rollout>('POST', '/api/v1/rollouts', { baseline: 'guarded', version: v.version, strategy: { waves: [{ hosts: 1 }, 100], gate: { maxFailedHosts: 0, soakSeconds: 0, ackTimeoutSeconds: 60 } } });
     const byWave = (w: number): Host[] => hosts.filter((h) => started.hosts.find((x) => x.agentId === h.id)?.wave === w);
-    for (const wave of [0, 1]) {
+    for (const wave of [1, 2]) {
       const waiting = await until(started.id, (r) => r.state === 'paused' && r.currentWave === wave && r.escalations.filter((e) => e.status === 'open').length === byWave(wave).length, `wave ${wave} waits for decisions`);
       assert.equal(waiting.pausedFor, 'escalations');
       assert.match(waiting.reason ?? '', /waiting for decisions on escalation/);

@@ -153,13 +153,13 @@ describe('e2e: staged rollouts on five hosts', function () {
     await push('v1', baseline('v1', LEGACY));
     const started = await api<Rollout>('POST', '/api/v1/rollouts', { baseline: 'app', version: versions.v1, strategy });
     assert.equal(started.waveCount, 3);
-    assert.deepEqual(started.hosts.filter((x) => x.wave === 0).map((x) => x.agentId), [h(0).id], 'the canary alone in the first wave');
-    assert.deepEqual([0, 1, 2].map((w) => started.hosts.filter((x) => x.wave === w).length), [1, 2, 2]);
+    assert.deepEqual(started.hosts.filter((x) => x.wave === 1).map((x) => x.agentId), [h(0).id], 'the canary alone in the first wave');
+    assert.deepEqual([1, 2, 3].map((w) => started.hosts.filter((x) => x.wave === w).length), [1, 2, 2]);
     const done = await until(started.id, 'completed');
     for (const host of hosts) assert.equal(read(host, 'motd'), 'v1\n', `${host.name} converged`);
     assert.ok(done.hosts.every((x) => x.status === 'converged'), JSON.stringify(done.hosts));
     const steps = done.steps.map((s) => `${s.kind}${s.wave === undefined ? '' : ` ${s.wave}`}`);
-    assert.deepEqual(steps, ['rollout_started', 'wave_started 0', 'wave_healthy 0', 'wave_started 1', 'wave_healthy 1', 'wave_started 2', 'wave_healthy 2', 'rollout_completed']);
+    assert.deepEqual(steps, ['rollout_started', 'wave_started 1', 'wave_healthy 1', 'wave_started 2', 'wave_healthy 2', 'wave_started 3', 'wave_healthy 3', 'rollout_completed']);
     // Assignment is stable: the same rollout places the same hosts in the same waves when read again.
     assert.deepEqual((await rollout(started.id)).hosts.map((x) => [x.agentId, x.wave]), started.hosts.map((x) => [x.agentId, x.wave]));
   });
@@ -203,13 +203,13 @@ describe('e2e: staged rollouts on five hosts', function () {
     const started = await api<Rollout>('POST', '/api/v1/rollouts', { baseline: 'app', version: versions.bad, strategy });
     await waitFor(() => read(h(0), 'motd') === 'bad\n', 20_000, 'the canary received the bad version');
     const r = await until(started.id, 'rolled_back');
-    assert.equal(r.currentWave, 0, 'stopped after the first wave');
+    assert.equal(r.currentWave, 1, 'stopped after the first wave');
     const canary = r.hosts.find((x) => x.agentId === h(0).id);
     assert.equal(canary?.status, 'failed');
     assert.match(canary?.reason ?? '', /guarded/);
     assert.equal(canary?.rolledBack, true);
-    assert.ok(r.hosts.filter((x) => x.wave > 0).every((x) => x.status === 'waiting' && !x.rolledBack));
-    assert.match(r.reason ?? '', /wave 0 unhealthy/);
+    assert.ok(r.hosts.filter((x) => x.wave > 1).every((x) => x.status === 'waiting' && !x.rolledBack));
+    assert.match(r.reason ?? '', /wave 1 unhealthy/);
     await waitFor(() => read(h(0), 'motd') === 'v1\n', 20_000, 'the canary back on v1');
     await waitFor(async () => (await enforced(h(0))) === versions.v1, 10_000, 'the canary acknowledges v1 again');
     for (const host of hosts.slice(1)) {
@@ -234,7 +234,7 @@ describe('e2e: staged rollouts on five hosts', function () {
     await waitFor(() => Date.now() > soakEnd, 10_000, 'the end of the soak the canary started');
     const paused = await rollout(started.id);
     assert.equal(paused.state, 'paused');
-    assert.equal(paused.currentWave, 0, 'no wave started while paused');
+    assert.equal(paused.currentWave, 1, 'no wave started while paused');
     for (const host of hosts.slice(1, 4)) assert.equal(read(host, 'motd'), 'v1\n', `${host.name} waits`);
     // Offline, the host keeps enforcing the version it has cached.
     writeFileSync(path.join(off.root, 'motd'), 'tampered\n');
@@ -255,6 +255,6 @@ describe('e2e: staged rollouts on five hosts', function () {
     const resumedAt = steps.indexOf('rollout_resumed');
     assert.ok(pausedAt >= 0 && pausedAt < resumedAt, steps.join(', '));
     assert.deepEqual(steps.slice(pausedAt + 1, resumedAt), [], `nothing moved while paused: ${steps.join(', ')}`);
-    assert.ok(steps.indexOf('wave_healthy 0') > resumedAt, steps.join(', '));
+    assert.ok(steps.indexOf('wave_healthy 1') > resumedAt, steps.join(', '));
   });
 });

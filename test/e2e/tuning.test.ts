@@ -2,14 +2,15 @@
 // drifts and real operator decisions: approvals the agents carry out, rejections they keep as exceptions, a critical file
 // approved every time, a file the hosts repair by themselves. From it the controller proposes what it should (and not what
 // it must never), its backtests match a count of the stored events, bounded autotuning applies only what its bounds allow
-// and announces it, a revert restores the previous behaviour, and an operator's accept puts a rule in force.
+// and announces it, a revert restores the previous behaviour, and an operator's accept puts a rule in force. Each change
+// is a signed version of the homeostat-tuning policy that a rollout puts on both hosts, and each agent holds it.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { startController, type RunningController } from '../../controller/server.js';
-import { startAgentDaemon, tempDir, waitFor, type DaemonProcess } from '../helpers/agent.js';
+import { runAgent, startAgentDaemon, tempDir, waitFor, type DaemonProcess } from '../helpers/agent.js';
 import { Netns, cleanupLeftoverNetns } from '../helpers/netns.js';
 
 const ADMIN = 'e2e-tuning-admin';
@@ -63,6 +64,16 @@ interface Proposal {
   decidedBy: string | null;
   backtest: Backtest;
   autotune: { eligible: boolean; reasons: string[] };
+}
+
+interface Rollout {
+  id: number;
+  policy?: string;
+  version: number;
+  state: string;
+  reason: string | null;
+  hosts: { agentId: string; status: string }[];
+  steps: { kind: string; by?: string | null }[];
 }
 
 interface Backtest {
@@ -131,6 +142,38 @@ describe('e2e: tuning from a fleet history of real drifts and decisions', functi
   const repairedByHost = async (host: Host, file: string, content: string): Promise<void> => {
     tamper(host, file, content);
     await waitFor(() => read(host, file) === DESIRED[file], 20_000, `repair of ${file} on ${host.name}`);
+  };
+  /** The stored YAML of a version of the tuning policy. */
+  const tuningYaml = async (version: number): Promise<string> => (await api<{ yaml: string }>('GET', `/api/v1/policies/homeostat-tuning/versions/${version}`)).yaml;
+  /**
+   * The tuning policy's latest version, once its rollout (the latest of that policy) completed on both hosts, and each agent
+   * holds it: reported to the controller, and activated from the controller in the agent's own audit log.
+   */
+  const distributed = async (by: string): Promise<{ version: number; yaml: string }> => {
+    const latest = (await api<{ name: string; latest: number }[]>('GET', '/api/v1/policies')).find((p) => p.name === 'homeostat-tuning')?.latest ?? 0;
+    const rollout = (await api<Rollout[]>('GET', '/api/v1/rollouts')).filter((r) => r.policy === 'homeostat-tuning').at(-1);
+    assert.equal(rollout?.version, latest, 'the latest version is rolled out');
+    let r: Rollout | undefined;
+    await waitFor(async () => (r = await api<Rollout>('GET', `/api/v1/rollouts/${rollout?.id ?? 0}`)).state !== 'running', 60_000, `rollout of homeostat-tuning v${latest}`);
+    assert.equal(r?.state, 'completed', r?.reason ?? '');
+    assert.deepEqual(r?.hosts.map((x) => x.status), ['converged', 'converged']);
+    assert.equal(r?.steps.find((x) => x.kind === 'rollout_started')?.by, by);
+    for (const host of hosts) {
+      const held = (await api<{ policies: { name: string; version: number }[] }>('GET', `/api/v1/agents/${host.id}`)).policies;
+      assert.deepEqual(held.map((p) => `${p.name}@${p.version}`), [`homeostat-tuning@${latest}`], `${host.name} reports holding it`);
+      const audit = await runAgent(['audit', '--json', '--state-dir', host.stateDir]);
+      assert.equal(audit.code, 0, audit.stderr);
+      const { entries } = JSON.parse(audit.stdout) as { entries: { event: string; baseline: string | null; version: number | null; trigger: string | null }[] };
+      const activated = entries.filter((e) => e.event === 'policy_activated');
+      assert.deepEqual(
+        [activated.at(-1)?.baseline, activated.at(-1)?.version, activated.at(-1)?.trigger],
+        ['homeostat-tuning', latest, 'controller'],
+        `${host.name} activated it from the controller`,
+      );
+      assert.deepEqual(entries.filter((e) => e.event === 'policy_rejected'), [], `${host.name} refused nothing`);
+    }
+    // Once the agent's engine decides by policies, the drift this version decides differently is asserted here, on the hosts.
+    return { version: latest, yaml: await tuningYaml(latest) };
   };
   const events = async (): Promise<Ev[]> => {
     const out: Ev[] = [];
@@ -233,7 +276,9 @@ describe('e2e: tuning from a fleet history of real drifts and decisions', functi
 
   it('bounded autotuning applies only what its bounds allow, by autotune, and announces it', async () => {
     const { port } = hook.address() as AddressInfo;
-    await api('PUT', '/api/v1/settings/autotune', { mode: 'bounded', minConfidence: 0.6, webhook: `http://127.0.0.1:${port}/tuning` });
+    // Tuning's versions roll out in two waves here, without the default minute of soak after each.
+    const rolloutStrategy = { waves: [{ hosts: 1 }, 100], gate: { soakSeconds: 0, ackTimeoutSeconds: 60 } };
+    await api('PUT', '/api/v1/settings/autotune', { mode: 'bounded', minConfidence: 0.6, webhook: `http://127.0.0.1:${port}/tuning`, rolloutStrategy });
     const list = await api<Proposal[]>('POST', '/api/v1/proposals/refresh', {});
     const motd = list.find((p) => p.kind === 'auto-repair');
     const issue = list.find((p) => p.kind === 'exception');
@@ -241,9 +286,9 @@ describe('e2e: tuning from a fleet history of real drifts and decisions', functi
     assert.equal(issue?.state, 'open', 'granted three times, but its confidence interval starts below 0.6');
     assert.ok(issue?.autotune.reasons.some((r) => r.startsWith('its confidence interval starts at 0.473')));
     assert.deepEqual(heard.map((x) => [x.event, x.proposal.id, x.by]), [['autotune_applied', motd?.id, 'autotune']]);
-    const inForce = await ctl.core.store.tuning.latestTuningDocument('homeostat-tuning');
-    assert.equal(inForce?.createdBy, 'autotune');
-    const replay = await api<Backtest>('POST', '/api/v1/backtest', { policy: inForce?.yaml, since: '1d' });
+    const inForce = await distributed('autotune');
+    assert.equal(inForce.version, 1);
+    const replay = await api<Backtest>('POST', '/api/v1/backtest', { policy: inForce.yaml, since: '1d' });
     assert.deepEqual(replay.transitions, { 'escalate->repair': 6 });
   });
 
@@ -251,13 +296,15 @@ describe('e2e: tuning from a fleet history of real drifts and decisions', functi
     const motd = (await api<Proposal[]>('GET', '/api/v1/proposals?state=accepted'))[0] as Proposal;
     await api('POST', `/api/v1/proposals/${motd.id}/revert`, { by: 'e2e-operator', reason: 'not yet' });
     assert.deepEqual(heard.map((x) => x.event), ['autotune_applied', 'autotune_reverted']);
-    const reverted = await ctl.core.store.tuning.latestTuningDocument('homeostat-tuning');
-    assert.equal((await api<Backtest>('POST', '/api/v1/backtest', { policy: reverted?.yaml, since: '1d' })).affected, 0, 'decided as the hosts did');
+    const reverted = await distributed('e2e-operator');
+    assert.equal(reverted.version, 2);
+    assert.ok(!reverted.yaml.includes('(auto-repair)'), 'without the rule');
+    assert.equal((await api<Backtest>('POST', '/api/v1/backtest', { policy: reverted.yaml, since: '1d' })).affected, 0, 'decided as the hosts did');
     const issue = (await api<Proposal[]>('GET', '/api/v1/proposals?state=open')).find((p) => p.kind === 'exception') as Proposal;
     await api('POST', `/api/v1/proposals/${issue.id}/accept`, { by: 'e2e-operator' });
-    const now = await ctl.core.store.tuning.latestTuningDocument('homeostat-tuning');
-    assert.equal(now?.version, 3);
-    assert.deepEqual((await api<Backtest>('POST', '/api/v1/backtest', { policy: now?.yaml, since: '1d' })).transitions, { 'escalate->monitor': 3 });
+    const now = await distributed('e2e-operator');
+    assert.equal(now.version, 3);
+    assert.deepEqual((await api<Backtest>('POST', '/api/v1/backtest', { policy: now.yaml, since: '1d' })).transitions, { 'escalate->monitor': 3 });
     assert.equal(heard.length, 2, 'an operator\'s own change is not sent to the webhook');
   });
 });

@@ -76,7 +76,7 @@ describe('homeostatctl policy commands', function () {
     assert.equal(ctl.core.policies.target('governance')?.version, 1);
     const notBaseline = await run(['rollout', 'start', 'governance', '1']);
     assert.equal(notBaseline.code, 1);
-    assert.match(notBaseline.stderr, /404 HS_NOT_FOUND no baseline governance version 1/);
+    assert.match(notBaseline.stderr, /no baseline governance version 1 \(404 HS_NOT_FOUND from POST \/api\/v1\/rollouts\)/);
     const wrong = await run(['rollout', 'start', '--policy', 'governance', '1', '--on-escalation', 'wait']);
     assert.match(wrong.stderr, /strategy\.onEscalation: "wait"; expected "pause"/);
   });
@@ -97,7 +97,7 @@ describe('homeostatctl policy commands', function () {
     const r = await run(['escalations']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /ACTOR$/m);
-    assert.match(r.stdout, /file:\/srv\/app\/a\s+escalated\s+\S+\s+open\s+\/usr\/bin\/bash \/opt\/fix\.sh \(session-4\.scope\)$/m);
-    assert.match(r.stdout, /file:\/srv\/app\/b\s+suppressed_flapping\s+\S+\s+open\s+fighting \/usr\/bin\/puppet \(puppet\.service\)$/m);
+    assert.match(r.stdout, /file:\/srv\/app\/a\s+escalated\s+web v1\s+\S+\s+\S+\s+0\s+open\s+\/usr\/bin\/bash \/opt\/fix\.sh \(session-4\.scope\)$/m);
+    assert.match(r.stdout, /file:\/srv\/app\/b\s+suppressed_flapping\s+web v1\s+\S+\s+\S+\s+0\s+open\s+fighting \/usr\/bin\/puppet \(puppet\.service\)$/m);
   });
 });

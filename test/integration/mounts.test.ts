@@ -7,8 +7,17 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Engine } from '../../agent/engine/engine.js';
+import { MOUNT_CHANGED } from '../../agent/host/fswatch.js';
 import { makedev, MountHome, MountTable } from '../../agent/host/mounts.js';
+import { registry } from '../../agent/resources/registry.js';
+import type { Change, Resource, ResourceKind } from '../../agent/resources/resource.js';
+import type { AuditEntry } from '../../agent/store/types.js';
+import { ManualClock } from '../../lib/clock.js';
+import { HsError } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
 import { auditOf, startAgentDaemon, tempDir, waitFor, writeBaseline, type AuditLine, type DaemonProcess } from '../helpers/agent.js';
+import { testDecl, testHost } from '../helpers/resource-runner.js';
 
 function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -45,12 +54,108 @@ describe('mounts: the mount table (agent/host/mounts.ts)', () => {
     for (const p of ['/', '/proc', '/etc', tmpdir()]) assert.equal(t.covering(p)?.dev, statSync(p, { bigint: true }).dev, p);
   });
 
+  it('reads a mountpoint named in UTF-8 as the same path Node gives, also in a real table', async () => {
+    const line = Buffer.from('40 22 0:50 / /srv/d\u00e4ta\\040x rw - tmpfs src\u00e9 rw\n', 'utf8').toString('latin1'); // as read() reads it
+    const parsed = new MountTable(line).covering('/srv/d\u00e4ta x/conf');
+    assert.deepEqual([parsed?.mountpoint, parsed?.source], ['/srv/d\u00e4ta x', 'src\u00e9']);
+
+    const t = tempDir('hs-mounts-utf8-');
+    try {
+      const dir = path.join(t.dir, 'd\u00e4ta');
+      mkdirSync(dir);
+      const script = `import { MountTable } from ${JSON.stringify(path.resolve('dist/agent/host/mounts.js'))};
+        const m = MountTable.read().covering(process.argv[1] + '/x'); console.log(JSON.stringify([m?.mountpoint, m?.fstype]));`;
+      const r = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs hs-utf8 "$0" && exec "$@"', dir, process.execPath, '--input-type=module', '-e', script, dir]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), [dir, 'tmpfs']);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('keeps one home per folder, shared by the paths in it', () => {
+    const t = tempDir('hs-mounts-home-');
+    try {
+      const a = MountHome.of(t.dir);
+      assert.equal(MountHome.of(t.dir), a);
+      assert.notEqual(MountHome.of(path.join(t.dir, 'sub')), a);
+      a.learn(statSync(t.dir, { bigint: true }).dev);
+      assert.equal(MountHome.of(t.dir).mountpoint, MountTable.read().covering(t.dir)?.mountpoint, 'what one path learned holds for the others');
+    } finally {
+      t.cleanup();
+    }
+  });
+
   it('lets a repair through where nothing was learned or the parent is on /', () => {
     const home = new MountHome('/etc');
     home.check('file:/etc/x');
     home.learn(0n);
     assert.equal(home.mountpoint, '/');
     home.check('file:/etc/x');
+  });
+});
+
+describe('mounts: a mount change ends the wait of a failed repair (engine)', () => {
+  // A kind whose repair fails while its filesystem is away, as HS_HOST_MOUNT_GONE does, and whose watch the test drives:
+  // the mount table itself is exercised by the daemon tests below; here the engine's clock stands still.
+  let mounted = false;
+  let notify: (reason: string) => void = () => undefined;
+  let repaired = 0;
+  class AwayResource implements Resource<{ ok: boolean }> {
+    constructor(readonly id: string) {}
+    async observe(): Promise<{ ok: boolean }> {
+      return { ok: repaired > 0 };
+    }
+    diff(o: { ok: boolean }): Change[] {
+      return o.ok ? [] : [{ field: 'exists', observed: false, desired: true }];
+    }
+    async apply(): Promise<void> {
+      if (!mounted) throw new HsError('HS_HOST_MOUNT_GONE', '/srv/away is no longer mounted', { resource: this.id, retryable: true });
+      repaired++;
+    }
+    summarize(o: { ok: boolean }): Record<string, unknown> {
+      return o;
+    }
+    desired(): Record<string, unknown> {
+      return { ok: true };
+    }
+    async watch(n: (reason: string) => void): Promise<() => void> {
+      notify = n;
+      return () => undefined;
+    }
+  }
+  const kind: ResourceKind = { type: 'away', create: (decl) => new AwayResource(decl.id) };
+  before(() => (registry as Map<string, ResourceKind>).set('away', kind));
+  after(() => (registry as Map<string, ResourceKind>).delete('away'));
+
+  it('repairs at once when the mount table changes, and only then: other events wait out the backoff', async () => {
+    const clock = new ManualClock(Date.now());
+    const records: AuditEntry[] = [];
+    const e = new Engine({ host: testHost(), clock, log: silentLogger });
+    e.onAudit((r) => records.push(r));
+    const failures = (): number => records.filter((r) => r.event === 'repair_failed').length;
+    try {
+      await e.setResources([{ decl: testDecl('away', '/srv/away/x', {}), baseline: { name: 'b', version: 1 } }]);
+      await e.start(3_600_000);
+      assert.equal(failures(), 1);
+      // Two retries: the next one waits about 4 s of the engine's clock.
+      for (const step of [1200, 2400]) {
+        clock.advance(step);
+        await e.idle();
+      }
+      assert.equal(failures(), 3);
+
+      mounted = true;
+      notify('change');
+      await e.idle();
+      assert.equal(repaired, 0, 'an ordinary event waits for the retry');
+      notify(MOUNT_CHANGED);
+      await e.idle();
+      assert.equal(repaired, 1, 'the mount change repaired it without the clock moving');
+      assert.equal(records.at(-1)?.event, 'repaired');
+    } finally {
+      await e.stop();
+    }
   });
 });
 
@@ -156,10 +261,11 @@ spec:
     const src = path.join(t.dir, 'src');
     mkdirSync(src);
     const motd = path.join(mnt, 'motd');
+    const confd = path.join(mnt, 'conf.d');
     const baseline = writeBaseline(
       t.dir,
       'fused',
-      `apiVersion: homeostat/v1\nkind: Baseline\nmetadata:\n  name: fused\nspec:\n  resources:\n    - file: ${motd}\n      content: "on the fuse mount\\n"\n`,
+      `apiVersion: homeostat/v1\nkind: Baseline\nmetadata:\n  name: fused\nspec:\n  resources:\n    - file: ${motd}\n      content: "on the fuse mount\\n"\n    - directory: ${confd}\n`,
     );
     // bindfs mirrors src at mnt through FUSE, in the daemon's own mount namespace (this process sees the directory underneath).
     daemon = startAgentDaemon(['--baseline', baseline, '--state-dir', stateDir, '--config', '/dev/null'], {
@@ -168,11 +274,13 @@ spec:
     try {
       await daemon.ready();
       assert.match((await inside(['findmnt', '-n', '-o', 'FSTYPE', mnt])).stdout, /^fuse/);
-      assert.deepEqual(readdirSync(src), ['motd'], 'created through the FUSE mount');
+      assert.deepEqual(readdirSync(src).sort(), ['conf.d', 'motd'], 'created through the FUSE mount');
       assert.deepEqual(readdirSync(mnt), []);
 
       await unmount();
-      await waitFor(async () => (await events(`file:${motd}`)).some((e) => e.event === 'repair_failed' && /HS_HOST_MOUNT_GONE/.test(e.detail ?? '')), 15_000, 'the repair refused');
+      for (const id of [`file:${motd}`, `directory:${confd}`]) {
+        await waitFor(async () => (await events(id)).some((e) => e.event === 'repair_failed' && /HS_HOST_MOUNT_GONE/.test(e.detail ?? '')), 15_000, `${id} refused`);
+      }
       assert.deepEqual(readdirSync(mnt), [], 'nothing written on the filesystem underneath');
     } finally {
       await inside(['umount', mnt]); // ends bindfs when the test failed before its unmount

@@ -141,14 +141,14 @@ describe('rollouts wait for decisions on what a new version escalates; policies 
 
   it('pauses the wave on an escalation of the new version, lists it, and goes on once the decision is carried out', async () => {
     const started = await c.api<Rollout>('POST', '/api/v1/rollouts', { baseline: 'app', version: 1, strategy: waves });
-    const first = hostOf(started, 0);
-    const second = hostOf(started, 1);
+    const first = hostOf(started, 1);
+    const second = hostOf(started, 2);
     await holds(first, 1);
     converge(first, 1, 'escalated', [KEY]);
     first.escalated(KEY, 1);
     const paused = await until(started.id, (r) => r.state === 'paused' && r.escalations.some((e) => e.id !== null), 'paused for the decision');
     assert.equal(paused.pausedFor, 'escalations');
-    assert.equal(paused.currentWave, 0);
+    assert.equal(paused.currentWave, 1);
     assert.equal(paused.awaitingDecision, 1);
     const [pending] = paused.escalations;
     assert.ok(pending && pending.id !== null);
@@ -163,7 +163,7 @@ describe('rollouts wait for decisions on what a new version escalates; policies 
     await waitFor(() => first.decisions().some((d) => d.escalationId === String(pending.id)), 10_000, 'the decision reaches the agent');
     const carriedOut = Date.now();
     first.c.send({ decisionAck: { escalationId: String(pending.id), ok: true, error: '' } });
-    await until(started.id, (r) => r.currentWave === 1, 'the next wave');
+    await until(started.id, (r) => r.currentWave === 2, 'the next wave');
     await holds(second, 1);
     converge(second, 1, 'kept');
     const done = await until(started.id, (r) => r.state === 'completed', 'completed');
@@ -177,22 +177,22 @@ describe('rollouts wait for decisions on what a new version escalates; policies 
 
   it('with onEscalation "fail", an escalation of the new version fails its host and the wave rolls back', async () => {
     const started = await c.api<Rollout>('POST', '/api/v1/rollouts', { baseline: 'app', version: 2, strategy: { ...waves, onEscalation: 'fail' } });
-    const first = hostOf(started, 0);
+    const first = hostOf(started, 1);
     await holds(first, 2);
     converge(first, 2, 'escalated', [KEY]);
     const r = await until(started.id, (x) => x.state === 'rolled_back', 'rolled back');
     assert.equal(r.hosts.find((x) => x.agentId === first.id)?.status, 'failed');
-    assert.match(r.reason ?? '', /wave 0 unhealthy/);
+    assert.match(r.reason ?? '', /wave 1 unhealthy/);
   });
 
   it('with onEscalation "ignore", the escalation stays open for a human and the rollout goes on', async () => {
     const started = await c.api<Rollout>('POST', '/api/v1/rollouts', { baseline: 'app', version: 3, strategy: { ...waves, onEscalation: 'ignore' } });
-    const first = hostOf(started, 0);
+    const first = hostOf(started, 1);
     await holds(first, 3);
     first.escalated(KEY, 3);
     converge(first, 3, 'escalated', [KEY]);
-    await until(started.id, (r) => r.currentWave === 1, 'the next wave');
-    const second = hostOf(started, 1);
+    await until(started.id, (r) => r.currentWave === 2, 'the next wave');
+    const second = hostOf(started, 2);
     await holds(second, 3);
     converge(second, 3, 'kept');
     const done = await until(started.id, (r) => r.state === 'completed', 'completed');

@@ -1,7 +1,8 @@
 // Tuning through the controller's API (app factory, real SQLite, the real escalation service): a history of operator
 // decisions makes outcomes with their confidence, the expected proposals and never the forbidden ones, backtests that match
-// a hand count, accept and revert as tuning policy versions, and bounded autotuning that applies only what its bounds allow
-// and announces it to a webhook.
+// a hand count, accept and revert as signed versions of the tuning policy rolled out through the rollout engine, replays
+// that start from every policy in force, bounded autotuning that applies only what its bounds allow and announces it to a
+// webhook, and a controller upgraded from schema 6 that stores the tuning document again from the accepted proposals.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -10,7 +11,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ManualClock } from '../../lib/clock.js';
 import { createControllerCore, type ControllerCore } from '../../controller/core.js';
+import { DEFAULT_STRATEGY } from '../../controller/rollouts/waves.js';
 import { SqliteControllerStore } from '../../controller/store/sqlite.js';
+import { openDatabase } from '../../lib/sqlite.js';
 import { FleetHistory } from '../helpers/fleet-history.js';
 
 const ADMIN = 'tuning-admin';
@@ -70,8 +73,50 @@ interface Backtest {
   events: { resource: string; before: string; after: string; human?: string; overriddenRejection?: boolean; criticalAutoRepaired?: boolean }[];
 }
 
-async function controller(): Promise<{ core: ControllerCore; clock: ManualClock; dir: string; fleet: FleetHistory }> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'hs-tuning-api-'));
+interface Rollout {
+  id: number;
+  policy?: string;
+  baseline?: string;
+  version: number;
+  state: string;
+  strategy: string;
+  spec: unknown;
+  reason: string | null;
+  steps: { kind: string; by?: string | null }[];
+}
+
+interface PolicyListing {
+  name: string;
+  latest: number;
+  target: { version: number; rollout: number } | null;
+  versions: { version: number; sha256: string; rules: number; priority: number }[];
+}
+
+type Call = <T>(method: string, url: string, body?: unknown, status?: number) => Promise<T>;
+
+/** The stored YAML of a version of the tuning policy, as the policies API shows it. */
+async function tuningYaml(call: Call, version: number): Promise<string> {
+  return (await call<{ yaml: string }>('GET', `/api/v1/policies/homeostat-tuning/versions/${version}`)).yaml;
+}
+
+/** The rollouts of the tuning policy, oldest first (as listed: without their steps). */
+async function tuningRollouts(call: Call): Promise<Rollout[]> {
+  return (await call<Rollout[]>('GET', '/api/v1/rollouts')).filter((r) => r.policy === 'homeostat-tuning');
+}
+
+/** Moves the controller's clock past each wave's soak until the rollout is done (its hosts here predate policies). */
+async function completed(call: Call, clock: ManualClock, id: number): Promise<Rollout> {
+  for (let i = 0; i < 50; i++) {
+    const r = await call<Rollout>('GET', `/api/v1/rollouts/${id}`);
+    if (r.state !== 'running') return r;
+    clock.advance(61_000);
+    // The engine looks again within its tick (250 ms) while a rollout runs.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+  throw new Error(`rollout ${id} still running`);
+}
+
+async function controller(dir = mkdtempSync(path.join(tmpdir(), 'hs-tuning-api-'))): Promise<{ core: ControllerCore; clock: ManualClock; dir: string; fleet: FleetHistory }> {
   const clock = new ManualClock(START);
   const core = await createControllerCore({ dataDir: dir, adminToken: ADMIN, fingerprint: 'FP', clock });
   const { record } = await core.baselines.push({ yaml: BASELINE, file: 'web.yaml', sources: {} });
@@ -238,7 +283,7 @@ describe('tuning API: outcomes, proposals, backtests, accept and revert', functi
     await call('POST', '/api/v1/backtest', { proposal: 999 }, 404);
   });
 
-  it('accepting makes a new tuning policy version that is then in force; revert takes exactly that rule out again', async () => {
+  it('accepting stores a signed version of the tuning policy and rolls it out; revert takes exactly that rule out again, rolled out the same way', async () => {
     const open = await call<Proposal[]>('GET', '/api/v1/proposals?state=open');
     const motd = open.find((p) => p.kind === 'auto-repair') as Proposal;
     const issue = open.find((p) => p.kind === 'exception') as Proposal;
@@ -246,25 +291,51 @@ describe('tuning API: outcomes, proposals, backtests, accept and revert', functi
     const accepted = await call<Proposal>('POST', `/api/v1/proposals/${motd.id}/accept`, { by: 'carol', reason: 'looks right' });
     assert.deepEqual([accepted.state, accepted.decidedBy, accepted.applied], ['accepted', 'carol', { name: 'homeostat-tuning', version: 1 }]);
     await call('POST', `/api/v1/proposals/${motd.id}/accept`, {}, 409);
+
+    // A policy version like any other, rolled out through the rollout engine with the default strategy.
+    let listed = (await call<PolicyListing[]>('GET', '/api/v1/policies')).find((p) => p.name === 'homeostat-tuning');
+    assert.deepEqual([listed?.latest, listed?.versions[0]?.priority, listed?.versions[0]?.rules], [1, 1000, 1]);
+    const [first] = await tuningRollouts(call);
+    assert.ok(first);
+    assert.deepEqual([first.version, first.state, first.strategy, first.spec], [1, 'running', 'waves', DEFAULT_STRATEGY]);
+    assert.equal(core.policies.staging('homeostat-tuning')?.record.version, 1, 'signed for its waves');
+    assert.equal(core.policies.staging('homeostat-tuning')?.record.keyId, core.signingKey.keyId);
+
+    // A second accept while the first rollout runs: the newer version holds both rules and replaces that rollout.
     const both = await call<Proposal>('POST', `/api/v1/proposals/${issue.id}/accept`, { by: 'carol' });
     assert.deepEqual(both.applied, { name: 'homeostat-tuning', version: 2 });
+    const rollouts = await tuningRollouts(call);
+    assert.deepEqual(rollouts.map((r) => [r.version, r.state]), [[1, 'superseded'], [2, 'running']]);
+    const second = await completed(call, clock, (rollouts[1] as Rollout).id);
+    assert.equal(second.state, 'completed', second.reason ?? '');
+    assert.deepEqual(
+      second.steps.filter((x) => x.kind === 'rollout_started').map((x) => x.by),
+      ['carol'],
+      'started by the one who accepted',
+    );
+    listed = (await call<PolicyListing[]>('GET', '/api/v1/policies')).find((p) => p.name === 'homeostat-tuning');
+    assert.deepEqual([listed?.latest, listed?.target?.version, listed?.target?.rollout], [2, 2, second.id], 'version 2 is what the fleet is assigned');
 
     // In force now: replaying the tuning document as it stands changes the motd and issue decisions.
-    const doc = await core.store.tuning.latestTuningDocument('homeostat-tuning');
-    assert.ok(doc);
-    assert.match(doc.yaml, /proposal \d+ \(exception\)[\s\S]*proposal \d+ \(auto-repair\)/, 'the more cautious rule first');
-    const inForce = await call<Backtest>('POST', '/api/v1/backtest', { policy: doc.yaml });
+    const doc = await tuningYaml(call, 2);
+    assert.match(doc, /proposal \d+ \(exception\)[\s\S]*proposal \d+ \(auto-repair\)/, 'the more cautious rule first');
+    const inForce = await call<Backtest>('POST', '/api/v1/backtest', { policy: doc });
     assert.deepEqual(inForce.transitions, { 'escalate->repair': 6, 'escalate->monitor': 3 });
-    const events = await core.store.listControllerEvents({ limit: 100 });
+    const audited = (await core.store.listControllerEvents({ limit: 1000 })).filter((e) => ['policy_pushed', 'rollout_started', 'rollout_superseded', 'proposal_accepted'].includes(e.kind));
     assert.deepEqual(
-      events.map((e) => [e.kind, e.detail.by ?? null]),
+      audited.map((e) => [e.kind, e.detail.by ?? null, e.detail.version ?? (e.detail.policy as { version?: number } | undefined)?.version ?? null]),
       [
-        ['policy_rollout_requested', 'carol'],
-        ['proposal_accepted', 'carol'],
-        ['policy_rollout_requested', 'carol'],
-        ['proposal_accepted', 'carol'],
+        ['policy_pushed', 'carol', 1],
+        ['rollout_started', 'carol', 1],
+        ['proposal_accepted', 'carol', 1],
+        ['policy_pushed', 'carol', 2],
+        ['rollout_superseded', 'carol', null],
+        ['rollout_started', 'carol', 2],
+        ['proposal_accepted', 'carol', 2],
       ],
     );
+    const announced = audited.find((e) => e.kind === 'proposal_accepted' && (e.detail.policy as { version: number }).version === 2);
+    assert.deepEqual(announced?.detail.policy, { name: 'homeostat-tuning', version: 2, rollout: second.id }, 'the announcement names the rollout');
 
     // Refreshing does not propose what is accepted again.
     const again = await call<Proposal[]>('POST', '/api/v1/proposals/refresh', {});
@@ -273,9 +344,13 @@ describe('tuning API: outcomes, proposals, backtests, accept and revert', functi
     const reverted = await call<Proposal>('POST', `/api/v1/proposals/${motd.id}/revert`, { by: 'dave', reason: 'changed our mind' });
     assert.equal(reverted.state, 'reverted');
     assert.deepEqual([reverted.reverted?.name, reverted.reverted?.version, reverted.reverted?.by], ['homeostat-tuning', 3, 'dave']);
-    const after = await core.store.tuning.latestTuningDocument('homeostat-tuning');
-    assert.ok(after && !after.yaml.includes('auto-repair') && after.yaml.includes('(exception)'));
-    const replay = await call<Backtest>('POST', '/api/v1/backtest', { policy: after.yaml });
+    const after = await tuningYaml(call, 3);
+    assert.ok(!after.includes('auto-repair') && after.includes('(exception)'));
+    const third = await call<Rollout>('GET', `/api/v1/rollouts/${(await tuningRollouts(call)).at(-1)?.id ?? 0}`);
+    assert.deepEqual([third.version, third.steps.find((x) => x.kind === 'rollout_started')?.by], [3, 'dave']);
+    assert.equal((await completed(call, clock, third.id)).state, 'completed');
+    assert.equal(core.policies.target('homeostat-tuning')?.version, 3);
+    const replay = await call<Backtest>('POST', '/api/v1/backtest', { policy: after });
     assert.deepEqual(replay.transitions, { 'escalate->monitor': 3 }, 'motd is escalated again, as before');
     await call('POST', `/api/v1/proposals/${motd.id}/revert`, {}, 409);
     await call('POST', '/api/v1/proposals/999/accept', {}, 404);
@@ -328,6 +403,8 @@ describe('tuning API: bounded autotuning', function () {
       [{ webhook: 'http://user:pw@127.0.0.1/' }, /without credentials/],
       [{ lookback: 'forever' }, /lookback: expected a duration/],
       [{ modes: 'bounded' }, /unknown setting "modes"/],
+      [{ rolloutStrategy: { waves: [] } }, /^rolloutStrategy: strategy\.waves: expected a non-empty list/],
+      [{ rolloutStrategy: 'slowly' }, /^rolloutStrategy: strategy: expected "all-at-once" or/],
     ];
     for (const [body, message] of cases) {
       const r = await core.app.inject({ method: 'PUT', url: '/api/v1/settings/autotune', headers: { authorization: `Bearer ${ADMIN}` }, body: body as object });
@@ -335,6 +412,9 @@ describe('tuning API: bounded autotuning', function () {
       assert.match(r.json<{ error: { message: string } }>().error.message, message);
     }
     assert.equal((await call<{ mode: string }>('GET', '/api/v1/settings/autotune')).mode, 'off', 'nothing changed');
+    const set = await call<{ rolloutStrategy: unknown }>('PUT', '/api/v1/settings/autotune', { rolloutStrategy: 'all-at-once' });
+    assert.equal(set.rolloutStrategy, 'all-at-once');
+    assert.equal((await call<{ rolloutStrategy: unknown }>('PUT', '/api/v1/settings/autotune', { rolloutStrategy: null })).rolloutStrategy, null, 'back to the default waves');
   });
 
   it('applies only what its bounds allow, as a new policy version by autotune, and announces it', async () => {
@@ -348,10 +428,12 @@ describe('tuning API: bounded autotuning', function () {
     // The exception was granted 3 times, but its interval (Beta(4, 1): from 0.473) does not reach 0.6.
     assert.equal(issue?.state, 'open');
     assert.deepEqual(issue?.autotune.reasons, ['its confidence interval starts at 0.473, below 0.6']);
-    assert.equal((await core.store.tuning.latestTuningDocument('homeostat-tuning'))?.createdBy, 'autotune');
     assert.deepEqual(heard.map((h) => [h.event, h.proposal.id, h.policy?.version, h.by]), [['autotune_applied', motd?.id, 1, 'autotune']]);
-    const events = (await core.store.listControllerEvents({ limit: 100 })).map((e) => e.kind);
-    assert.deepEqual(events, ['policy_rollout_requested', 'autotune_applied']);
+    // The same path as an operator's accept: a signed policy version pushed by autotune, rolled out by autotune.
+    const events = (await core.store.listControllerEvents({ limit: 1000 })).filter((e) => ['policy_pushed', 'rollout_started', 'autotune_applied'].includes(e.kind));
+    assert.deepEqual(events.map((e) => [e.kind, e.detail.by]), [['policy_pushed', 'autotune'], ['rollout_started', 'autotune'], ['autotune_applied', 'autotune']]);
+    const [rollout] = await tuningRollouts(call);
+    assert.deepEqual([rollout?.version, rollout?.state], [1, 'running']);
   });
 
   it('a revert with one call restores the previous behaviour, is announced, and autotuning does not apply it again', async () => {
@@ -359,13 +441,112 @@ describe('tuning API: bounded autotuning', function () {
     const r = await call<Proposal>('POST', `/api/v1/proposals/${motd.id}/revert`, { by: 'erin' });
     assert.equal(r.state, 'reverted');
     assert.deepEqual(heard.map((h) => h.event), ['autotune_applied', 'autotune_reverted']);
-    const doc = await core.store.tuning.latestTuningDocument('homeostat-tuning');
-    const replay = await call<Backtest>('POST', '/api/v1/backtest', { policy: doc?.yaml });
+    assert.deepEqual((await tuningRollouts(call)).map((x) => [x.version, x.state]), [[1, 'superseded'], [2, 'running']]);
+    const replay = await call<Backtest>('POST', '/api/v1/backtest', { policy: await tuningYaml(call, 2) });
     assert.equal(replay.affected, 0, 'the hosts decide as they did');
     const list = await call<Proposal[]>('POST', '/api/v1/proposals/refresh', {});
     assert.equal(list.find((p) => p.id === motd.id)?.state, 'reverted');
     assert.equal(list.filter((p) => p.state === 'accepted').length, 0);
     assert.equal(heard.length, 2);
+  });
+});
+
+describe('tuning API: replays start from every policy in force', function () {
+  this.timeout(60_000);
+  let core: ControllerCore;
+  let clock: ManualClock;
+  let dir: string;
+  const call: Call = async <T>(method: string, url: string, body?: unknown, status = 200): Promise<T> => {
+    const r = await core.app.inject({ method, url, headers: { authorization: `Bearer ${ADMIN}` }, ...(body === undefined ? {} : { body: body as object }) });
+    assert.equal(r.status, status, `${method} ${url}: ${r.text()}`);
+    return r.json<T>();
+  };
+  const people = (action: string): string => `apiVersion: homeostat/v1\nkind: Policy\nmetadata:\n  name: fleet-rules\nspec:\n  rules:\n    - action: ${action}\n`;
+
+  before(async () => {
+    const c = await controller();
+    ({ core, clock, dir } = c);
+    await history(c.fleet, clock);
+    clock.advance(HOUR);
+  });
+  after(async () => {
+    await core.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a policy people wrote counts: its latest version before any rollout, then the version the fleet is assigned', async () => {
+    const motd = (await call<Proposal[]>('POST', '/api/v1/proposals/refresh', {})).find((p) => p.kind === 'auto-repair') as Proposal;
+    const replayed = async (): Promise<number[]> => {
+      const b = await call<Backtest>('POST', '/api/v1/backtest', { proposal: motd.id });
+      return [b.escalationsAfter, b.autoRepairsAfter, b.overriddenRejections, b.criticalAutoRepaired];
+    };
+    // Nothing but the proposal's rule: only motd is repaired instead of escalated (18 escalations, 6 of them motd's).
+    assert.deepEqual(await replayed(), [12, 9, 0, 0]);
+    const v1 = await call<{ version: number }>('POST', '/api/v1/policies', { yaml: people('repair'), file: 'fleet-rules.yaml' }, 201);
+    // Pushed, its first rollout not done: what people mean to enforce. Everything else is repaired too.
+    assert.deepEqual(await replayed(), [0, 21, 4, 4]);
+    const r = await call<Rollout>('POST', '/api/v1/rollouts', { policy: 'fleet-rules', version: v1.version, strategy: 'all-at-once' }, 201);
+    assert.equal((await completed(call, clock, r.id)).state, 'completed');
+    await call('POST', '/api/v1/policies', { yaml: people('monitor'), file: 'fleet-rules.yaml' }, 201);
+    // Version 2 is stored but not rolled out: the fleet enforces version 1, and so does the replay.
+    assert.deepEqual(await replayed(), [0, 21, 4, 4]);
+  });
+});
+
+describe('tuning API: a controller upgraded from schema 6', function () {
+  this.timeout(60_000);
+
+  it('stores the tuning document again from the accepted proposals, once, without rolling it out', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'hs-tuning-upgrade-'));
+    try {
+      let { core } = await controller(dir);
+      const p = await core.store.tuning.addProposal({
+        key: 'auto-repair web file:/srv/app/motd content',
+        kind: 'auto-repair',
+        target: { baseline: 'web', resource: R('motd'), change: ['content'] },
+        rationale: 'approved every time',
+        evidence: {},
+        confidence: { mean: 0.9, low: 0.8, high: 0.99, n: 9 },
+        backtest: null,
+        rule: { match: { baseline: 'web', resource: R('motd'), change: ['content'] }, action: 'repair' },
+        window: null,
+        autotune: { eligible: false, reasons: [] },
+        state: 'accepted',
+        createdAt: START,
+        updatedAt: START,
+        decidedAt: START,
+        decidedBy: 'carol',
+        reason: null,
+        applied: { name: 'homeostat-tuning', version: 4 },
+        reverted: null,
+      });
+      await core.close();
+      // As schema 6 left it: the tuning document's versions in a table of their own, and no policy version of it.
+      const db = openDatabase(path.join(dir, 'controller.db'));
+      db.exec(`CREATE TABLE tuning_documents (name TEXT NOT NULL, version INTEGER NOT NULL, yaml TEXT NOT NULL, sha256 TEXT NOT NULL,
+          created_at INTEGER NOT NULL, created_by TEXT NOT NULL, PRIMARY KEY (name, version));
+        INSERT INTO tuning_documents VALUES ('homeostat-tuning', 4, 'x', 'y', 1, 'carol');
+        ALTER TABLE escalations DROP COLUMN last_seen_at;
+        ALTER TABLE escalations DROP COLUMN history;
+        PRAGMA user_version = 6;`);
+      db.close();
+
+      ({ core } = await controller(dir));
+      const call: Call = async <T>(method: string, url: string): Promise<T> => (await core.app.inject({ method, url, headers: { authorization: `Bearer ${ADMIN}` } })).json<T>();
+      const listed = (await call<PolicyListing[]>('GET', '/api/v1/policies')).find((x) => x.name === 'homeostat-tuning');
+      assert.deepEqual([listed?.latest, listed?.target, listed?.versions[0]?.rules], [1, null, 1]);
+      assert.match(await tuningYaml(call, 1), new RegExp(`proposal ${p.id} \\(auto-repair\\)`));
+      assert.deepEqual(await tuningRollouts(call), [], 'agents never had it: rolling it out is the operator\'s call');
+      const pushed = (await core.store.listControllerEvents({ limit: 100 })).filter((e) => e.kind === 'policy_pushed');
+      assert.deepEqual(pushed.map((e) => [e.detail.by, e.detail.version]), [['upgrade', 1]]);
+      await core.close();
+
+      ({ core } = await controller(dir));
+      assert.equal((await core.store.listPolicyVersions('homeostat-tuning')).length, 1, 'stored once');
+      await core.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -145,6 +145,6 @@ describe('homeostatctl: outcomes, proposals, backtests and autotune', function (
     assert.match(show.stdout, /change: \{"match":\{"baseline":"web","resource":"file:\/srv\/issue","change":\["content"\]\},"action":"monitor"\}/);
     const again = await run(['proposal', 'accept', String(issue?.id)]);
     assert.equal(again.code, 1);
-    assert.match(again.stderr, /409 HS_CONFLICT proposal \d+ is accepted/);
+    assert.match(again.stderr, /proposal \d+ is accepted; only an open proposal can be accepted \(409 HS_CONFLICT from POST \/api\/v1\/proposals\/\d+\/accept\)/);
   });
 });

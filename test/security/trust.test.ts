@@ -150,7 +150,7 @@ describe('security: trust between agents and controller', function () {
       const version = await push(baseline('web', 'web.conf', 'web v2', { role: 'web' }), false);
       const r = await c.api<{ id: number }>('POST', '/api/v1/rollouts', { baseline: 'web', version, strategy: { waves: [{ hosts: 1 }, 100], canary: { matchLabels: { canary: 'yes' } }, gate: { soakSeconds: 0 } } });
       const hosts = (await c.api<{ hosts: { agentId: string; wave: number }[] }>('GET', `/api/v1/rollouts/${r.id}`)).hosts;
-      assert.deepEqual(hosts.map((h) => [h.agentId, h.wave]).sort(), [[id1, 1], [id2, 0]].sort(), 'the operator-labelled host is the canary');
+      assert.deepEqual(hosts.map((h) => [h.agentId, h.wave]).sort(), [[id1, 2], [id2, 1]].sort(), 'the operator-labelled host is the canary (waves count from 1)');
       await waitFor(async () => (await c.api<{ state: string }>('GET', `/api/v1/rollouts/${r.id}`)).state === 'completed', 30_000, 'rollout done');
     });
   });

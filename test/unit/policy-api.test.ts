@@ -75,6 +75,16 @@ describe('policies at the controller (app factory, no socket)', () => {
     assert.equal((await call('POST', '/api/v1/policies', { yaml: 'a: [' })).status, 422, 'not even YAML');
   });
 
+  it('keeps the name of the tuning policy to tuning: a push under it is refused with 409, storing nothing', async () => {
+    const r = await call('POST', '/api/v1/policies', { yaml: policy('homeostat-tuning', 'file:/etc/motd'), file: 'mine.yaml' });
+    assert.equal(r.status, 409);
+    assert.match(r.json<{ error: { message: string } }>().error.message, /^mine\.yaml: the policy name homeostat-tuning is kept for accepted tuning proposals/);
+    assert.deepEqual((await call('GET', '/api/v1/policies')).json<unknown[]>(), []);
+    // Tuning itself writes it.
+    const own = await core.policies.push({ yaml: policy('homeostat-tuning', 'file:/etc/motd'), file: 'homeostat-tuning.yaml', tuning: true });
+    assert.equal(own.record.version, 1);
+  });
+
   it('rolls a policy out signed in the policy domain, never as a baseline, and renews it like a baseline', async () => {
     const clock = new ManualClock(Date.now());
     await core.close();

@@ -1,7 +1,9 @@
 // Wave assignment and strategy parsing, pure: deterministic and stable placement, canaries first, sizes from cumulative
 // percentages or host counts, and every malformed strategy refused with the field named.
 import assert from 'node:assert/strict';
-import { DEFAULT_STRATEGY, assignWaves, parseStrategy } from '../../controller/rollouts/waves.js';
+import { rolloutView } from '../../controller/rollouts/view.js';
+import { DEFAULT_STRATEGY, assignWaves, parseStrategy, parseWave, soakEnd } from '../../controller/rollouts/waves.js';
+import type { RolloutHostRecord, RolloutRecord } from '../../controller/store/types.js';
 
 const fleet = (n: number, canaries = 0): { id: string; labels: Record<string, string> }[] =>
   Array.from({ length: n }, (_, i) => ({ id: `ag-${i}`, labels: i < canaries ? { canary: 'yes' } : ({} as Record<string, string>) }));
@@ -53,5 +55,41 @@ describe('rollout waves', () => {
     assert.equal(parseStrategy({ onEscalation: 'fail' }).spec.onEscalation, 'fail');
     assert.equal(parseStrategy('all-at-once').spec.onEscalation, 'ignore');
     assert.throws(() => parseStrategy({ onEscalation: 'wait' }), /strategy\.onEscalation: "wait"; expected "pause"/);
+  });
+
+  it('reads waves as text without ambiguity: 10% or 10, 1host, 3hosts, hosts:3; refuses 1h with a hint', () => {
+    assert.equal(parseWave('10%', 'w'), 10);
+    assert.equal(parseWave('10', 'w'), 10);
+    assert.equal(parseWave('100%', 'w'), 100);
+    assert.deepEqual(parseWave('1host', 'w'), { hosts: 1 });
+    assert.deepEqual(parseWave('3hosts', 'w'), { hosts: 3 });
+    assert.deepEqual(parseWave('hosts:3', 'w'), { hosts: 3 });
+    assert.throws(() => parseWave('1h', '--waves (wave 1)'), /--waves \(wave 1\): "1h" is ambiguous \(1 host, or 1 hour\?\); write 1host \(or hosts:1\)/);
+    assert.throws(() => parseWave('5h', 'w'), /write 5hosts \(or hosts:5\) for a number of hosts, 5% for a share/);
+    assert.throws(() => parseWave('0hosts', 'w'), /at least 1 host/);
+    assert.throws(() => parseWave('150%', 'w'), /not a percentage/);
+    assert.throws(() => parseWave('half', 'w'), /expected a percentage \(10%, or 10\) or a number of hosts/);
+    assert.deepEqual(parseStrategy({ waves: ['1host', '50%', 100] }).spec.waves, [{ hosts: 1 }, 50, 100]);
+    assert.throws(() => parseStrategy({ waves: ['1h', 100] }), /strategy\.waves\[0\]: "1h" is ambiguous/);
+  });
+
+  it('counts waves from 1 in the view and says until when the current wave soaks', () => {
+    const now = 1_700_000_000_000;
+    const host = (agentId: string, wave: number, status: RolloutHostRecord['status'], updatedAt: number): RolloutHostRecord =>
+      ({ rolloutId: 1, agentId, wave, status, reason: null, updatedAt, rolledBack: false, escalations: [] }) as unknown as RolloutHostRecord;
+    const spec = parseStrategy({ waves: [{ hosts: 1 }, 100], gate: { soakSeconds: 600 } }).spec;
+    const r = { id: 1, document: 'baseline', baseline: 'web', version: 2, previousVersion: 1, strategy: 'waves', spec, state: 'running', currentWave: 0, waveStartedAt: now - 60_000, signed: null } as unknown as RolloutRecord;
+    const hosts = [host('a', 0, 'converged', now - 30_000), host('b', 1, 'waiting', now - 60_000)];
+    assert.equal(soakEnd(r, [hosts[0] as RolloutHostRecord], now), now - 30_000 + 600_000);
+    assert.equal(soakEnd(r, [host('a', 0, 'sent', now)], now), undefined, 'not settled: no soak yet');
+    const v = rolloutView(r, hosts, [{ id: 1, time: now, kind: 'wave_started', rolloutId: 1, baseline: 'web', detail: { wave: 0 } }], [], { hosts: true, now });
+    assert.equal(v.currentWave, 1);
+    assert.equal(v.waveCount, 2);
+    assert.deepEqual((v.waves as { wave: number; state: string }[]).map((w) => [w.wave, w.state]), [[1, 'running'], [2, 'pending']]);
+    assert.deepEqual((v.hosts as { wave: number }[]).map((h) => h.wave), [1, 2]);
+    assert.deepEqual((v.steps as { wave: number }[]).map((s) => s.wave), [1]);
+    assert.equal(v.soakingUntil, now - 30_000 + 600_000);
+    assert.equal(rolloutView({ ...r, state: 'paused' } as RolloutRecord, hosts, [], [], { hosts: false, now }).soakingUntil, null, 'no soak while paused');
+    assert.equal(rolloutView(r, hosts, [], [], { hosts: false, now: now + 600_000 }).soakingUntil, null, 'the soak is over');
   });
 });

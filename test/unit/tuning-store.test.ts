@@ -1,6 +1,6 @@
-// The tuning part of the controller store (SQLite, schema 5): history pages in each agent's order on the (agent, seq)
-// index whatever the time range, the structured fields of events kept and read back, proposals, settings and tuning
-// document versions, and a database of schema 4 migrated with its events intact.
+// The tuning part of the controller store (SQLite): history pages in each agent's order on the (agent, seq) index whatever
+// the time range, the structured fields of events kept and read back, proposals and settings, a database of schema 4
+// migrated with its events intact, and one of schema 6 migrated without its own table of tuning document versions.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -83,7 +83,7 @@ describe('tuning store (SQLite)', () => {
     assert.equal(listed[0]?.risk, 'high', 'the events API shows them too');
   });
 
-  it('keeps proposals with their evidence, settings, and numbered tuning document versions', async () => {
+  it('keeps proposals with their evidence, and settings', async () => {
     const p: Omit<ProposalRecord, 'id'> = {
       key: 'k',
       kind: 'auto-repair',
@@ -112,9 +112,6 @@ describe('tuning store (SQLite)', () => {
     await store.tuning.putSetting('tuning', { mode: 'bounded' }, 5, 'erin');
     await store.tuning.putSetting('tuning', { mode: 'off' }, 6, 'frank');
     assert.deepEqual(await store.tuning.getSetting('tuning'), { value: { mode: 'off' }, updatedAt: 6, updatedBy: 'frank' });
-    const v1 = await store.tuning.addTuningDocument({ name: 'homeostat-tuning', yaml: 'a', sha256: 'x', createdAt: 1, createdBy: 'carol' });
-    const v2 = await store.tuning.addTuningDocument({ name: 'homeostat-tuning', yaml: 'a', sha256: 'x', createdAt: 2, createdBy: 'autotune' });
-    assert.deepEqual([v1.version, v2.version, (await store.tuning.latestTuningDocument('homeostat-tuning'))?.createdBy], [1, 2, 'autotune']);
   });
 
   it("reads a drift's kinds of change from its changes field, else from its detail, whichever came first", () => {
@@ -139,5 +136,28 @@ describe('tuning store (SQLite)', () => {
     const [r] = await store.tuning.scanHistory({ since: 0, until: 100, after: null, limit: 10 });
     assert.deepEqual([r?.agentId, r?.detail, r?.actor, r?.changes], ['old', 'mode: 0666 -> 0644', null, null]);
     assert.deepEqual(await store.tuning.listProposals({}), []);
+  });
+
+  it('migrates a schema 6 database: tuning document versions leave with their table, proposals and settings stay', async () => {
+    await store.close();
+    const file = path.join(dir, 'controller-v6.db');
+    const db = openDatabase(file);
+    for (let v = 1; v <= 6; v++) db.exec(MIGRATIONS[v - 1] ?? '');
+    db.exec(`INSERT INTO tuning_documents (name, version, yaml, sha256, created_at, created_by) VALUES ('homeostat-tuning', 1, 'x', 'y', 1, 'carol');
+      INSERT INTO proposals (key, kind, state, created_at, updated_at, body) VALUES ('k', 'auto-repair', 'accepted', 1, 1, '{}');
+      INSERT INTO settings (name, value, updated_at, updated_by) VALUES ('tuning', '{"mode":"bounded"}', 1, 'erin');
+      PRAGMA user_version = 6;`);
+    db.close();
+    store = new SqliteControllerStore(file);
+    await store.close();
+    const after = openDatabase(file);
+    const tables = (after.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('tuning_documents', 'proposals', 'settings') ORDER BY name").all() as { name: string }[]).map((r) => r.name);
+    const schema = after.pragma('user_version', { simple: true });
+    const kept = after.prepare('SELECT (SELECT COUNT(*) FROM proposals) AS proposals, (SELECT COUNT(*) FROM settings) AS settings').get();
+    after.close();
+    assert.deepEqual(tables, ['proposals', 'settings']);
+    assert.equal(schema, 8);
+    assert.deepEqual(kept, { proposals: 1, settings: 1 });
+    store = new SqliteControllerStore(file);
   });
 });

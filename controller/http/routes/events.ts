@@ -1,4 +1,4 @@
-// /api/v1/events: the fleet's audit events as persisted, filtered by agent, resource, kind and time, paged by id.
+// /api/v1/events: the fleet's audit events as persisted, filtered by agent, resource(s), kind and time, paged by id.
 import { HsError } from '../../../lib/errors.js';
 import { agentJson } from '../body.js';
 import type { ApiContext } from '../context.js';
@@ -11,6 +11,9 @@ function changeList(text: string | null): string[] {
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 }
 
+/** Resource ids one query may name (`resource=A&resource=B`: events of either). */
+const MAX_RESOURCES = 16;
+
 export function eventRoutes(ctx: ApiContext): Route[] {
   return [
     {
@@ -22,9 +25,11 @@ export function eventRoutes(ctx: ApiContext): Route[] {
         const now = ctx.clock.now();
         const order = q.get('order') ?? 'asc';
         if (order !== 'asc' && order !== 'desc') throw new HsError('HS_CONFIG', 'order must be asc or desc');
+        const resources = q.getAll('resource');
+        if (resources.length > MAX_RESOURCES) throw new HsError('HS_CONFIG', `resource: at most ${MAX_RESOURCES} at once`);
         const events = await ctx.store.listEvents({
           agent: q.get('agent') ?? undefined,
-          resource: q.get('resource') ?? undefined,
+          resource: resources.length > 0 ? resources : undefined,
           kind: q.get('kind') ?? undefined,
           since: timeParam(q.get('since'), 'since', now),
           until: timeParam(q.get('until'), 'until', now),

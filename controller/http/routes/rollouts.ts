@@ -10,10 +10,10 @@ import { json, jsonBody, type Route } from '../router.js';
 
 const ACTIONS: OperatorAction[] = ['pause', 'resume', 'abort', 'rollback'];
 
-/** A rollout as listed: named for what it rolls out, {"baseline": NAME} or {"policy": NAME}. */
+/** A rollout as listed: named for what it rolls out, {"baseline": NAME} or {"policy": NAME}; waves counted from 1. */
 function listed(r: RolloutRecord): Record<string, unknown> {
   const { signed: _s, baseline: name, ...rest } = r;
-  return { ...rest, [r.document]: name };
+  return { ...rest, [r.document]: name, currentWave: r.currentWave + 1 };
 }
 
 export function rolloutRoutes(ctx: ApiContext): Route[] {
