@@ -184,7 +184,7 @@ export function addFleetCommands(p: Command): void {
   const token = p.command('token').description('enrollment tokens');
   token
     .command('create')
-    .description('a join token for new agents (shown once)')
+    .description('a join token for new agents, shown once: the token alone on stdout, when it expires on stderr')
     .option('--ttl <duration>', 'valid for', '24h')
     .option('--max-uses <n>', 'how many agents may enroll with it (default: no limit)')
     .option('--labels <k=v,...>', 'labels every agent enrolled with it gets')
@@ -199,6 +199,8 @@ export function addFleetCommands(p: Command): void {
         ...(o.allowLabels ? { allowLabels: parseLabelAllowance(o.allowLabels) } : {}),
         ...(o.description ? { description: o.description } : {}),
       });
-      out(json, r, () => `${r.token}\n(expires ${time(r.expiresAt)}; on each host: homeostat-agent run --controller URL --token TOKEN)`);
+      // The token alone on stdout, so TOKEN=$(homeostatctl token create) holds just the token; the hint goes to stderr.
+      out(json, r, () => r.token);
+      if (!json) process.stderr.write(`(expires ${time(r.expiresAt)}; on each host: homeostat-agent run --controller URL --token TOKEN)\n`);
     });
 }
