@@ -60,7 +60,10 @@ function checkInvocation(program: string, words: string[]): string[] {
     if (w.startsWith('-') || w.startsWith('[')) break;
     const subs = subcommands(help);
     if (!subs.includes(w)) {
-      if (path.length === 0 && subs.length > 0) return [`${program} has no command '${w}' (its commands: ${subs.join(', ')})`];
+      // A word that is no subcommand is an argument only where the usage line has room for one.
+      const usage = /^Usage: .*$/m.exec(help)?.[0] ?? '';
+      const slots = (usage.match(/[<[][^\]>]+[\]>]/g) ?? []).filter((x) => x !== '[options]' && x !== '[command]');
+      if (subs.length > 0 && slots.length === 0) return [`${[program, ...path].join(' ')} has no command '${w}' (its commands: ${subs.join(', ')})`];
       break;
     }
     path.push(w);
@@ -97,10 +100,13 @@ function describeRun(cmd: DocCommand, r: Typed): string {
   return `${cmd.where}: \`${cmd.text}\` exited ${r.code} (expected ${cmd.expectedExit})\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
 }
 
-// Placeholders the docs write where the reader fills in what an earlier command printed.
+// Placeholders the docs write where the reader fills in a value: FIXED ones, and ID from what an earlier command printed.
 const PLACEHOLDERS: Record<string, string> = {
   ID: 'the id in the first row of the escalations listed last (homeostat-agent escalations, homeostatctl escalations)',
+  HOST: 'the controller\'s host name: localhost, the controller runs on the scratch host',
+  DATA_DIR: 'the controller\'s --data-dir as the docs start it: /var/lib/homeostat-controller',
 };
+const FIXED: Record<string, string> = { HOST: 'localhost', DATA_DIR: '/var/lib/homeostat-controller' };
 
 /** The first id of an escalations listing: the first cell of the first row that starts with a number. */
 function firstListedId(stdout: string): string | undefined {
@@ -135,7 +141,7 @@ class Reader {
     const words = shellWords(cmd.text.split('\n')[0] ?? '');
     const daemon = DAEMONS[words[0] ?? ''];
     if (daemon && words[1] === 'run') {
-      await host.startDaemon(daemon.kind, cmd.text, daemon.ready);
+      await host.startDaemon(daemon.kind, (await this.fillIn(cmd)) ?? cmd.text, daemon.ready);
       return;
     }
     if (words[0] === 'systemctl') {
@@ -160,10 +166,12 @@ class Reader {
 
   /** The command with its placeholders filled in from what the reader saw; undefined while there is nothing to fill. */
   private async fillIn(cmd: DocCommand): Promise<string | undefined> {
-    if (!/\bID\b/.test(cmd.text)) return cmd.text;
+    let text = cmd.text;
+    for (const [name, value] of Object.entries(FIXED)) text = text.replace(new RegExp(`\\b${name}\\b`, 'g'), value);
+    if (!/\bID\b/.test(text)) return text;
     assert.ok(this.lastListing, `${cmd.where}: ID, but no escalations were listed before`);
     const id = firstListedId((await this.host.type(this.lastListing)).stdout);
-    return id === undefined ? undefined : cmd.text.replace(/\bID\b/g, id);
+    return id === undefined ? undefined : text.replace(/\bID\b/g, id);
   }
 }
 
@@ -246,6 +254,19 @@ describe('the docs: example commands', function () {
       }
     }
     assert.deepEqual([...used], Object.keys(STAND_INS));
+  });
+
+  describe('docs/controller.md: starting a controller, then homeostatctl and its context', () => {
+    let host: DocHost;
+    before(async () => (host = await DocHost.create('ctl')));
+    after(async () => host?.close());
+
+    it('runs every command as written', async () => {
+      const blocks = doc('docs/controller.md').filter((b) => b.section === 'Running it' || b.section === 'homeostatctl and its context');
+      const reader = new Reader(host);
+      await reader.typeBlocks(blocks);
+      assert.ok(reader.transcript.some((l) => l.startsWith('$ homeostatctl login')), 'the section logs in');
+    });
   });
 
   describe('docs/operators.md: the walk from one standalone host to a managed fleet and back', () => {
