@@ -1,11 +1,11 @@
-// The agent's footprint, the single executable beside `node dist/...` on the same runtime: idle memory of the daemon with 1,000 and 10,000 files, and the one-shot `check` of 1,000 files. Prints a table per part.
+// The agent's footprint, the single executable beside `node dist/...` on the same runtime: idle memory of the daemon with 1,000 and 10,000 files (and how much of RssFile is the executable's own pages), and the one-shot `check` of 1,000 files. Prints a table per part.
 //
 //   node_modules/.bin/node dist/bench/binary-footprint.js            # both parts; or: idle | check
 //   knobs: IDLE_SECONDS=20 WARMUP_SECONDS=10 SIZES=1000,10000 CHECK_RUNS=21 BIN=packaging/out/homeostat-agent
 //          EXTRA_BINS=label=path,...   (other builds, e.g. one made with HOMEOSTAT_EXEC_ARGV= for the runtime's defaults)
 //          NODE_ARGS="--max-semi-space-size=1"   (flags for the `node dist/...` variant that mirrors the executable)
 //          NODE_VARIANTS=0   (executables only)
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, readlinkSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,10 +51,22 @@ function proc(pid: number): { rss: number; anon: number; file: number; cpuTicks:
 
 const mb = (kb: number): string => (kb / 1024).toFixed(1);
 
+/** Of RssFile, the pages of the process's own executable (the single executable, or node), from /proc/PID/smaps. */
+function exeRss(pid: number): number {
+  const exe = readlinkSync(`/proc/${pid}/exe`);
+  let kb = 0;
+  let mine = false;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) mine = line.endsWith(` ${exe}`);
+    else if (mine && line.startsWith('Rss:')) kb += Number(/(\d+)/.exec(line)?.[1] ?? 0);
+  }
+  return kb;
+}
+
 async function idle(): Promise<void> {
   console.log(`\n## idle daemon: fresh state, files compliant; memory at the end, CPU over ${IDLE_SECONDS} s from ${WARMUP_SECONDS} s after ready`);
-  console.log('| variant | files | ready | VmRSS | RssAnon | RssFile | CPU while idle |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| variant | files | ready | VmRSS | RssAnon | RssFile | of it the executable | CPU while idle |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const n of SIZES) {
     const dir = mkdtempSync(path.join(tmpdir(), 'hs-footprint-'));
     try {
@@ -67,8 +79,9 @@ async function idle(): Promise<void> {
         const t0 = proc(d.pid);
         await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000));
         const t1 = proc(d.pid);
+        const exe = exeRss(d.pid);
         const cpu = ((t1.cpuTicks - t0.cpuTicks) / 100 / IDLE_SECONDS) * 100;
-        console.log(`| ${v.label} | ${n} | ${readyMs} ms | ${mb(t1.rss)} MB | ${mb(t1.anon)} MB | ${mb(t1.file)} MB | ${cpu.toFixed(2)} % |`);
+        console.log(`| ${v.label} | ${n} | ${readyMs} ms | ${mb(t1.rss)} MB | ${mb(t1.anon)} MB | ${mb(t1.file)} MB | ${mb(exe)} MB | ${cpu.toFixed(2)} % |`);
         await d.stop();
       }
     } finally {
