@@ -1,7 +1,7 @@
 // What to do about a drift, and what the engine remembers to decide it: the operator's answers (approvals, accepted
-// drifts with their expiry), the flap window, failures and their backoff. The decision itself is lib/policy's pure
-// `decide`, consulted with the active policy documents (none yet: the baseline's own policy decides) — so giving it
-// policy documents, the drift's actor, deferrals and the per-rule repair ledger only fills in what is passed here.
+// drifts with their expiry), the flap window, failures and their backoff, deferrals, and the per-rule repair ledger. The
+// decision itself is lib/policy's pure `decide`, consulted with the active policy documents (then the baseline's own
+// policy) and the drift's actor.
 import { backoffDelay, type BackoffOptions } from '../../lib/backoff.js';
 import type { Clock } from '../../lib/clock.js';
 import { errorMessage, type HsError } from '../../lib/errors.js';
@@ -40,6 +40,9 @@ export function retryDelayMs(failures: number, random?: () => number): number {
   return backoffDelay(failures - 1, random ? { ...REPAIR_RETRY, random } : REPAIR_RETRY);
 }
 
+/** What a policy change may not do to an escalated drift: repair it, let it stand deferred, or stop showing it. */
+const WAITING_OVERRIDES: ReadonlySet<string> = new Set(['repair', 'defer', 'monitor', 'ignore']);
+
 export class Decisions {
   /** The policy documents consulted before each baseline's own policy. */
   policies = new PolicySet();
@@ -71,7 +74,7 @@ export class Decisions {
       const windowStart = now - policy.flap.windowMs;
       if (d.repairs.length > 0 && (d.repairs[0] as number) <= windowStart) d.repairs = d.repairs.filter((t) => t > windowStart);
     }
-    return decide(
+    const decision = decide(
       this.policies,
       { resource: rt.id, kind: rt.decl.type, baseline: rt.baseline.name, changes: changes.map((c) => c.field), time: now, ...(actor ? { actor } : {}) },
       {
@@ -86,6 +89,16 @@ export class Decisions {
         ruleRepairs: (key) => this.ledger.count(key, now),
       },
     );
+    // A drift escalated to a human keeps waiting for the answer, whatever a later policy would do about it.
+    if (d?.escalated === fp && WAITING_OVERRIDES.has(decision.action) && decision.cause !== 'approved') {
+      return { ...decision, action: 'escalate', reason: `escalated earlier and waiting for an operator's decision (now: ${decision.reason})` };
+    }
+    return decision;
+  }
+
+  /** The drift `fp` was handed to a human: it stands until approved, rejected, or gone. */
+  escalated(rt: Runtime, fp: string): void {
+    driftState(rt).escalated = fp;
   }
 
   /** The drift stands deferred from now on (or since earlier, when it already did). */
@@ -103,6 +116,8 @@ export class Decisions {
     d.approved = false;
     d.recordedDrift = undefined;
     d.deferredSince = undefined;
+    d.escalated = undefined;
+    d.actor = undefined;
     if (decision.countsAgainst !== undefined) this.ledger.record(decision.countsAgainst, now);
   }
 
@@ -114,6 +129,8 @@ export class Decisions {
     d.recordedDrift = undefined;
     d.approved = false;
     d.deferredSince = undefined;
+    d.escalated = undefined;
+    d.actor = undefined;
   }
 
   /**

@@ -2,6 +2,8 @@
 // declaration again. Kept small: a host with 10,000 resources holds 10,000 of these, almost all compliant.
 import { createHash } from 'node:crypto';
 import type { ResourceDecl } from '../../lib/baseline/types.js';
+import type { Actor } from '../../lib/policy/actor.js';
+import type { DriftEvent } from '../../lib/policy/patterns.js';
 import type { Change, Disposer, Resource } from '../resources/resource.js';
 
 /** The baseline version a resource came from; one object per activated baseline, shared by its resources. */
@@ -52,7 +54,18 @@ export interface DriftState {
   recordedDrift: string | undefined;
   /** Since when the current drift has stood deferred (a policy's grace period), for the decision to count from. */
   deferredSince: number | undefined;
+  /** Fingerprint of the drift escalated to a human: it waits for an answer, whatever a later policy or version says. */
+  escalated: string | undefined;
+  /** Who made the drift last attributed, kept while the same drift stands so it is not looked up again. */
+  actor: Actor | undefined;
+  /** The latest attributed drifts (at most DRIFT_HISTORY), for fights and predictions; `undefined` until first loaded. */
+  history: DriftEvent[] | undefined;
+  /** The last prediction recorded (`change@next`), so each one is recorded once. */
+  predicted: string | undefined;
 }
+
+/** Drifts of one resource kept for fights and predictions: a day's habit over weeks, or a flap window's fight. */
+export const DRIFT_HISTORY = 64;
 
 export interface Runtime {
   readonly id: string;
@@ -69,6 +82,8 @@ export interface Runtime {
   /** A reconcile that outlived its deadline and has not returned yet: nothing else runs for this resource until it does. */
   stuck: { since: number; recorded: boolean } | undefined;
   retired: boolean;
+  /** When the resource was last seen as it should be: who changed it is looked for after this. */
+  keptAt: number | undefined;
 }
 
 export function newRuntime(m: ManagedResource, resource: Resource, key: string): Runtime {
@@ -84,11 +99,25 @@ export function newRuntime(m: ManagedResource, resource: Resource, key: string):
     drift: undefined,
     stuck: undefined,
     retired: false,
+    keptAt: undefined,
   };
 }
 
 export function driftState(rt: Runtime): DriftState {
-  rt.drift ??= { repairs: [], suppressed: false, approved: false, failures: 0, retryAt: 0, cancelRetry: undefined, recordedDrift: undefined, deferredSince: undefined };
+  rt.drift ??= {
+    repairs: [],
+    suppressed: false,
+    approved: false,
+    failures: 0,
+    retryAt: 0,
+    cancelRetry: undefined,
+    recordedDrift: undefined,
+    deferredSince: undefined,
+    escalated: undefined,
+    actor: undefined,
+    history: undefined,
+    predicted: undefined,
+  };
   return rt.drift;
 }
 
