@@ -5,7 +5,7 @@
 // and `explain`. The daemon's part (policy files, SIGHUP, audit rules on exit) is in the last block.
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { composeAgent } from '../../agent/compose.js';
 import type { Agent } from '../../agent/agent.js';
@@ -112,7 +112,11 @@ async function startHost(opts: { policy?: (m: string) => string; seed?: (h: Omit
 }
 
 const content = (h: Host, name: string): string => readFileSync(h.file(name), 'utf8');
-const write = (h: Host, name: string, text: string): void => writeFileSync(h.file(name), text);
+/** As editors and deploy tools do: the new text lands at once (a truncating write would show an empty file first). */
+const write = (h: Host, name: string, text: string): void => {
+  writeFileSync(`${h.file(name)}.new`, text);
+  renameSync(`${h.file(name)}.new`, h.file(name));
+};
 const outcome = (h: Host, name: string): string | undefined => h.agent.engine.results().find((r) => r.id === h.id(name))?.outcome;
 
 describe('policies deciding real drift', function () {
@@ -208,8 +212,9 @@ describe('policies deciding real drift', function () {
     const src = path.join(h.dir, 'src');
     writeFileSync(src, 'copied\n');
     execFileSync('/usr/bin/cp', [src, h.file('who')]);
-    await waitFor(() => h.records('who', 'drift_detected').length === 1, 10_000, 'who drifted');
-    const d = h.records('who', 'drift_detected')[0];
+    // cp truncates first: the empty file may be a drift of its own; the last one is the copy
+    await waitFor(() => h.records('who', 'drift_detected').some((r) => r.observed?.size === 7), 10_000, 'who drifted');
+    const d = h.records('who', 'drift_detected').at(-1);
     assert.equal(d?.actor?.source, 'audit', JSON.stringify(d?.actor));
     assert.equal(d?.actor?.exe, '/usr/bin/cp');
     assert.equal(d?.actor?.user, 'root');
@@ -345,9 +350,10 @@ describe('the daemon with policy files', function () {
     d.child.kill('SIGHUP');
     await waitFor(async () => (await events('policy_rejected')).length === 1, 10_000, 'policy_rejected');
     assert.match((await events('policy_rejected'))[0]?.detail ?? '', new RegExp(`${pol}:7:\\d+: .*spec\\.rules\\[0\\]\\.action`));
-    writeFileSync(path.join(m, 'a'), 'edited\n');
+    writeFileSync(path.join(m, 'a.new'), 'edited\n');
+    renameSync(path.join(m, 'a.new'), path.join(m, 'a'));
     await waitFor(async () => (await events('drift_detected')).length === 1, 10_000, 'drift recorded');
-    assert.equal((await events('drift_detected'))[0]?.decision?.action, 'monitor', 'the last good policy decided');
+    assert.ok((await events('drift_detected')).every((e) => e.decision?.action === 'monitor'), 'the last good policy decided');
     assert.equal(readFileSync(path.join(m, 'a'), 'utf8'), 'edited\n');
     assert.equal(await d.kill9(), -1);
     assert.equal(rules().length, 1, 'a killed run leaves its rule');
