@@ -332,6 +332,12 @@ describe('the daemon with policy files', function () {
   };
   after(() => t.cleanup());
 
+  it('validate accepts the worked example of docs/policy.md', async () => {
+    const r = await runAgent(['validate', 'baselines/examples/policies/fleet-governance.yaml']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /valid policy \(fleet-governance, 5 rules, 1 windows\)/);
+  });
+
   it('a bad policy file on SIGHUP is refused with located errors and the last good policy keeps deciding; audit rules go with the agent, and a killed run\'s are replaced', async () => {
     mkdirSync(m);
     mkdirSync(state);
