@@ -290,6 +290,48 @@ spec:
   });
 });
 
+describe('a maintenance window', function () {
+  this.timeout(120_000);
+  let h: Host | undefined;
+  after(async () => {
+    await h?.stop();
+  });
+
+  it('drift inside the window is deferred to its end, then decided again and repaired', async () => {
+    // A window of the current minute (UTC), so the test waits at most a minute; too close to its end, the next minute's.
+    if (new Date().getUTCSeconds() > 45) await waitFor(() => new Date().getUTCSeconds() < 5, 20_000, 'the next minute');
+    const now = new Date();
+    const cron = `${now.getUTCMinutes()} ${now.getUTCHours()} * * *`;
+    h = await startHost({
+      policy: (m) => `apiVersion: homeostat/v1
+kind: Policy
+metadata: { name: win }
+spec:
+  maintenanceWindows:
+    - name: this-minute
+      cron: "${cron}"
+      duration: 1m
+  rules:
+    - match: { window: this-minute, resource: "file:${m}/win" }
+      action: { defer: end-of-window }
+`,
+    });
+    const host = h;
+    write(host, 'win', 'during maintenance\n');
+    await waitFor(() => host.records('win', 'deferred').length === 1, 10_000, 'deferred');
+    const d = host.records('win', 'deferred')[0];
+    const end = Math.floor(now.getTime() / 60_000) * 60_000 + 60_000;
+    assert.equal(d?.decision?.until, end, 'until the end of the window');
+    assert.deepEqual(d?.decision?.rule, { document: 'win', version: 1, index: 0 });
+    assert.equal(content(host, 'win'), 'during maintenance\n');
+    await waitFor(() => host.records('win', 'repaired').length === 1, 75_000, 'repaired after the window');
+    const r = host.records('win', 'repaired')[0];
+    assert.ok((r?.time ?? 0) >= end, 'not before the window ended');
+    assert.deepEqual(r?.decision?.rule, { baseline: 'gov-test' }, 'decided again by what matches after the window');
+    assert.equal(content(host, 'win'), 'win\n');
+  });
+});
+
 describe('predicted drift', function () {
   this.timeout(60_000);
   let h: Host | undefined;
