@@ -26,8 +26,14 @@ export interface EngineStats {
 
 /** Who made a drift (agent/actor's Actors in the daemon): answers within its own bounded wait, never throws. */
 export interface ActorLookup {
-  actorFor(q: { kind: string; name: string; changes: readonly string[]; time: number; since?: number }): Promise<Actor>;
+  actorFor(q: { kind: string; name: string; changes: readonly string[]; time: number; since?: number; waitMs?: number }): Promise<Actor>;
 }
+
+/**
+ * How long a lookup may wait for an audit record still on its way when no rule decides by the actor: the actor is then
+ * only for the record, and the repair does not wait longer for it (measured: bench/README.md, agent-files).
+ */
+const RECORD_ONLY_WAIT_MS = 2;
 
 /** A retry or reconsideration further away than this is looked at then, and planned again (timers have a range). */
 const MAX_WAIT_MS = 6 * 3_600_000;
@@ -169,7 +175,8 @@ async function actorOf(ctx: ReconcileContext, rt: Runtime, changes: Change[], fp
   let actor: Actor | undefined;
   if (lookup) {
     const colon = rt.id.indexOf(':');
-    actor = await lookup.actorFor({ kind: rt.decl.type, name: rt.id.slice(colon + 1), changes: fields, time: now, ...(rt.keptAt !== undefined ? { since: rt.keptAt } : {}) });
+    const wait = ctx.decisions.policies.policies.some((p) => p.document.rules.some((r) => r.match.actor)) ? {} : { waitMs: RECORD_ONLY_WAIT_MS };
+    actor = await lookup.actorFor({ kind: rt.decl.type, name: rt.id.slice(colon + 1), changes: fields, time: now, ...(rt.keptAt !== undefined ? { since: rt.keptAt } : {}), ...wait });
     driftState(rt).actor = actor;
   }
   ctx.history.add(rt, now, fields, actor);
