@@ -30,10 +30,11 @@ export interface ActorLookup {
 }
 
 /**
- * How long a lookup may wait for an audit record still on its way when no rule decides by the actor: the actor is then
- * only for the record, and the repair does not wait longer for it (measured: bench/README.md, agent-files).
+ * How long a lookup may wait for an audit record still on its way when no rule decides by the actor: not at all. The
+ * actor is then only for the record, taken from what the audit log holds already; waiting (even one 5 ms poll of the
+ * log) would put drift-to-repair over its budget (bench/agent-files.ts).
  */
-const RECORD_ONLY_WAIT_MS = 2;
+const RECORD_ONLY_WAIT_MS = 0;
 
 /** A retry or reconsideration further away than this is looked at then, and planned again (timers have a range). */
 const MAX_WAIT_MS = 6 * 3_600_000;
