@@ -209,7 +209,7 @@ export class Agent {
     this.engine.setPolicies(new PolicySet([...this.policySets.local, ...this.policySets.controller]));
     for (const p of next) {
       const d = p.document;
-      if (previous.get(d.name) !== p.version) this.recordAgent('policy_activated', trigger, `${d.name} v${p.version} (${d.rules.length} rules, ${d.windows.size} windows, ${origin})`, { name: d.name, version: p.version });
+      if (previous.get(d.name) !== p.version) this.recordAgent('policy_activated', trigger, `${d.name} v${p.version} (${d.rules.length} rules, ${d.windows.size} windows${origin === 'local' ? ', local' : ''})`, { name: d.name, version: p.version });
     }
     // The link records the controller's signed removals itself; a local file no longer given is recorded here.
     if (origin === 'local') {

@@ -138,13 +138,16 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   else log.warn({ reason: actorsState }, 'auditd is not available: actors of file and directory changes are unknown');
   bestEffort(log, 'actor state not recorded', () => store.setMeta('actors.state', actorsState));
   agent.engine.setActors(actors);
-  const watchManaged = async (): Promise<void> => {
-    try {
-      await actors.watch(agent.engine.resourceIds().map(splitId));
-    } catch (err) {
-      log.warn({ err: errorMessage(err) }, 'managed resources not watched for actors');
-    }
-  };
+  // One watch update at a time: two overlapping ones would each add the same rules.
+  let watching: Promise<void> = Promise.resolve();
+  const watchManaged = (): Promise<void> =>
+    (watching = watching.then(async () => {
+      try {
+        await actors.watch(agent.engine.resourceIds().map(splitId));
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, 'managed resources not watched for actors');
+      }
+    }));
   agent.afterActivation = () => {
     compactHeapSoon();
     void watchManaged();
