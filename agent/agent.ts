@@ -6,7 +6,7 @@ import { HsError, errorMessage } from '../lib/errors.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { Baseline, ResourceDecl } from '../lib/baseline/types.js';
-import { PolicySet, type ActivePolicy } from '../lib/policy/index.js';
+import { PolicySet, type ActivePolicy, type PolicyDocument } from '../lib/policy/index.js';
 import type { HostContext } from './resources/resource.js';
 import { registry } from './resources/registry.js';
 import type { Engine, ManagedResource, BaselineRef } from './engine/engine.js';
@@ -62,8 +62,8 @@ export class Agent {
   private readonly log: Logger;
   private readonly closeHost: (() => Promise<void>) | undefined;
   private readonly sets: Record<BaselineOrigin, ActiveSet> = { local: EMPTY, controller: EMPTY };
-  /** The policy documents from the controller; kept and recorded, not yet consulted by the engine (docs/policy.md). */
-  private policySet = new PolicySet();
+  /** The policy documents of each origin; the engine decides every drift by both together. */
+  private readonly policySets: Record<BaselineOrigin, readonly ActivePolicy[]> = { local: [], controller: [] };
   private started = false;
   /** Called after each activation that changed the managed set (the daemon gives memory back then). */
   afterActivation: (() => void) | undefined;
@@ -181,14 +181,24 @@ export class Agent {
   }
 
   /**
-   * Makes `policies` the active policy set. A set naming one policy twice or with a version below 1 is refused as a whole
-   * (`policy_rejected`, and the previous set stays); otherwise `policy_activated` is recorded for each version new here.
+   * Makes `policies` the active policy set of `origin` (the controller's by default; the other origin's set stays). A set
+   * naming one policy twice, with a version below 1, or a name the other origin has, is refused as a whole
+   * (`policy_rejected`, and the previous set stays); otherwise `policy_activated` is recorded for each version new here,
+   * `policy_removed` for each local one no longer given, and the engine decides by the new policies, standing drifts too.
    */
-  async setPolicies(policies: ActivePolicy[], trigger: Trigger): Promise<void> {
+  async setPolicies(policies: ActivePolicy[], trigger: Trigger, origin: BaselineOrigin = 'controller'): Promise<void> {
     const names = new Set<string>();
+    const other = this.policySets[origin === 'local' ? 'controller' : 'local'];
     for (const p of policies) {
       const name = p.document.name;
-      const problem = !Number.isInteger(p.version) || p.version < 1 ? `version ${p.version} is not a positive integer` : names.has(name) ? 'given twice in one set' : null;
+      const clash = other.find((o) => o.document.name === name);
+      const problem = !Number.isInteger(p.version) || p.version < 1
+        ? `version ${p.version} is not a positive integer`
+        : names.has(name)
+          ? 'given twice in one set'
+          : clash
+            ? `v${clash.version} is active from ${originNoun(origin === 'local' ? 'controller' : 'local')}; a policy is taken from one place`
+            : null;
       if (problem) {
         const err = new HsError('HS_POLICY_INVALID', `policy ${name}: ${problem}; the previous policies stay active`);
         this.recordAgent('policy_rejected', trigger, err.message, { name, version: p.version });
@@ -196,16 +206,48 @@ export class Agent {
       }
       names.add(name);
     }
-    const previous = new Map(this.policySet.policies.map((p) => [p.document.name, p.version]));
-    this.policySet = new PolicySet(policies);
-    for (const p of this.policySet.policies) {
+    const previous = new Map(this.policySets[origin].map((p) => [p.document.name, p.version]));
+    const next = new PolicySet(policies).policies;
+    this.policySets[origin] = next;
+    this.engine.setPolicies(new PolicySet([...this.policySets.local, ...this.policySets.controller]));
+    for (const p of next) {
       const d = p.document;
-      if (previous.get(d.name) !== p.version) this.recordAgent('policy_activated', trigger, `${d.name} v${p.version} (${d.rules.length} rules, ${d.windows.size} windows)`, { name: d.name, version: p.version });
+      if (previous.get(d.name) !== p.version) this.recordAgent('policy_activated', trigger, `${d.name} v${p.version} (${d.rules.length} rules, ${d.windows.size} windows${origin === 'local' ? ', local' : ''})`, { name: d.name, version: p.version });
+    }
+    // The link records the controller's signed removals itself; a local file no longer given is recorded here.
+    if (origin === 'local') {
+      for (const [name, version] of previous) if (!names.has(name)) this.recordAgent('policy_removed', trigger, `${name} v${version} (local) no longer active`, { name, version });
     }
   }
 
+  /**
+   * Makes the host's own policy files the local policy set, numbered like local baselines: the same text keeps its
+   * version, a new text of a name is the next version. The texts are kept in the cache (meta `policies.local`), so
+   * `explain` can quote the rule that decided and a start with a bad file can fall back to the last good versions.
+   */
+  async setLocalPolicies(docs: PolicyDocument[], trigger: Trigger): Promise<ActivePolicy[]> {
+    const cache = readLocalPolicies(this.store);
+    const active: ActivePolicy[] = [];
+    for (const d of docs) {
+      const versions = cache[d.name] ?? [];
+      let known = versions.find((v) => v.sha256 === d.origin.sha256);
+      if (!known) {
+        known = { version: (versions[versions.length - 1]?.version ?? 0) + 1, sha256: d.origin.sha256, file: d.origin.file, text: d.origin.text };
+        cache[d.name] = [...versions, known].slice(-LOCAL_POLICY_VERSIONS_KEPT);
+      }
+      active.push({ document: d, version: known.version });
+    }
+    await this.setPolicies(active, trigger, 'local');
+    try {
+      this.store?.setMeta(LOCAL_POLICIES_KEY, JSON.stringify({ ...cache, [ACTIVE]: active.map((a) => ({ name: a.document.name, version: a.version })) }));
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'local policies not cached; they are enforced all the same');
+    }
+    return active;
+  }
+
   activePolicies(): readonly ActivePolicy[] {
-    return this.policySet.policies;
+    return this.engine.policies.policies;
   }
 
   /** Records a baseline that was refused, so the audit says why the old one is still enforced. */
@@ -313,6 +355,42 @@ export class Agent {
 
   private recordAgent(event: AuditEvent, trigger: Trigger | null, detail: string, baseline?: BaselineRef): void {
     this.engine.recordAgentEvent(event, trigger, detail, baseline ? { name: baseline.name, version: baseline.version } : undefined);
+  }
+}
+
+/** Meta key of the local policy versions: by name, the last few versions (text included), and which are active. */
+export const LOCAL_POLICIES_KEY = 'policies.local';
+const ACTIVE = '#active';
+const LOCAL_POLICY_VERSIONS_KEPT = 8;
+
+export interface LocalPolicyVersion {
+  version: number;
+  sha256: string;
+  file: string;
+  text: string;
+}
+
+/** The local policy versions cached in `store`, by name (an unreadable cache is empty). */
+export function readLocalPolicies(store: Pick<AgentStore, 'getMeta'> | undefined): Record<string, LocalPolicyVersion[]> {
+  try {
+    const parsed = JSON.parse(store?.getMeta(LOCAL_POLICIES_KEY) ?? '{}') as Record<string, unknown>;
+    const out: Record<string, LocalPolicyVersion[]> = {};
+    for (const [k, v] of Object.entries(parsed)) if (k !== ACTIVE && Array.isArray(v)) out[k] = v as LocalPolicyVersion[];
+    return out;
+  } catch {
+    return {};
+  }
+}
+
+/** The local policy versions active when the cache was last written. */
+export function activeLocalPolicies(store: Pick<AgentStore, 'getMeta'> | undefined): LocalPolicyVersion[] {
+  try {
+    const parsed = JSON.parse(store?.getMeta(LOCAL_POLICIES_KEY) ?? '{}') as Record<string, unknown>;
+    const active = Array.isArray(parsed[ACTIVE]) ? (parsed[ACTIVE] as { name: string; version: number }[]) : [];
+    const all = readLocalPolicies(store);
+    return active.flatMap((a) => all[a.name]?.filter((v) => v.version === a.version) ?? []);
+  } catch {
+    return [];
   }
 }
 

@@ -12,6 +12,8 @@ export const DEFAULT_CONFIG_FILE = '/etc/homeostat/agent.yaml';
 export interface AgentConfig {
   settings: AgentSettings;
   baselines: string[];
+  /** Policy files of a standalone host (or local additions to the controller's): `--policy`, or `policies:` in the file. */
+  policies: string[];
   controller: string | undefined;
   token: string | undefined;
   /** Plain ws:// to the controller allowed (never with a token or enrollment that pins TLS). */
@@ -29,6 +31,7 @@ export interface CommonFlags {
   logLevel?: string;
   metricsListen?: string;
   baseline?: string[];
+  policy?: string[];
   controller?: string;
   token?: string;
   insecureHttp?: boolean;
@@ -41,6 +44,7 @@ const FILE_KEYS = [
   'logLevel',
   'metricsListen',
   'baselines',
+  'policies',
   'controller',
   'token',
   'insecureHttp',
@@ -96,6 +100,7 @@ export function loadConfig(flags: CommonFlags): AgentConfig {
   if (flags.labels) labels = { ...labels, ...labelsFrom(flags.labels, '--labels') };
   const fileBaselines = doc.baselines;
   const baselines = flags.baseline?.length ? flags.baseline : Array.isArray(fileBaselines) ? fileBaselines.map(String) : [];
+  const policies = flags.policy?.length ? flags.policy : listOf(doc.policies, file, 'policies');
   const resync = str('resyncInterval');
   const sysctlPoll = str('sysctlPollInterval');
   const reconcileTimeout = str('reconcileTimeout');
@@ -114,12 +119,20 @@ export function loadConfig(flags: CommonFlags): AgentConfig {
       ...(outboxLimit !== undefined && outboxLimit !== null ? { outboxLimit: parseOutboxLimit(outboxLimit, file) } : {}),
     },
     baselines,
+    policies,
     controller: flags.controller ?? str('controller'),
     token: flags.token ?? str('token'),
     insecureHttp: flags.insecureHttp ?? bool('insecureHttp') ?? false,
     logLevel: (flags.logLevel ?? str('logLevel') ?? process.env.HOMEOSTAT_LOG_LEVEL ?? 'info') as LogLevel,
     metricsListen: flags.metricsListen ?? str('metricsListen'),
   };
+}
+
+/** A list of file paths (`policies:`): absent or null is none; anything but a list of strings is refused, naming the key. */
+function listOf(v: unknown, file: string, key: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x !== '')) throw new HsError('HS_CONFIG', `${file}: '${key}' must be a list of file paths`);
+  return v as string[];
 }
 
 function parseResync(text: string, file: string): number {

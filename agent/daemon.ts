@@ -4,10 +4,12 @@
 // last good baselines keep being enforced; the process ends only when asked to.
 import { createServer, type Server } from 'node:http';
 import { parseBaseline, loadBaselineFiles } from '../lib/baseline/index.js';
+import { loadPolicyFiles, parsePolicy, PolicyInvalidError } from '../lib/policy/index.js';
 import { BaselineInvalidError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { Baseline } from '../lib/baseline/types.js';
-import type { Agent, BaselineOrigin } from './agent.js';
+import { activeLocalPolicies, type Agent, type BaselineOrigin } from './agent.js';
+import { Actors } from './actor/actors.js';
 import { composeAgent } from './compose.js';
 import type { AgentConfig } from './config.js';
 import { serveControl } from './control/server.js';
@@ -78,7 +80,6 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
     store.setMeta('daemon.startedAt', String(Date.now()));
   });
   const agent = composeAgent({ settings: config.settings, log, store });
-  agent.afterActivation = () => compactHeapSoon();
 
   const loadFromFiles = async (trigger: 'startup' | 'reload'): Promise<boolean> => {
     try {
@@ -100,6 +101,57 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       log.error({ origin, err: errorMessage(err) }, 'cached baselines not enforced');
       agent.recordRejectedBaseline(null, `cached ${origin} baselines: ${errorMessage(err)}`, 'startup');
     }
+  };
+
+  const loadPolicies = async (trigger: 'startup' | 'reload'): Promise<boolean> => {
+    try {
+      await agent.setLocalPolicies(loadPolicyFiles(config.policies), trigger);
+      return true;
+    } catch (err) {
+      const detail = err instanceof PolicyInvalidError ? err.describe() : errorMessage(err);
+      log.error({ err: detail }, 'policy rejected, keeping the last good one');
+      // A set the agent itself refused (a name taken by the controller) it has recorded already.
+      if (err instanceof PolicyInvalidError) agent.engine.recordAgentEvent('policy_rejected', trigger, detail);
+      return false;
+    }
+  };
+  if (config.policies.length > 0 && !(await loadPolicies('startup'))) {
+    // The last good versions of the host's own policy files, from the cache, until the files are fixed (SIGHUP).
+    const cachedPolicies = activeLocalPolicies(store).flatMap((v) => {
+      try {
+        return [parsePolicy(v.text, { file: v.file })];
+      } catch (err) {
+        log.error({ file: v.file, err: errorMessage(err) }, 'cached policy unreadable; not active');
+        return [];
+      }
+    });
+    if (cachedPolicies.length > 0) {
+      log.info({ policies: cachedPolicies.map((p) => p.name) }, 'enforcing cached policies');
+      await agent.setLocalPolicies(cachedPolicies, 'startup').catch((err: unknown) => log.error({ err: errorMessage(err) }, 'cached policies not active'));
+    }
+  }
+
+  // Who made each drift: the audit subsystem when auditd runs, said plainly when it does not.
+  const actors = new Actors({ log, key: config.settings.auditKey, scope: config.settings.systemdScope, selfPid: process.pid });
+  const attribution = await actors.start();
+  const actorsState = attribution.state === 'active' ? `audit (${attribution.logFile})` : `unknown: ${attribution.state === 'unavailable' ? attribution.reason : 'not started'}`;
+  if (attribution.state === 'active') log.info({ logFile: attribution.logFile }, 'actors of file changes read from the audit log');
+  else log.warn({ reason: actorsState }, 'auditd is not available: actors of file and directory changes are unknown');
+  bestEffort(log, 'actor state not recorded', () => store.setMeta('actors.state', actorsState));
+  agent.engine.setActors(actors);
+  // One watch update at a time: two overlapping ones would each add the same rules.
+  let watching: Promise<void> = Promise.resolve();
+  const watchManaged = (): Promise<void> =>
+    (watching = watching.then(async () => {
+      try {
+        await actors.watch(agent.engine.resourceIds().map(splitId));
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, 'managed resources not watched for actors');
+      }
+    }));
+  agent.afterActivation = () => {
+    compactHeapSoon();
+    void watchManaged();
   };
 
   const cached = cachedBaselines(store, log);
@@ -124,6 +176,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   }
   closeInterrupted(agent, store, log);
   holdEscalated(agent, store, log);
+  await watchManaged();
   await agent.start();
   if (recovered) agent.engine.recordAgentEvent('store_recovered', 'startup', recovered);
   // Damage found later, while writing, is rebuilt in place by the store; it says so here.
@@ -161,6 +214,10 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
 
   // Armed before readiness is announced: a SIGHUP that follows READY=1 at once must reload, not end the process.
   const onHup = (): void => {
+    if (config.policies.length > 0) {
+      log.info('reloading policies');
+      void loadPolicies('reload');
+    }
     if (config.baselines.length === 0) return;
     log.info('reloading baselines');
     void loadFromFiles('reload');
@@ -189,6 +246,8 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       await bestEffortAsync(log, 'controller link did not stop cleanly', () => link?.stop());
       metricsServer?.close();
       await bestEffortAsync(log, 'engine did not stop cleanly', () => agent.stop());
+      // The audit rules go with the agent: none is left watching for a process that is gone.
+      await bestEffortAsync(log, 'audit rules not removed', () => actors.stop());
       bestEffort(log, 'store not closed cleanly', () => store.close());
       uncaught.release();
       log.info('agent stopped');
@@ -296,6 +355,12 @@ function keepAuditRetention(store: AgentStore, config: AgentConfig, log: Logger)
       clearInterval(hourly);
     },
   };
+}
+
+/** `file:/etc/motd` → kind `file`, name `/etc/motd`. */
+function splitId(id: string): { kind: string; name: string } {
+  const colon = id.indexOf(':');
+  return { kind: id.slice(0, colon), name: id.slice(colon + 1) };
 }
 
 function bestEffort(log: Logger, what: string, fn: () => void): void {

@@ -19,6 +19,8 @@ export interface AgentSettings {
   /** How long delivered audit records are kept (default 90 days); undelivered ones are never removed for age. */
   auditRetentionMs?: number;
   labels: Record<string, string>;
+  /** The key of the agent's audit watch rules (one agent per host); tests sharing a host give each agent its own. */
+  auditKey: string;
 }
 
 export const DEFAULT_SETTINGS: AgentSettings = {
@@ -28,4 +30,5 @@ export const DEFAULT_SETTINGS: AgentSettings = {
   procSysRoot: '/proc/sys',
   resyncIntervalMs: 5 * 60_000,
   labels: {},
+  auditKey: process.env.HOMEOSTAT_AUDIT_KEY ?? 'homeostat',
 };

@@ -32,7 +32,7 @@ export async function main(argv: string[]): Promise<number> {
 
   program
     .command('validate')
-    .description('check baseline files; exit 0 valid, 1 invalid')
+    .description('check baseline and policy files; exit 0 valid, 1 invalid')
     .argument('<file...>')
     .option('--json', 'one JSON document on stdout')
     .action(async (files: string[], opts: { json?: boolean }) => {
@@ -62,6 +62,7 @@ export async function main(argv: string[]): Promise<number> {
   common(program.command('run'))
     .description('the daemon: enforce continuously, standalone or managed by a controller')
     .option('--baseline <file>', 'baseline file (repeatable; default: baselines in the config file)', collect)
+    .option('--policy <file>', 'policy file deciding what is repaired, deferred, escalated (repeatable; default: policies in the config file)', collect)
     .option('--controller <url>', 'controller base URL, e.g. wss://controller.example:7400')
     .option('--token <token>', 'enrollment token (used once; the agent keeps its own credential)')
     .option('--insecure-http', 'allow a plain ws:// controller URL (the controller also runs with --insecure-http); never with a token or enrollment that pins TLS')
@@ -76,6 +77,15 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (opts: Flags) => {
       const { statusCommand } = await import('./status.js');
       code = statusCommand(opts);
+    });
+
+  common(program.command('explain'))
+    .description('why a resource is as it is: its state, its last drift and who made it, the rule that decided; exit 0, 1 error')
+    .argument('<resource>', 'resource id, e.g. file:/etc/motd')
+    .option('--json', 'one JSON document on stdout')
+    .action(async (resource: string, opts: Flags) => {
+      const { explainCommand } = await import('./explain.js');
+      code = explainCommand(resource, opts);
     });
 
   common(program.command('audit'))

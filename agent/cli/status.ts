@@ -40,6 +40,7 @@ export function statusCommand(flags: CommonFlags & { json?: boolean }): number {
     println(`controller  ${doc.controller.url ?? 'none (standalone)'}${doc.controller.url ? ` (${linkState})` : ''}`);
     if (labels) println(`labels      ${Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',') || 'none'} (trusted by the controller)`);
     println(`daemon      ${doc.daemon.pid ? `pid ${doc.daemon.pid}` : 'not recorded'}`);
+    println(`actors      ${store.getMeta('actors.state') ?? 'not recorded'}`);
     if (active.length === 0) println('baselines   none active');
     for (const b of active) println(`baseline    ${b.name} v${b.version} (${b.origin}, sha256 ${b.sha256.slice(0, 12)})`);
     println(`events      ${Object.entries(counts).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'}`);

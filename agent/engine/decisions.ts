@@ -1,7 +1,7 @@
 // What to do about a drift, and what the engine remembers to decide it: the operator's answers (approvals, accepted
-// drifts with their expiry), the flap window, failures and their backoff. The decision itself is lib/policy's pure
-// `decide`, consulted with the active policy documents (none yet: the baseline's own policy decides) — so giving it
-// policy documents, the drift's actor, deferrals and the per-rule repair ledger only fills in what is passed here.
+// drifts with their expiry), the flap window, failures and their backoff, deferrals, and the per-rule repair ledger. The
+// decision itself is lib/policy's pure `decide`, consulted with the active policy documents (then the baseline's own
+// policy) and the drift's actor.
 import { backoffDelay, type BackoffOptions } from '../../lib/backoff.js';
 import type { Clock } from '../../lib/clock.js';
 import { errorMessage, type HsError } from '../../lib/errors.js';
@@ -39,6 +39,9 @@ export const REPAIR_RETRY: BackoffOptions = { baseMs: 1000, maxMs: 300_000, jitt
 export function retryDelayMs(failures: number, random?: () => number): number {
   return backoffDelay(failures - 1, random ? { ...REPAIR_RETRY, random } : REPAIR_RETRY);
 }
+
+/** What a policy change may not do to an escalated drift: repair it, let it stand deferred, or stop showing it. */
+const WAITING_OVERRIDES: ReadonlySet<string> = new Set(['repair', 'defer', 'monitor', 'ignore']);
 
 export class Decisions {
   /** The policy documents consulted before each baseline's own policy. */
@@ -88,7 +91,7 @@ export class Decisions {
     );
     // A drift escalated and not yet answered keeps waiting whatever changed since (a new version, a rollback, a policy):
     // only an operator's answer or the drift going away ends the wait.
-    if (d?.awaitingHuman !== undefined && decision.action === 'repair' && decision.cause !== 'approved') {
+    if (d?.awaitingHuman !== undefined && WAITING_OVERRIDES.has(decision.action) && decision.cause !== 'approved') {
       return {
         ...decision,
         action: 'escalate',
@@ -119,6 +122,7 @@ export class Decisions {
     d.recordedDrift = undefined;
     d.deferredSince = undefined;
     d.awaitingHuman = undefined;
+    d.actor = undefined;
     if (decision.countsAgainst !== undefined) this.ledger.record(decision.countsAgainst, now);
   }
 
@@ -140,6 +144,7 @@ export class Decisions {
       this.recorder.resource(rt, 'escalation_resolved', trigger, { detail });
       this.log.warn({ resource: rt.id, baseline: `${rt.baseline.name}@${rt.baseline.version}`, reason: detail }, 'escalation resolved');
     }
+    d.actor = undefined;
   }
 
   /**

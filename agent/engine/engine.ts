@@ -9,18 +9,21 @@ import { registry } from '../resources/registry.js';
 import type { AuditEntry, AuditEvent, Trigger } from '../store/types.js';
 import { sha256 } from '../host/fsops.js';
 import { MOUNT_CHANGED } from '../host/fswatch.js';
+import type { PolicySet } from '../../lib/policy/decide.js';
 import { Decisions, type ExceptionStore } from './decisions.js';
+import { DriftHistory, type DriftHistorySource } from './history.js';
 import { Polls } from './polls.js';
-import { errorJson, finishedWithin, reconcile, type EngineStats, type ReconcileContext } from './reconcile.js';
+import { errorJson, finishedWithin, reconcile, type ActorLookup, type EngineStats, type ReconcileContext } from './reconcile.js';
 import { Recorder, type AuditSink } from './recorder.js';
 import { declKey, fingerprint, newRuntime, resultOf, type BaselineRef, type ManagedResource, type ResourceResult, type Runtime } from './runtime.js';
 import { WorkQueue } from './queue.js';
 
+export type { ActorLookup } from './reconcile.js';
 export { worstOutcome, type ManagedResource, type Outcome, type ResourceResult, type BaselineRef } from './runtime.js';
 export type { AcceptedDrift } from './decisions.js';
 
 /** The part of the agent store the engine writes to; absent for a one-shot `check`. */
-export interface EngineStore extends AuditSink, ExceptionStore {
+export interface EngineStore extends AuditSink, ExceptionStore, DriftHistorySource {
   putBackup(resource: string, time: number, content: Buffer, sha256: string, seq?: number): void;
 }
 
@@ -63,6 +66,7 @@ export class Engine {
   private readonly polls: Polls;
   private readonly ctx: ReconcileContext;
   private running = false;
+  private actors: ActorLookup | undefined;
   private readonly counters: EngineStats = { reconciles: 0, repairs: 0, failures: 0, timeouts: 0 };
 
   constructor(private readonly opts: EngineOptions) {
@@ -77,6 +81,8 @@ export class Engine {
     this.polls = new Polls(clock, (id, trigger) => this.queue.add(id, trigger));
     this.ctx = {
       decisions: this.decisions,
+      actors: () => this.actors,
+      history: new DriftHistory(store, log),
       recorder: this.recorder,
       polls: this.polls,
       clock,
@@ -244,6 +250,26 @@ export class Engine {
     };
     await Promise.all(Array.from({ length: Math.min(16, list.length) }, worker));
     return out.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** Who made each drift is asked of `actors` from now on (undefined: drifts carry no actor). */
+  setActors(actors: ActorLookup | undefined): void {
+    this.actors = actors;
+  }
+
+  /**
+   * Decides drift by `set` from now on, and looks again at every standing drift (deferred, monitored, escalated, accepted)
+   * so the new rules apply to it; a drift waiting for a human or accepted by one stays so (decisions.ts).
+   */
+  setPolicies(set: PolicySet): void {
+    this.decisions.policies = set;
+    for (const rt of this.runtimes.values()) {
+      if (rt.outcome === 'drifted' || rt.outcome === 'escalated' || rt.outcome === 'excepted') this.queue.add(rt.id, 'controller');
+    }
+  }
+
+  get policies(): PolicySet {
+    return this.decisions.policies;
   }
 
   setPaused(paused: boolean): void {

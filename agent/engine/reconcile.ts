@@ -6,10 +6,13 @@
 import { HsError, errorMessage } from '../../lib/errors.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/log.js';
+import type { Actor } from '../../lib/policy/actor.js';
 import type { PolicyDecision } from '../../lib/policy/decide.js';
+import { changeKindOf } from '../../lib/policy/types.js';
 import type { Change } from '../resources/resource.js';
-import type { Trigger } from '../store/types.js';
+import type { DecisionFields, DecisionRecord, Trigger } from '../store/types.js';
 import type { Decisions } from './decisions.js';
+import type { DriftHistory } from './history.js';
 import type { Polls } from './polls.js';
 import type { Recorder } from './recorder.js';
 import { describeChanges, driftState, fingerprint, type DriftRecord, type Outcome, type ResourceResult, type Runtime } from './runtime.js';
@@ -21,8 +24,26 @@ export interface EngineStats {
   timeouts: number;
 }
 
+/** Who made a drift (agent/actor's Actors in the daemon): answers within its own bounded wait, never throws. */
+export interface ActorLookup {
+  actorFor(q: { kind: string; name: string; changes: readonly string[]; time: number; since?: number; waitMs?: number }): Promise<Actor>;
+}
+
+/**
+ * How long a lookup may wait for an audit record still on its way when no rule decides by the actor: not at all. The
+ * actor is then only for the record, taken from what the audit log holds already; waiting (even one 5 ms poll of the
+ * log) would put drift-to-repair over its budget (bench/agent-files.ts).
+ */
+const RECORD_ONLY_WAIT_MS = 0;
+
+/** A retry or reconsideration further away than this is looked at then, and planned again (timers have a range). */
+const MAX_WAIT_MS = 6 * 3_600_000;
+
 export interface ReconcileContext {
   decisions: Decisions;
+  /** Absent: drifts carry no actor (one-shot commands). */
+  actors: () => ActorLookup | undefined;
+  history: DriftHistory;
   recorder: Recorder;
   polls: Polls;
   clock: Clock;
@@ -87,6 +108,7 @@ async function attempt(ctx: ReconcileContext, rt: Runtime, trigger: Trigger): Pr
       ctx.log.warn({ resource: rt.id, err: errorMessage(err) }, 'observation not remembered');
     }
     ctx.decisions.compliant(rt, trigger);
+    rt.keptAt = ctx.clock.now();
     // A compliant resource keeps no summaries: with 10,000 files they would be the largest thing in the daemon's heap.
     rt.outcome = 'kept';
     rt.result = undefined;
@@ -96,7 +118,13 @@ async function attempt(ctx: ReconcileContext, rt: Runtime, trigger: Trigger): Pr
   let fp: string | undefined;
   try {
     fp = fingerprint(changes);
-    const decision = ctx.decisions.decide(rt, changes, fp, trigger);
+    const actor = await actorOf(ctx, rt, changes, fp);
+    let decision = ctx.decisions.decide(rt, changes, fp, trigger, actor);
+    if (decision.action === 'suppress') {
+      const fight = ctx.history.fight(rt, ctx.clock.now());
+      if (fight) decision = { ...decision, reason: `${fight.message}; ${decision.reason}` };
+    }
+    const facts = factsOf(rt, changes, decision);
     const observedSummary = r.summarize(observed);
     const desired = r.desired();
     drift = { observed: observedSummary, desired, diff: changes.flatMap((c) => (c.diff ? [c.diff] : [])).join('\n') || null, detail: describeChanges(changes) };
@@ -105,11 +133,13 @@ async function attempt(ctx: ReconcileContext, rt: Runtime, trigger: Trigger): Pr
       rt.result = { id: rt.id, outcome, changes, observed: observedSummary, desired };
     };
     if (decision.action !== 'repair') {
-      result(holdOrReport(ctx, rt, trigger, decision, fp, drift));
+      result(holdOrReport(ctx, rt, trigger, decision, fp, drift, facts, actor));
       return;
     }
     const d = driftState(rt);
-    if (d.recordedDrift !== fp || decision.cause === 'approved' || d.failures === 0) ctx.recorder.resource(rt, 'drift_detected', trigger, drift);
+    if (d.recordedDrift !== fp || decision.cause === 'approved' || d.failures === 0) {
+      ctx.recorder.resource(rt, 'drift_detected', trigger, { ...drift, ...facts, ...(actor ? { actor } : {}) });
+    }
     const applied = await r.apply(observed, changes);
     // Verification happens here, once, for every kind: the state read back is what counts, never what apply believed.
     const after = await r.observe();
@@ -120,44 +150,98 @@ async function attempt(ctx: ReconcileContext, rt: Runtime, trigger: Trigger): Pr
     r.commit?.(after);
     const ms = ctx.clock.monotonic() - t0;
     ctx.decisions.repaired(rt, decision);
+    rt.keptAt = ctx.clock.now();
     ctx.stats.repairs++;
-    const record = ctx.recorder.resource(rt, 'repaired', trigger, { observed: r.summarize(after), desired, diff: null, detail: `verified in ${ms.toFixed(2)} ms` });
+    const record = ctx.recorder.resource(rt, 'repaired', trigger, { observed: r.summarize(after), desired, diff: null, detail: `verified in ${ms.toFixed(2)} ms`, ...facts });
     if (applied && applied.replaced) ctx.keepReplaced(rt, applied.replaced, record.seq);
     ctx.log.info({ resource: rt.id, trigger, ms: Number(ms.toFixed(2)) }, 'repaired');
     result('repaired');
+    predict(ctx, rt, trigger);
   } catch (err) {
     if (fp !== undefined && drift) driftState(rt).recordedDrift = fp;
     fail(ctx, rt, trigger, err, drift);
   }
 }
 
-/** Records a drift the decision leaves alone (report, escalate, suppress, defer), once per standing drift. */
-function holdOrReport(ctx: ReconcileContext, rt: Runtime, trigger: Trigger, decision: PolicyDecision, fp: string, drift: DriftRecord): Outcome {
-  const outcome = outcomeOf(decision);
-  if (decision.action === 'hold' || decision.action === 'ignore') return outcome;
-  const d = driftState(rt);
-  if (decision.action === 'defer') {
-    ctx.decisions.deferred(rt);
-    if (decision.until !== undefined) ctx.polls.retry(rt, Math.max(0, decision.until - ctx.clock.now()), d, 'poll');
+/**
+ * Who made the drift: looked up once per standing drift (the lookup may wait for its audit record), kept while it stands.
+ * Each attributed drift joins the resource's history.
+ */
+async function actorOf(ctx: ReconcileContext, rt: Runtime, changes: Change[], fp: string): Promise<Actor | undefined> {
+  const d = rt.drift;
+  if (d && d.recordedDrift === fp && d.actor) return d.actor;
+  const lookup = ctx.actors();
+  const now = ctx.clock.now();
+  const fields = changes.map((c) => c.field);
+  let actor: Actor | undefined;
+  if (lookup) {
+    const colon = rt.id.indexOf(':');
+    const wait = ctx.decisions.policies.policies.some((p) => p.document.rules.some((r) => r.match.actor)) ? {} : { waitMs: RECORD_ONLY_WAIT_MS };
+    actor = await lookup.actorFor({ kind: rt.decl.type, name: rt.id.slice(colon + 1), changes: fields, time: now, ...(rt.keptAt !== undefined ? { since: rt.keptAt } : {}), ...wait });
+    driftState(rt).actor = actor;
   }
+  ctx.history.add(rt, now, fields, actor);
+  return actor;
+}
+
+/** What every record of a decision carries: the decision and its rule, the kinds of change, the resource's risk. */
+function factsOf(rt: Runtime, changes: Change[], decision: PolicyDecision): DecisionFields {
+  const record: DecisionRecord = { action: decision.action, cause: decision.cause, rule: decision.rule, reason: decision.reason };
+  if (decision.until !== undefined) record.until = decision.until;
+  if (decision.reconsiderAt !== undefined) record.reconsiderAt = decision.reconsiderAt;
+  return { decision: record, changes: [...new Set(changes.map((c) => changeKindOf(c.field)))], risk: rt.decl.policy.risk };
+}
+
+/** Records a schedule the resource's drift follows, once per period it is expected in. Never throws. */
+function predict(ctx: ReconcileContext, rt: Runtime, trigger: Trigger): void {
+  try {
+    const p = ctx.history.newPrediction(rt, ctx.clock.now());
+    if (p) ctx.recorder.resource(rt, 'drift_predicted', trigger, { detail: p.message, changes: p.change.split(',') });
+  } catch (err) {
+    ctx.log.warn({ resource: rt.id, err: errorMessage(err) }, 'drift not predicted');
+  }
+}
+
+/** Records a drift the decision leaves alone (report, escalate, suppress, defer), once per standing drift. */
+function holdOrReport(
+  ctx: ReconcileContext,
+  rt: Runtime,
+  trigger: Trigger,
+  decision: PolicyDecision,
+  fp: string,
+  drift: DriftRecord,
+  facts: DecisionFields,
+  actor: Actor | undefined,
+): Outcome {
+  const outcome = outcomeOf(decision);
+  if (decision.action === 'hold') return outcome;
+  const d = driftState(rt);
+  // Looked at again when the decision may change: a grace period or a window ending, a window opening.
+  const again = decision.action === 'defer' ? decision.until : decision.reconsiderAt;
+  if (again !== undefined) ctx.polls.retry(rt, Math.min(MAX_WAIT_MS, Math.max(0, again - ctx.clock.now())), d, 'poll');
+  if (decision.action === 'ignore') return outcome;
+  if (decision.action === 'defer') ctx.decisions.deferred(rt);
   // A standing drift is recorded once, not on every event or poll that sees it again.
   if (d.recordedDrift === fp) return outcome;
   d.recordedDrift = fp;
-  ctx.recorder.resource(rt, 'drift_detected', trigger, drift);
+  ctx.recorder.resource(rt, 'drift_detected', trigger, { ...drift, ...facts, ...(actor ? { actor } : {}) });
   const baseline = `${rt.baseline.name}@${rt.baseline.version}`;
   if (decision.action === 'escalate') {
     const p = rt.decl.policy;
     const detail = decision.cause === 'risk' ? `risk ${p.risk} is at or above escalateAt ${p.escalateAt}: left for a human` : decision.reason;
     ctx.decisions.awaitHuman(rt);
-    ctx.recorder.resource(rt, 'escalated', trigger, { ...drift, detail });
+    ctx.recorder.resource(rt, 'escalated', trigger, { ...drift, detail, ...facts });
     ctx.log.warn({ resource: rt.id, baseline, trigger, drift: drift.detail, reason: detail }, 'escalated');
+  } else if (decision.action === 'defer') {
+    ctx.recorder.resource(rt, 'deferred', trigger, { ...drift, detail: decision.reason, ...facts });
   } else if (decision.action === 'suppress') {
     d.suppressed = true;
     ctx.decisions.awaitHuman(rt);
-    ctx.recorder.resource(rt, 'suppressed_flapping', trigger, { ...drift, detail: decision.reason });
-    ctx.recorder.resource(rt, 'escalated', trigger, { ...drift, detail: `flapping: ${decision.reason}` });
+    ctx.recorder.resource(rt, 'suppressed_flapping', trigger, { ...drift, detail: decision.reason, ...facts });
+    ctx.recorder.resource(rt, 'escalated', trigger, { ...drift, detail: `flapping: ${decision.reason}`, ...facts });
     ctx.log.warn({ resource: rt.id, baseline, trigger, drift: drift.detail, reason: decision.reason }, 'suppressed for flapping');
   }
+  predict(ctx, rt, trigger);
   return outcome;
 }
 

@@ -4,7 +4,7 @@
 import { errorMessage } from '../../lib/errors.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/log.js';
-import type { AuditEntry, AuditEvent, NewAuditEntry, Trigger } from '../store/types.js';
+import type { AuditEntry, AuditEvent, DecisionFields, NewAuditEntry, Trigger } from '../store/types.js';
 import type { BaselineRef, Runtime } from './runtime.js';
 
 /** The part of the agent store that takes records. */
@@ -12,7 +12,7 @@ export interface AuditSink {
   appendAudit(e: NewAuditEntry): AuditEntry;
 }
 
-export interface RecordFields {
+export interface RecordFields extends DecisionFields {
   observed?: Record<string, unknown> | null;
   desired?: Record<string, unknown> | null;
   diff?: string | null;
@@ -50,6 +50,10 @@ export class Recorder {
       desired: f.desired ?? null,
       diff: f.diff ?? null,
       detail: f.detail ?? null,
+      ...(f.actor !== undefined ? { actor: f.actor } : {}),
+      ...(f.decision !== undefined ? { decision: f.decision } : {}),
+      ...(f.changes !== undefined ? { changes: f.changes } : {}),
+      ...(f.risk !== undefined ? { risk: f.risk } : {}),
     });
   }
 

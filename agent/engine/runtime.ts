@@ -2,6 +2,8 @@
 // declaration again. Kept small: a host with 10,000 resources holds 10,000 of these, almost all compliant.
 import { createHash } from 'node:crypto';
 import type { ResourceDecl } from '../../lib/baseline/types.js';
+import type { Actor } from '../../lib/policy/actor.js';
+import type { DriftEvent } from '../../lib/policy/patterns.js';
 import type { Change, Disposer, Resource } from '../resources/resource.js';
 
 /** The baseline version a resource came from; one object per activated baseline, shared by its resources. */
@@ -57,7 +59,16 @@ export interface DriftState {
    * drift is gone: no new version, rollback or policy repairs it meanwhile.
    */
   awaitingHuman: string | undefined;
+  /** Who made the drift last attributed, kept while the same drift stands so it is not looked up again. */
+  actor: Actor | undefined;
+  /** The latest attributed drifts (at most DRIFT_HISTORY), for fights and predictions; `undefined` until first loaded. */
+  history: DriftEvent[] | undefined;
+  /** The last prediction recorded (`change@next`), so each one is recorded once. */
+  predicted: string | undefined;
 }
+
+/** Drifts of one resource kept for fights and predictions: a day's habit over weeks, or a flap window's fight. */
+export const DRIFT_HISTORY = 64;
 
 export interface Runtime {
   readonly id: string;
@@ -74,6 +85,8 @@ export interface Runtime {
   /** A reconcile that outlived its deadline and has not returned yet: nothing else runs for this resource until it does. */
   stuck: { since: number; recorded: boolean } | undefined;
   retired: boolean;
+  /** When the resource was last seen as it should be: who changed it is looked for after this. */
+  keptAt: number | undefined;
 }
 
 export function newRuntime(m: ManagedResource, resource: Resource, key: string): Runtime {
@@ -89,11 +102,25 @@ export function newRuntime(m: ManagedResource, resource: Resource, key: string):
     drift: undefined,
     stuck: undefined,
     retired: false,
+    keptAt: undefined,
   };
 }
 
 export function driftState(rt: Runtime): DriftState {
-  rt.drift ??= { repairs: [], suppressed: false, approved: false, failures: 0, retryAt: 0, cancelRetry: undefined, recordedDrift: undefined, deferredSince: undefined, awaitingHuman: undefined };
+  rt.drift ??= {
+    repairs: [],
+    suppressed: false,
+    approved: false,
+    failures: 0,
+    retryAt: 0,
+    cancelRetry: undefined,
+    recordedDrift: undefined,
+    deferredSince: undefined,
+    awaitingHuman: undefined,
+    actor: undefined,
+    history: undefined,
+    predicted: undefined,
+  };
   return rt.drift;
 }
 

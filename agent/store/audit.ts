@@ -7,7 +7,8 @@ import { isSqliteError, type Database, type Statement } from '../../lib/sqlite.j
 import { GENESIS_HASH, canonicalJson, chainHash, hashedText, wellFormed, type HashedFields } from './chain.js';
 import type { HeadFile } from './head.js';
 import { DocIds, StringIds } from './interning.js';
-import type { AuditEntry, AuditEvent, AuditQuery, AuditVerification, LostRange, NewAuditEntry, Trigger } from './types.js';
+import type { Actor } from '../../lib/policy/actor.js';
+import type { AuditEntry, AuditEvent, AuditQuery, AuditVerification, DecisionFields, DecisionRecord, LostRange, NewAuditEntry, Trigger } from './types.js';
 
 /** A record as read back, texts and documents joined in; prev_hash from the record before it. */
 export interface AuditRow {
@@ -22,12 +23,16 @@ export interface AuditRow {
   desired: string | null;
   diff: string | null;
   detail: string | null;
+  actor: string | null;
+  decision: string | null;
+  changes: string | null;
+  risk: string | null;
   prev_hash: Buffer | null;
   hash: Buffer;
 }
 
 const COLUMNS = `a.seq, a.time, r.text AS resource, e.text AS event, t.text AS trigger, b.text AS baseline, a.version,
-  o.json AS observed, d.json AS desired, a.diff, a.detail`;
+  o.json AS observed, d.json AS desired, a.diff, a.detail, a.actor, a.decision, a.changes, a.risk`;
 const JOINS = `LEFT JOIN strings r ON r.id = a.resource_id
   LEFT JOIN strings e ON e.id = a.event_id
   LEFT JOIN strings t ON t.id = a.trigger_id
@@ -63,10 +68,32 @@ export function rowToEntry(row: AuditRow): AuditEntry {
     desired: row.desired === null ? null : (JSON.parse(row.desired) as Record<string, unknown>),
     diff: row.diff,
     detail: row.detail,
+    ...decisionFieldsOf(row),
     // Empty only when the record before it was removed, which verify reports.
     prevHash: row.prev_hash?.toString('hex') ?? (row.seq === 1 || row.event === 'records_lost' ? GENESIS_HASH : ''),
     hash: row.hash.toString('hex'),
   };
+}
+
+/** The decision fields of a row, present only when stored; an unreadable one is left out (verify reports the record). */
+function decisionFieldsOf(row: AuditRow): DecisionFields {
+  const out: DecisionFields = {};
+  const json = (t: string | null): unknown => {
+    if (t === null) return undefined;
+    try {
+      return JSON.parse(t) as unknown;
+    } catch {
+      return undefined;
+    }
+  };
+  const actor = json(row.actor);
+  if (actor !== undefined) out.actor = actor as Actor;
+  const decision = json(row.decision);
+  if (decision !== undefined) out.decision = decision as DecisionRecord;
+  const changes = json(row.changes);
+  if (Array.isArray(changes)) out.changes = changes as string[];
+  if (row.risk !== null) out.risk = row.risk;
+  return out;
 }
 
 type Head = { seq: number; hash: string };
@@ -93,7 +120,24 @@ interface RetentionRow {
   first_doc: number;
 }
 
-type InsertParams = [number, number, number | null, number, number | null, number | null, number | null, number | null, number | null, string | null, string | null, Buffer];
+type InsertParams = [
+  number,
+  number,
+  number | null,
+  number,
+  number | null,
+  number | null,
+  number | null,
+  number | null,
+  number | null,
+  string | null,
+  string | null,
+  Buffer,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+];
 
 export class AuditLog {
   private cachedHead: Head | undefined;
@@ -124,8 +168,8 @@ export class AuditLog {
     this.strings = new StringIds(db);
     this.docs = new DocIds(db);
     this.insert = db.prepare<InsertParams>(
-      `INSERT INTO audit (seq, time, resource_id, event_id, trigger_id, baseline_id, version, observed_id, desired_id, diff, detail, hash)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO audit (seq, time, resource_id, event_id, trigger_id, baseline_id, version, observed_id, desired_id, diff, detail, hash, actor, decision, changes, risk)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.selectHead = db.prepare<[], { seq: number; hash: Buffer }>('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
     this.verifyRows = db.prepare<[], AuditRow>(SELECT_FOR_VERIFY);
@@ -223,6 +267,10 @@ export class AuditLog {
       desired,
       diff: wellFormed(e.diff ?? null),
       detail: wellFormed(e.detail ?? null),
+      actor: e.actor === undefined ? null : canonicalJson(e.actor),
+      decision: e.decision === undefined ? null : canonicalJson(e.decision),
+      changes: e.changes === undefined ? null : canonicalJson(e.changes),
+      risk: wellFormed(e.risk ?? null),
     };
     const params: InsertParams = [
       0,
@@ -237,6 +285,10 @@ export class AuditLog {
       fields.diff,
       fields.detail,
       Buffer.alloc(0),
+      fields.actor ?? null,
+      fields.decision ?? null,
+      fields.changes ?? null,
+      fields.risk ?? null,
     ];
     let head = this.head();
     let hash: string;
@@ -266,6 +318,10 @@ export class AuditLog {
       desired: e.desired ?? null,
       diff: fields.diff,
       detail: fields.detail,
+      ...(e.actor !== undefined ? { actor: e.actor } : {}),
+      ...(e.decision !== undefined ? { decision: e.decision } : {}),
+      ...(e.changes !== undefined ? { changes: e.changes } : {}),
+      ...(fields.risk != null ? { risk: fields.risk } : {}),
       prevHash: head.hash,
       hash,
     };
@@ -366,6 +422,10 @@ export class AuditLog {
         desired: row.desired,
         diff: row.diff,
         detail: row.detail,
+        actor: row.actor,
+        decision: row.decision,
+        changes: row.changes,
+        risk: row.risk,
       });
       const hash = chainHash(prev, text);
       if (hash !== row.hash.toString('hex')) {

@@ -52,8 +52,16 @@ export function wellFormed(s: string | null): string | null {
   return s === null ? null : s.replace(LONE_SURROGATE, '\ufffd');
 }
 
-/** An audit record's fields as they are hashed; observed and desired as their canonical JSON text (or null). */
+/**
+ * An audit record's fields as they are hashed; observed and desired as their canonical JSON text (or null). The decision
+ * fields (actor, decision, changes as canonical JSON; risk) are hashed only when present, so records written before they
+ * existed keep their hashes.
+ */
 export interface HashedFields {
+  actor?: string | null;
+  decision?: string | null;
+  changes?: string | null;
+  risk?: string | null;
   seq: number;
   time: number;
   resource: string | null;
@@ -75,9 +83,11 @@ const num = (n: number | null): string => (n === null || !Number.isFinite(n) ? '
  * (equal to `canonicalJson` of the entry minus those two keys; a test holds the two together). It runs on every append.
  */
 export function hashedText(f: HashedFields): string {
+  const opt = (key: string, v: string | null | undefined, after: boolean): string => (v == null ? '' : after ? `,"${key}":${v}` : `"${key}":${v},`);
   return (
-    `{"baseline":${str(f.baseline)},"desired":${f.desired ?? 'null'},"detail":${str(f.detail)},"diff":${str(f.diff)}` +
-    `,"event":${str(f.event)},"observed":${f.observed ?? 'null'},"resource":${str(f.resource)},"seq":${num(f.seq)}` +
+    `{${opt('actor', f.actor, false)}"baseline":${str(f.baseline)}${opt('changes', f.changes, true)}${opt('decision', f.decision, true)}` +
+    `,"desired":${f.desired ?? 'null'},"detail":${str(f.detail)},"diff":${str(f.diff)}` +
+    `,"event":${str(f.event)},"observed":${f.observed ?? 'null'},"resource":${str(f.resource)}${opt('risk', f.risk == null ? null : str(f.risk), true)},"seq":${num(f.seq)}` +
     `,"time":${num(f.time)},"trigger":${str(f.trigger)},"version":${num(f.version)}}`
   );
 }

@@ -7,6 +7,8 @@ import type { Migrations } from '../../lib/sqlite.js';
  * 2: baseline versions kept per source (`local`, or `controller:KEYID` for each controller signing key), so a controller's
  *    numbers never collide with the host's own or another controller's; backups name the audit record of their repair;
  *    audit retention: records (and state documents) below a floor that only moves forward may be deleted.
+ * 3: audit records of decisions carry who made the drift (actor), the decision with the rule that made it, the changed
+ *    field kinds and the resource's risk.
  */
 const MIGRATIONS: readonly string[] = [
   `
@@ -176,6 +178,12 @@ const MIGRATIONS: readonly string[] = [
   DROP TRIGGER docs_no_delete;
   CREATE TRIGGER docs_no_delete BEFORE DELETE ON docs WHEN old.id >= (SELECT first_doc FROM audit_retention WHERE id = 1)
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  `,
+  `
+  ALTER TABLE audit ADD COLUMN actor TEXT;
+  ALTER TABLE audit ADD COLUMN decision TEXT;
+  ALTER TABLE audit ADD COLUMN changes TEXT;
+  ALTER TABLE audit ADD COLUMN risk TEXT;
   `,
 ];
 

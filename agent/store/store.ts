@@ -1,6 +1,7 @@
 // The agent's local cache: one SQLite file (WAL) in the state dir holding baselines, the audit log and its outbox,
 // the path journal, backups, exceptions and meta. The daemon writes; `status` and `audit` read at the same time.
 // A damaged file found while writing is moved aside and the cache rebuilt in place (recovery.ts), so the agent goes on.
+import type { DriftEvent } from '../../lib/policy/patterns.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HsError, errorMessage } from '../../lib/errors.js';
@@ -252,6 +253,13 @@ export class AgentStore {
   /** Matching records in ascending seq. */
   queryAudit(q: AuditQuery = {}): AuditEntry[] {
     return this.read('reading the audit log', () => this.parts.audit.query(q));
+  }
+
+  /** The latest `limit` drifts of a resource that name their changes (oldest first), with their actors, for patterns. */
+  driftHistory(resource: string, limit: number): DriftEvent[] {
+    return this.queryAudit({ resource, event: 'drift_detected', limit, newest: true }).flatMap((e) =>
+      e.changes ? [{ time: e.time, changes: e.changes, ...(e.actor ? { actor: e.actor } : {}) }] : [],
+    );
   }
 
   /** Number of records per event name. */

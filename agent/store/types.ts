@@ -1,9 +1,13 @@
 // Records kept in the agent's local cache: the audit log entries and the other rows the engine and the link exchange with the store.
+import type { Actor } from '../../lib/policy/actor.js';
+import type { DecisionCause, PolicyAction, RuleRef } from '../../lib/policy/decide.js';
 import type { StateSummary } from '../resources/resource.js';
 
 /** Every event the agent records; `audit --event` and the controller's filters accept exactly these. */
 export const AUDIT_EVENTS = [
   'drift_detected',
+  'deferred',
+  'drift_predicted',
   'repaired',
   'repair_failed',
   'escalated',
@@ -40,8 +44,29 @@ export const TRIGGERS = ['watch', 'poll', 'startup', 'resync', 'controller', 're
 
 export type Trigger = (typeof TRIGGERS)[number];
 
+/** The decision a record was made by: what, why (the cause), which rule, in words; when it is looked at again. */
+export interface DecisionRecord {
+  action: PolicyAction;
+  cause: DecisionCause;
+  rule: RuleRef;
+  reason: string;
+  until?: number;
+  reconsiderAt?: number;
+}
+
+/**
+ * What a record of a decision carries besides the common fields: who made the drift (drift_detected), the decision and
+ * its rule, the kinds of change and the resource's risk. Absent on other records (and on records of older agents).
+ */
+export interface DecisionFields {
+  actor?: Actor;
+  decision?: DecisionRecord;
+  changes?: string[];
+  risk?: string;
+}
+
 /** One audit record. `hash` = sha256(prevHash + canonical JSON of every other field); the first record's prevHash is 64 zeros. */
-export interface AuditEntry {
+export interface AuditEntry extends DecisionFields {
   seq: number;
   time: number; // ms since epoch
   resource: string | null;

@@ -9,6 +9,8 @@ import { parseDuration } from '../../lib/clock.js';
 /** Every event an agent records (agent/store/types.ts AuditEvent; test/unit/ctl-filters.test.ts keeps the two in step). */
 export const AGENT_EVENTS = [
   'drift_detected',
+  'deferred',
+  'drift_predicted',
   'repaired',
   'repair_failed',
   'escalated',

@@ -22,6 +22,16 @@ function record(i: number, over: Partial<NewAuditEntry> = {}): NewAuditEntry {
     desired: { sha256: 'a'.repeat(64), mode: '0644' },
     diff: i % 2 ? `--- a\n+++ b\n-x\n+${i}\n` : null,
     detail: i === 3 ? 'line one\nline "two"' : null,
+    // Records of decisions carry the actor, the decision with its rule, the change kinds and the risk; others do not.
+    ...(i === 5
+      ? {
+          actor: { source: 'audit' as const, pid: 42, exe: '/usr/bin/bash', cmdline: '/bin/bash /opt/x.sh', uid: 0, user: 'root', parents: ['/usr/sbin/cron'] },
+          decision: { action: 'defer' as const, cause: 'rule' as const, rule: { document: 'gov', version: 3, index: 1 }, reason: 'a "hotfix" stands', until: 1_700_000_900_000 },
+          changes: ['content', 'mode'],
+          risk: 'medium',
+        }
+      : {}),
+    ...(i === 6 ? { decision: { action: 'repair' as const, cause: 'enforce' as const, rule: { baseline: 'web' }, reason: 'repair' }, changes: ['content'], risk: 'low' } : {}),
     ...over,
   };
 }
@@ -91,9 +101,10 @@ describe('audit hash chain', () => {
 
     it('writes the hashed fields exactly as canonicalJson does', () => {
       for (const e of appended) {
-        const { prevHash: _p, hash: _h, observed, desired, ...rest } = e;
-        const direct = hashedText({ ...rest, observed: observed ? canonicalJson(observed) : null, desired: desired ? canonicalJson(desired) : null });
-        assert.equal(direct, canonicalJson({ ...rest, observed, desired }));
+        const { prevHash: _p, hash: _h, observed, desired, actor, decision, changes, ...rest } = e;
+        const opt = (v: unknown): string | null => (v === undefined ? null : canonicalJson(v));
+        const direct = hashedText({ ...rest, observed: opt(observed ?? undefined), desired: opt(desired ?? undefined), actor: opt(actor), decision: opt(decision), changes: opt(changes) });
+        assert.equal(direct, canonicalJson({ ...rest, observed, desired, actor, decision, changes }));
       }
     });
   });
@@ -188,6 +199,25 @@ describe('audit hash chain', () => {
       assert.equal(!v.ok && v.seq, 3);
       assert.equal(v.count, 2, 'the records before it verified');
       assert.match(!v.ok ? v.reason : '', /record 3 .*edited/);
+    });
+
+    it('finds an edited decision: the rule, the actor or the risk a record names', () => {
+      for (const sql of [
+        `UPDATE audit SET decision = replace(decision, '"index":1', '"index":0') WHERE seq = 5`,
+        `UPDATE audit SET actor = replace(actor, '/opt/x.sh', '/opt/y.sh') WHERE seq = 5`,
+        "UPDATE audit SET risk = 'low' WHERE seq = 5",
+        "UPDATE audit SET changes = NULL WHERE seq = 6",
+      ]) {
+        tamper((db) => db.prepare(sql).run());
+        const v = verify();
+        assert.equal(v.ok, false, sql);
+        assert.ok(!v.ok && v.seq === 5 + (sql.includes('seq = 6') ? 1 : 0), sql);
+        fs.rmSync(dir, { recursive: true, force: true });
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hs-audit-'));
+        store = AgentStore.open(dir);
+        const s = store;
+        appended = [1, 2, 3, 4, 5, 6].map((i) => s.appendAudit(record(i)));
+      }
     });
 
     it('finds an edited event or summary, also through the shared texts and documents', () => {
