@@ -147,10 +147,6 @@ export class DocumentService<V extends VersionRecord> {
     return [...this.targets.values()].map((t) => t.record);
   }
 
-  selectorOf(name: string): { matchLabels: Labels } | null {
-    return this.targets.get(name)?.selector ?? null;
-  }
-
   /**
    * Signs `version` for a staged rollout without making it the fleet's target: only agents admitted with `admit` are sent
    * it, every other selected agent keeps the target. Moving to an older version than the target is signed as a rollback.

@@ -262,11 +262,6 @@ export class RolloutEngine {
     return rolloutView(r, hosts, steps, escalations, { ...opts, now: this.deps.clock.now() });
   }
 
-  /** The rollout of this baseline (or policy) that is running or paused, if any. */
-  activeFor(name: string, document: DocumentKind = 'baseline'): RolloutRecord | undefined {
-    return [...this.live.values()].find((l) => l.r.document === document && l.r.baseline === name)?.r;
-  }
-
   // ---- the loop ----
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -2,7 +2,7 @@
 // log (which the controller receives); a keyed hash says "changed" and the replaced content stays in the local backup.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { planResources } from '../../agent/engine/plan.js';
 import { AgentStore } from '../../agent/store/store.js';
@@ -88,7 +88,9 @@ describe('secret file content stays on the host', function () {
     const b = baseline(f, '      mode: "0600"\n');
     daemon = startAgentDaemon(['--baseline', b, '--state-dir', stateDir]);
     await daemon.ready();
-    writeFileSync(f, OLD);
+    // Replaced in one step (a sibling renamed over it): an in-place rewrite can be seen empty, and that is what gets kept.
+    writeFileSync(`${f}.edit`, OLD, { mode: 0o600 });
+    renameSync(`${f}.edit`, f);
     await waitFor(() => readFileSync(f, 'utf8') === NEW, 10_000, 'repaired');
     await daemon.stop();
     daemon = undefined;

@@ -32,7 +32,7 @@ describe('homeostatctl filters', () => {
     assert.equal(eventName('repaired'), 'repaired');
     assert.throws(() => eventName('repair'), /--event "repair": agents record no such event \(did you mean "repaired"\?\)/);
     assert.throws(() => eventName('escalate', '--kind'), /--kind "escalate": .*did you mean "escalated"\?/);
-    assert.throws(() => eventName('zzz'), /agents record no such event; the events are drift_detected, repaired/);
+    assert.throws(() => eventName('zzz'), /agents record no such event; the events are drift_detected, deferred, drift_predicted, repaired/);
   });
 
   it('takes times with a unit, ISO times or epoch milliseconds, and refuses a bare small number', () => {
