@@ -16,7 +16,7 @@ import { DEFAULT_SETTINGS } from '../../agent/settings.js';
 import { sysctlRelativePath } from '../../agent/host/procfs.js';
 import { Netns, cleanupLeftoverNetns } from '../helpers/netns.js';
 import { createResource, testDecl, testHost, type RunnerResult, type RunnerSpec } from '../helpers/resource-runner.js';
-import { auditOf, runAgent, startAgentDaemon, tempDir, waitFor, writeBaseline, type DaemonProcess } from '../helpers/agent.js';
+import { auditOf, runAgent, startAgentDaemon, tempDir, waitFor, writeBaseline, type AuditLine, type DaemonProcess } from '../helpers/agent.js';
 
 const RUNNER = fileURLToPath(new URL('../helpers/resource-runner.js', import.meta.url));
 
@@ -286,6 +286,41 @@ describe('sysctl healing through the agent (CLI and daemon in a network namespac
     ]);
     assert.deepEqual([log[2]?.observed, log[2]?.desired], [{ value: '0' }, { value: '1' }]);
     assert.deepEqual(log[3]?.observed, { value: '1' });
+  });
+
+  it('a policy decides sysctl drift by its rules: the first match monitors one key, the next repairs the rest, each record names its rule', async () => {
+    const file = baseline('sys-policy', '    - sysctl: net.ipv4.ip_forward\n      value: "1"\n    - sysctl: net.ipv4.ip_local_port_range\n      value: "40000 50000"\n');
+    const policy = path.join(t.dir, 'sysctls.yaml');
+    writeFileSync(
+      policy,
+      `apiVersion: homeostat/v1
+kind: Policy
+metadata: { name: sysctls }
+spec:
+  rules:
+    - match: { resource: "sysctl:net.ipv4.ip_forward" }
+      action: monitor
+    - match: { kind: sysctl, change: [value] }
+      action: repair
+`,
+    );
+    daemon = startAgentDaemon([...args(file), '--policy', policy], { prefix: ns.prefix() });
+    await daemon.ready();
+    // The start-up pass already finds both keys as the kernel has them: ip_forward 0 stays (monitored), the range is set.
+    await waitFor(async () => (await ns.sysctl('net.ipv4.ip_local_port_range')) === '40000\t50000', 10_000, 'the range repaired at start');
+    assert.equal(await ns.sysctl('net.ipv4.ip_forward'), '0', 'monitored: left as it is');
+
+    await ns.sysctlWrite('net.ipv4.ip_local_port_range', '32768 60999');
+    await waitFor(async () => (await ns.sysctl('net.ipv4.ip_local_port_range')) === '40000\t50000', 10_000, 'the range repaired again');
+    type Decided = AuditLine & { decision?: { action: string; rule: { document?: string; index?: number } }; changes?: string[] };
+    const range = (await auditOf(stateDir, 'sysctl:net.ipv4.ip_local_port_range')) as Decided[];
+    const repairs = range.filter((e) => e.event === 'repaired');
+    assert.equal(repairs.length, 2, range.map((e) => `${e.event}/${e.trigger}`).join());
+    for (const e of repairs) assert.deepEqual([e.decision?.action, e.decision?.rule], ['repair', { document: 'sysctls', version: 1, index: 1 }]);
+    const forward = (await auditOf(stateDir, 'sysctl:net.ipv4.ip_forward')) as Decided[];
+    assert.deepEqual(forward.map((e) => e.event), ['drift_detected'], 'recorded once, never repaired');
+    assert.deepEqual([forward[0]?.decision?.action, forward[0]?.decision?.rule, forward[0]?.changes], ['monitor', { document: 'sysctls', version: 1, index: 0 }, ['value']]);
+    assert.equal(await ns.sysctl('net.ipv4.ip_forward'), '0');
   });
 
   it('monitor mode reports sysctl drift and changes nothing', async () => {
