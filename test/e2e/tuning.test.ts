@@ -3,7 +3,8 @@
 // approved every time, a file the hosts repair by themselves. From it the controller proposes what it should (and not what
 // it must never), its backtests match a count of the stored events, bounded autotuning applies only what its bounds allow
 // and announces it, a revert restores the previous behaviour, and an operator's accept puts a rule in force. Each change
-// is a signed version of the homeostat-tuning policy that a rollout puts on both hosts, and each agent holds it.
+// is a signed version of the homeostat-tuning policy that a rollout puts on both hosts, each agent holds it and decides by
+// it: motd's drift repaired unasked while the autotuned rule is in force, escalated again once it is reverted.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -172,7 +173,6 @@ describe('e2e: tuning from a fleet history of real drifts and decisions', functi
       );
       assert.deepEqual(entries.filter((e) => e.event === 'policy_rejected'), [], `${host.name} refused nothing`);
     }
-    // Once the agent's engine decides by policies, the drift this version decides differently is asserted here, on the hosts.
     return { version: latest, yaml: await tuningYaml(latest) };
   };
   const events = async (): Promise<Ev[]> => {
@@ -290,6 +290,20 @@ describe('e2e: tuning from a fleet history of real drifts and decisions', functi
     assert.equal(inForce.version, 1);
     const replay = await api<Backtest>('POST', '/api/v1/backtest', { policy: inForce.yaml, since: '1d' });
     assert.deepEqual(replay.transitions, { 'escalate->repair': 6 });
+
+    // In force on the hosts: motd's drift (risk high) is now repaired by the agent itself, by the tuning rule, unasked.
+    tamper(h(0), 'motd', 'defaced once more\n');
+    await waitFor(() => read(h(0), 'motd') === DESIRED.motd, 20_000, 'motd repaired by the tuning rule');
+    const audit = await runAgent(['audit', '--json', '--resource', R('motd'), '--state-dir', h(0).stateDir]);
+    const last = (JSON.parse(audit.stdout) as { entries: { event: string; decision?: { action: string; rule: { document?: string; version?: number } } }[] }).entries.slice(-2);
+    assert.deepEqual(
+      last.map((e) => [e.event, e.decision?.action, e.decision?.rule.document, e.decision?.rule.version]),
+      [
+        ['drift_detected', 'repair', 'homeostat-tuning', 1],
+        ['repaired', 'repair', 'homeostat-tuning', 1],
+      ],
+    );
+    assert.deepEqual(await api<unknown[]>('GET', `/api/v1/escalations?status=open&agent=${h(0).id}`), [], 'nothing left for a human');
   });
 
   it('a revert restores the previous behaviour, and an operator accept puts the exception in force', async () => {
@@ -299,12 +313,17 @@ describe('e2e: tuning from a fleet history of real drifts and decisions', functi
     const reverted = await distributed('e2e-operator');
     assert.equal(reverted.version, 2);
     assert.ok(!reverted.yaml.includes('(auto-repair)'), 'without the rule');
-    assert.equal((await api<Backtest>('POST', '/api/v1/backtest', { policy: reverted.yaml, since: '1d' })).affected, 0, 'decided as the hosts did');
+    // Decided as the hosts did, but for the one drift the rule repaired on its own while it was in force: escalated again.
+    const back = await api<Backtest>('POST', '/api/v1/backtest', { policy: reverted.yaml, since: '1d' });
+    assert.deepEqual([back.affected, back.transitions], [1, { 'repair->escalate': 1 }]);
     const issue = (await api<Proposal[]>('GET', '/api/v1/proposals?state=open')).find((p) => p.kind === 'exception') as Proposal;
     await api('POST', `/api/v1/proposals/${issue.id}/accept`, { by: 'e2e-operator' });
     const now = await distributed('e2e-operator');
     assert.equal(now.version, 3);
-    assert.deepEqual((await api<Backtest>('POST', '/api/v1/backtest', { policy: now.yaml, since: '1d' })).transitions, { 'escalate->monitor': 3 });
+    assert.deepEqual((await api<Backtest>('POST', '/api/v1/backtest', { policy: now.yaml, since: '1d' })).transitions, { 'escalate->monitor': 3, 'repair->escalate': 1 });
     assert.equal(heard.length, 2, 'an operator\'s own change is not sent to the webhook');
+
+    // What the reverted rule decided is back: motd's drift waits for a human again.
+    await approved(h(1), 'motd', 'defaced after the revert\n');
   });
 });
