@@ -59,6 +59,9 @@ const MAX_INODES = 4096;
 const MAX_EXECS = 256;
 /** Process start times are known to a clock tick (10 ms) after a boot time known to the second: within this, "started before". */
 const PID_START_SLACK_MS = 20;
+/** Paths not watchable yet (their folder is missing, often until the agent's own repair creates it) are tried again. */
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 60_000;
 
 export class AuditAttribution {
   private status: AttributionState = { state: 'stopped' };
@@ -76,6 +79,11 @@ export class AuditAttribution {
   private readonly perPath: number;
   private readonly retainMs: number;
   private expireTimer: NodeJS.Timeout | undefined;
+  /** One rules update at a time: two overlapping ones would each add the same rules. */
+  private watching: Promise<unknown> = Promise.resolve();
+  private lastTargets: { paths: readonly string[]; programs: readonly string[] } | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryMs = RETRY_FIRST_MS;
   readonly stats = { records: 0, events: 0, attributed: 0, dropped: 0 };
 
   constructor(private readonly opts: AuditAttributionOptions) {
@@ -121,11 +129,45 @@ export class AuditAttribution {
 
   /**
    * Watches exactly these paths for writes and attribute changes, and these programs for runs (systemctl, sysctl: how
-   * services and kernel settings are usually changed). Paths whose directory does not exist yet are reported and retried
-   * on the next call. Called again as the managed set changes and now and then (the resync): it also notices auditd
-   * stopping (every actor is then unknown) and coming back (the rules are put back).
+   * services and kernel settings are usually changed). Paths whose directory does not exist yet are reported, and tried
+   * again a second later, backing off to a minute, until they can be watched. Called again as the managed set changes: it
+   * also notices auditd stopping (every actor is then unknown) and coming back (the rules are put back).
    */
-  async watch(paths: readonly string[], programs: readonly string[] = []): Promise<WatchReport | undefined> {
+  watch(paths: readonly string[], programs: readonly string[] = []): Promise<WatchReport | undefined> {
+    this.lastTargets = { paths, programs };
+    this.retryMs = RETRY_FIRST_MS;
+    return this.queueWatch(paths, programs);
+  }
+
+  private queueWatch(paths: readonly string[], programs: readonly string[]): Promise<WatchReport | undefined> {
+    const next = this.watching.then(async () => {
+      const report = await this.applyWatch(paths, programs);
+      this.retryLater(report);
+      return report;
+    });
+    this.watching = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * A path whose folder is missing cannot be watched; the folder usually comes soon (the agent's first pass creates the
+   * folders of the files it manages, after the rules were asked for). Tried again, backing off, until none fails.
+   */
+  private retryLater(report: WatchReport | undefined): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (!this.wanted || !report || report.failed.length === 0) return;
+    const targets = this.lastTargets;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (!targets || targets !== this.lastTargets) return; // a newer call has its own retry
+      this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
+      void this.queueWatch(targets.paths, targets.programs);
+    }, this.retryMs);
+    this.retryTimer.unref();
+  }
+
+  private async applyWatch(paths: readonly string[], programs: readonly string[]): Promise<WatchReport | undefined> {
     this.watchedPaths = new Set(paths);
     for (const p of this.byPath.keys()) if (!this.watchedPaths.has(p)) this.byPath.delete(p);
     if (!this.wanted) return undefined;
@@ -150,6 +192,9 @@ export class AuditAttribution {
   /** Removes exactly the rules added and stops following the log. */
   async stop(): Promise<void> {
     this.wanted = false;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    await this.watching;
     if (this.expireTimer) clearInterval(this.expireTimer);
     this.expireTimer = undefined;
     this.tail?.stop();
