@@ -41,6 +41,8 @@ export type AttributionState = { state: 'stopped' } | { state: 'active'; logFile
 interface Attributed {
   time: number;
   serial: number;
+  /** When the agent read it (ms since the epoch). */
+  readAt: number;
   actor: Actor;
   argv?: string[];
 }
@@ -84,6 +86,8 @@ export class AuditAttribution {
   private lastTargets: { paths: readonly string[]; programs: readonly string[] } | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryMs = RETRY_FIRST_MS;
+  /** Lookups waiting for a record: woken by each event of the key. */
+  private readonly eventWaiters = new Set<() => void>();
   readonly stats = { records: 0, events: 0, attributed: 0, dropped: 0 };
 
   constructor(private readonly opts: AuditAttributionOptions) {
@@ -216,11 +220,12 @@ export class AuditAttribution {
   async actorForPath(path: string, q: LookupQuery): Promise<Actor> {
     const state = this.state;
     if (state.state !== 'active') return { source: 'unknown', detail: state.state === 'unavailable' ? state.reason : 'attribution is not started' };
-    const latest = (from: number | undefined): Attributed | undefined => {
+    const latest = (from: number | undefined, readAfter?: number): Attributed | undefined => {
       let best: Attributed | undefined;
       const consider = (list: Attributed[] | undefined): void => {
         for (const a of list ?? []) {
           if (a.time > q.time + AFTER_TIME_SLACK_MS || (from !== undefined && a.time <= from)) continue;
+          if (readAfter !== undefined && a.readAt <= readAfter) continue;
           if (!best || a.time > best.time || (a.time === best.time && a.serial > best.serial)) best = a;
         }
       };
@@ -233,7 +238,9 @@ export class AuditAttribution {
       return a && a.actor.source !== 'self' ? a : undefined;
     }, q.waitMs ?? DEFAULT_WAIT_MS);
     if (found) return found.actor;
-    const late = latest(q.since === undefined ? undefined : q.since - COARSE_CLOCK_MS);
+    // Only a record read after `since` can be of a change after it: one read before is of a change the resource was seen
+    // compliant after (the previous drift, the agent's own repair), however close its stamp is to `since`.
+    const late = latest(q.since === undefined ? undefined : q.since - COARSE_CLOCK_MS, q.since);
     if (late) return late.actor;
     if (!this.watchedPaths.has(path)) return { source: 'unknown', detail: 'the path is not watched by the audit subsystem' };
     return { source: 'unknown', detail: 'no audit record of this change' };
@@ -262,12 +269,24 @@ export class AuditAttribution {
     return (await this.waitFor(find, q.waitMs ?? DEFAULT_WAIT_MS))?.actor;
   }
 
+  /**
+   * Looks now, then again each time the log gives an event (auditd's writes wake the tail through inotify), and at least
+   * every POLL_WAIT_MS, until found or `waitMs` is over: a record still on its way is taken the moment it is read.
+   */
   private async waitFor(find: () => Attributed | undefined, waitMs: number): Promise<Attributed | undefined> {
     this.tail?.readNow();
     let found = find();
     const deadline = Date.now() + waitMs;
-    while (!found && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, POLL_WAIT_MS));
+    for (let left = waitMs; !found && left > 0; left = deadline - Date.now()) {
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          clearTimeout(timer);
+          this.eventWaiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, Math.min(left, POLL_WAIT_MS));
+        this.eventWaiters.add(wake);
+      });
       this.tail?.readNow();
       found = find();
     }
@@ -283,8 +302,13 @@ export class AuditAttribution {
 
   private onEvent(e: AuditEvent): void {
     if (e.key !== this.opts.key) return;
+    if (this.eventWaiters.size > 0) {
+      const waiters = [...this.eventWaiters];
+      this.eventWaiters.clear();
+      queueMicrotask(() => waiters.forEach((w) => w())); // after this event is indexed below
+    }
     this.stats.events++;
-    const a: Attributed = { time: e.time, serial: e.serial, actor: this.actorOf(e), ...(e.argv ? { argv: e.argv } : {}) };
+    const a: Attributed = { time: e.time, serial: e.serial, readAt: Date.now(), actor: this.actorOf(e), ...(e.argv ? { argv: e.argv } : {}) };
     if (e.syscall === 'execve' || e.syscall === 'execveat') {
       this.execs.push(a);
       if (this.execs.length > MAX_EXECS) this.execs.splice(0, this.execs.length - MAX_EXECS);
