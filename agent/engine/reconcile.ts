@@ -32,7 +32,7 @@ export interface ActorLookup {
 /**
  * How long a lookup may wait for an audit record still on its way when no rule decides by the actor, for a drift a watch
  * event just reported. The event comes with the change, its audit record 0.3 ms (p50) to 4 ms (p99) later
- * (bench/audit-latency.ts): not waiting at all left about half of all drifts `unknown`. The lookup takes the record the
+ * (bench/audit-latency.ts): not waiting at all often left a scripted change `unknown`. The lookup takes the record the
  * moment the log gives it, so a found actor costs only the time it was late; only a change with no record at all waits
  * this long. Drifts found by a poll, the resync or at start are older than any record in flight: no wait. The records
  * are written before the repair, so a kill between the repair and its record still leaves `repair_interrupted`.
