@@ -178,6 +178,8 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   holdEscalated(agent, store, log);
   await watchManaged();
   await agent.start();
+  // The start-up pass created the folders of managed files that had none: their paths can be watched now, before ready.
+  await watchManaged();
   if (recovered) agent.engine.recordAgentEvent('store_recovered', 'startup', recovered);
   // Damage found later, while writing, is rebuilt in place by the store; it says so here.
   store.onRecovered = (description) => agent.engine.recordAgentEvent('store_recovered', null, description);

@@ -41,6 +41,8 @@ export type AttributionState = { state: 'stopped' } | { state: 'active'; logFile
 interface Attributed {
   time: number;
   serial: number;
+  /** When the agent read it (ms since the epoch). */
+  readAt: number;
   actor: Actor;
   argv?: string[];
 }
@@ -59,6 +61,9 @@ const MAX_INODES = 4096;
 const MAX_EXECS = 256;
 /** Process start times are known to a clock tick (10 ms) after a boot time known to the second: within this, "started before". */
 const PID_START_SLACK_MS = 20;
+/** Paths not watchable yet (their folder is missing, often until the agent's own repair creates it) are tried again. */
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 60_000;
 
 export class AuditAttribution {
   private status: AttributionState = { state: 'stopped' };
@@ -76,6 +81,13 @@ export class AuditAttribution {
   private readonly perPath: number;
   private readonly retainMs: number;
   private expireTimer: NodeJS.Timeout | undefined;
+  /** One rules update at a time: two overlapping ones would each add the same rules. */
+  private watching: Promise<unknown> = Promise.resolve();
+  private lastTargets: { paths: readonly string[]; programs: readonly string[] } | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryMs = RETRY_FIRST_MS;
+  /** Lookups waiting for a record: woken by each event of the key. */
+  private readonly eventWaiters = new Set<() => void>();
   readonly stats = { records: 0, events: 0, attributed: 0, dropped: 0 };
 
   constructor(private readonly opts: AuditAttributionOptions) {
@@ -121,11 +133,45 @@ export class AuditAttribution {
 
   /**
    * Watches exactly these paths for writes and attribute changes, and these programs for runs (systemctl, sysctl: how
-   * services and kernel settings are usually changed). Paths whose directory does not exist yet are reported and retried
-   * on the next call. Called again as the managed set changes and now and then (the resync): it also notices auditd
-   * stopping (every actor is then unknown) and coming back (the rules are put back).
+   * services and kernel settings are usually changed). Paths whose directory does not exist yet are reported, and tried
+   * again a second later, backing off to a minute, until they can be watched. Called again as the managed set changes: it
+   * also notices auditd stopping (every actor is then unknown) and coming back (the rules are put back).
    */
-  async watch(paths: readonly string[], programs: readonly string[] = []): Promise<WatchReport | undefined> {
+  watch(paths: readonly string[], programs: readonly string[] = []): Promise<WatchReport | undefined> {
+    this.lastTargets = { paths, programs };
+    this.retryMs = RETRY_FIRST_MS;
+    return this.queueWatch(paths, programs);
+  }
+
+  private queueWatch(paths: readonly string[], programs: readonly string[]): Promise<WatchReport | undefined> {
+    const next = this.watching.then(async () => {
+      const report = await this.applyWatch(paths, programs);
+      this.retryLater(report);
+      return report;
+    });
+    this.watching = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * A path whose folder is missing cannot be watched; the folder usually comes soon (the agent's first pass creates the
+   * folders of the files it manages, after the rules were asked for). Tried again, backing off, until none fails.
+   */
+  private retryLater(report: WatchReport | undefined): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (!this.wanted || !report || report.failed.length === 0) return;
+    const targets = this.lastTargets;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (!targets || targets !== this.lastTargets) return; // a newer call has its own retry
+      this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
+      void this.queueWatch(targets.paths, targets.programs);
+    }, this.retryMs);
+    this.retryTimer.unref();
+  }
+
+  private async applyWatch(paths: readonly string[], programs: readonly string[]): Promise<WatchReport | undefined> {
     this.watchedPaths = new Set(paths);
     for (const p of this.byPath.keys()) if (!this.watchedPaths.has(p)) this.byPath.delete(p);
     if (!this.wanted) return undefined;
@@ -150,6 +196,9 @@ export class AuditAttribution {
   /** Removes exactly the rules added and stops following the log. */
   async stop(): Promise<void> {
     this.wanted = false;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    await this.watching;
     if (this.expireTimer) clearInterval(this.expireTimer);
     this.expireTimer = undefined;
     this.tail?.stop();
@@ -171,11 +220,12 @@ export class AuditAttribution {
   async actorForPath(path: string, q: LookupQuery): Promise<Actor> {
     const state = this.state;
     if (state.state !== 'active') return { source: 'unknown', detail: state.state === 'unavailable' ? state.reason : 'attribution is not started' };
-    const latest = (from: number | undefined): Attributed | undefined => {
+    const latest = (from: number | undefined, readAfter?: number): Attributed | undefined => {
       let best: Attributed | undefined;
       const consider = (list: Attributed[] | undefined): void => {
         for (const a of list ?? []) {
           if (a.time > q.time + AFTER_TIME_SLACK_MS || (from !== undefined && a.time <= from)) continue;
+          if (readAfter !== undefined && a.readAt <= readAfter) continue;
           if (!best || a.time > best.time || (a.time === best.time && a.serial > best.serial)) best = a;
         }
       };
@@ -188,7 +238,9 @@ export class AuditAttribution {
       return a && a.actor.source !== 'self' ? a : undefined;
     }, q.waitMs ?? DEFAULT_WAIT_MS);
     if (found) return found.actor;
-    const late = latest(q.since === undefined ? undefined : q.since - COARSE_CLOCK_MS);
+    // Only a record read after `since` can be of a change after it: one read before is of a change the resource was seen
+    // compliant after (the previous drift, the agent's own repair), however close its stamp is to `since`.
+    const late = latest(q.since === undefined ? undefined : q.since - COARSE_CLOCK_MS, q.since);
     if (late) return late.actor;
     if (!this.watchedPaths.has(path)) return { source: 'unknown', detail: 'the path is not watched by the audit subsystem' };
     return { source: 'unknown', detail: 'no audit record of this change' };
@@ -217,12 +269,24 @@ export class AuditAttribution {
     return (await this.waitFor(find, q.waitMs ?? DEFAULT_WAIT_MS))?.actor;
   }
 
+  /**
+   * Looks now, then again each time the log gives an event (auditd's writes wake the tail through inotify), and at least
+   * every POLL_WAIT_MS, until found or `waitMs` is over: a record still on its way is taken the moment it is read.
+   */
   private async waitFor(find: () => Attributed | undefined, waitMs: number): Promise<Attributed | undefined> {
     this.tail?.readNow();
     let found = find();
     const deadline = Date.now() + waitMs;
-    while (!found && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, POLL_WAIT_MS));
+    for (let left = waitMs; !found && left > 0; left = deadline - Date.now()) {
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          clearTimeout(timer);
+          this.eventWaiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, Math.min(left, POLL_WAIT_MS));
+        this.eventWaiters.add(wake);
+      });
       this.tail?.readNow();
       found = find();
     }
@@ -238,8 +302,13 @@ export class AuditAttribution {
 
   private onEvent(e: AuditEvent): void {
     if (e.key !== this.opts.key) return;
+    if (this.eventWaiters.size > 0) {
+      const waiters = [...this.eventWaiters];
+      this.eventWaiters.clear();
+      queueMicrotask(() => waiters.forEach((w) => w())); // after this event is indexed below
+    }
     this.stats.events++;
-    const a: Attributed = { time: e.time, serial: e.serial, actor: this.actorOf(e), ...(e.argv ? { argv: e.argv } : {}) };
+    const a: Attributed = { time: e.time, serial: e.serial, readAt: Date.now(), actor: this.actorOf(e), ...(e.argv ? { argv: e.argv } : {}) };
     if (e.syscall === 'execve' || e.syscall === 'execveat') {
       this.execs.push(a);
       if (this.execs.length > MAX_EXECS) this.execs.splice(0, this.execs.length - MAX_EXECS);

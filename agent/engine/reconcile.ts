@@ -30,11 +30,14 @@ export interface ActorLookup {
 }
 
 /**
- * How long a lookup may wait for an audit record still on its way when no rule decides by the actor: not at all. The
- * actor is then only for the record, taken from what the audit log holds already; waiting (even one 5 ms poll of the
- * log) would put drift-to-repair over its budget (bench/agent-files.ts).
+ * How long a lookup may wait for an audit record still on its way when no rule decides by the actor, for a drift a watch
+ * event just reported. The event comes with the change, its audit record 0.3 ms (p50) to 4 ms (p99) later
+ * (bench/audit-latency.ts): not waiting at all often left a scripted change `unknown`. The lookup takes the record the
+ * moment the log gives it, so a found actor costs only the time it was late; only a change with no record at all waits
+ * this long. Drifts found by a poll, the resync or at start are older than any record in flight: no wait. The records
+ * are written before the repair, so a kill between the repair and its record still leaves `repair_interrupted`.
  */
-const RECORD_ONLY_WAIT_MS = 0;
+const RECORD_ONLY_WAIT_MS = 10;
 
 /** A retry or reconsideration further away than this is looked at then, and planned again (timers have a range). */
 const MAX_WAIT_MS = 6 * 3_600_000;
@@ -118,7 +121,7 @@ async function attempt(ctx: ReconcileContext, rt: Runtime, trigger: Trigger): Pr
   let fp: string | undefined;
   try {
     fp = fingerprint(changes);
-    const actor = await actorOf(ctx, rt, changes, fp);
+    const actor = await actorOf(ctx, rt, changes, fp, trigger);
     let decision = ctx.decisions.decide(rt, changes, fp, trigger, actor);
     if (decision.action === 'suppress') {
       const fight = ctx.history.fight(rt, ctx.clock.now());
@@ -167,7 +170,7 @@ async function attempt(ctx: ReconcileContext, rt: Runtime, trigger: Trigger): Pr
  * Who made the drift: looked up once per standing drift (the lookup may wait for its audit record), kept while it stands.
  * Each attributed drift joins the resource's history.
  */
-async function actorOf(ctx: ReconcileContext, rt: Runtime, changes: Change[], fp: string): Promise<Actor | undefined> {
+async function actorOf(ctx: ReconcileContext, rt: Runtime, changes: Change[], fp: string, trigger: Trigger): Promise<Actor | undefined> {
   const d = rt.drift;
   if (d && d.recordedDrift === fp && d.actor) return d.actor;
   const lookup = ctx.actors();
@@ -176,7 +179,8 @@ async function actorOf(ctx: ReconcileContext, rt: Runtime, changes: Change[], fp
   let actor: Actor | undefined;
   if (lookup) {
     const colon = rt.id.indexOf(':');
-    const wait = ctx.decisions.policies.policies.some((p) => p.document.rules.some((r) => r.match.actor)) ? {} : { waitMs: RECORD_ONLY_WAIT_MS };
+    const decides = ctx.decisions.policies.policies.some((p) => p.document.rules.some((r) => r.match.actor));
+    const wait = decides ? {} : { waitMs: trigger === 'watch' ? RECORD_ONLY_WAIT_MS : 0 };
     actor = await lookup.actorFor({ kind: rt.decl.type, name: rt.id.slice(colon + 1), changes: fields, time: now, ...(rt.keptAt !== undefined ? { since: rt.keptAt } : {}), ...wait });
     driftState(rt).actor = actor;
   }

@@ -11,6 +11,7 @@ import { AuditLogTail } from '../../agent/actor/audit-tail.js';
 import { auditdState } from '../../agent/host/auditd.js';
 import { silentLogger } from '../../lib/log.js';
 import type { Actor } from '../../lib/policy/actor.js';
+import { waitFor } from '../helpers/agent.js';
 import { run } from '../helpers/netns.js';
 import { ensureUserManager, userManagerEnv } from '../helpers/systemd-user.js';
 
@@ -182,6 +183,26 @@ describe('actors of file changes, from the audit subsystem', function () {
     mkdirSync(path.dirname(later));
     assert.deepEqual((await attribution.watch([later]))?.watched, [later]);
     assert.equal((await rulesWithKey(KEY)).length, 1);
+  });
+
+  it('a path whose folder appears later is watched by itself, without another call', async () => {
+    const later = path.join(dir, 'made-later', 'file');
+    assert.deepEqual((await attribution.watch([later]))?.failed.map((f) => f.path), [later]);
+    mkdirSync(path.dirname(later)); // as the agent's first pass creates the folders of the files it manages
+    await waitFor(async () => (await rulesWithKey(KEY)).some((r) => r.startsWith(`-w ${later} `)), 10_000, 'the rule added on a retry');
+    const since = Date.now();
+    const pid = await exec('touch', [later]);
+    assert.equal((await actorOf(later, since)).pid, pid);
+  });
+
+  it('a record read before `since` is not the drift: the previous change, stamped just before it, is not taken', async () => {
+    const [target] = (await watched('again')) as [string];
+    const pid = await exec('touch', [target]);
+    assert.equal((await actorOf(target, Date.now() - 1000)).pid, pid);
+    // The resource was seen compliant after that change (its record is read by now); a new drift's record is not in yet.
+    const since = Date.now();
+    const a = await attribution.actorForPath(target, { time: Date.now(), since, waitMs: 0 });
+    assert.deepEqual(a, { source: 'unknown', detail: 'no audit record of this change' }, 'the earlier change by touch is not this one');
   });
 
   it('keeps attributing across a rotation of the audit log', async () => {
