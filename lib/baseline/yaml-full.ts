@@ -86,8 +86,10 @@ function partlyParsed(doc: Yaml.Document.Parsed, text: string, at: (offset: numb
   const { isNode, isSeq } = yaml();
   const errors = doc.errors.map((e) => e.pos);
   const intact = (path: Path): Set<number> => {
-    const seq = doc.getIn(path, true);
     const out = new Set<number>();
+    // A key written twice on the way: the values hold the last one, getIn finds the first, so no item can be matched.
+    if (parsed.duplicates.some((d) => d.path.length <= path.length && d.path.every((seg, i) => seg === path[i]))) return out;
+    const seq = doc.getIn(path, true);
     if (!isSeq(seq)) return out;
     const ranges = seq.items.map((item) => (isNode(item) ? (item.range ?? undefined) : undefined));
     ranges.forEach((range, i) => {

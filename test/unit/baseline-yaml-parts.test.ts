@@ -110,6 +110,27 @@ describe('schema errors of the parts that parsed, after YAML syntax errors', () 
     assert.equal(got[1], '10:7: file:/etc/motd is declared twice; the first is spec.resources[0] at line 6 [HS_BASELINE_DUPLICATE spec.resources[2].file]');
   });
 
+  it('with spec or its resources written twice, no resource can be matched to its text: only the syntax error', () => {
+    const text = [
+      'apiVersion: homeostat/v1',
+      'kind: Baseline',
+      'metadata: { name: web }',
+      'spec:',
+      '  resources:',
+      '    - file: /etc/a', // no error near the first spec.resources[0]
+      '    - file: /etc/b',
+      'spec:',
+      '  resources:',
+      '    - file: /etc/c',
+      '      \tcontent: x', // 11: the tab is in the resource the values hold as spec.resources[0]
+      '      colour: blue',
+      '',
+    ].join('\n');
+    const got = problems(text);
+    assert.equal(got.length, 1, got.join('\n'));
+    assert.match(got[0] ?? '', /^11:7: YAML syntax: line 11 is indented with a tab/);
+  });
+
   it('a second document is a syntax error; the resources of the first are still checked, the last one excepted', () => {
     const text = ['apiVersion: homeostat/v1', 'kind: Baseline', 'metadata: { name: web }', 'spec:', '  resources:', '    - file: /etc/a', '      colour: blue', '    - file: /etc/b', '---', 'kind: Baseline', ''].join('\n');
     const got = problems(text);
