@@ -13,17 +13,20 @@ export class IssueList {
   /** The id of each resource by its index in spec.resources, once known, so every problem inside one names it. */
   readonly resourceIds: (string | undefined)[] = [];
 
+  /** `keep`: which fields' problems are kept, when only part of the document may be checked; all by default. */
   constructor(
     readonly file: string,
     private readonly doc: YamlDoc,
+    private readonly keep: (field: Path) => boolean = () => true,
   ) {}
 
   add(code: ErrorCode, message: string, path: Path, anchor: Anchor, field: Path = path): void {
-    this.addAt(code, message, field, this.position(path, anchor));
+    if (this.keep(field)) this.addAt(code, message, field, this.position(path, anchor));
   }
 
   /** An issue at a position known already, e.g. the second of two equal keys (a lookup by path finds the last). */
   addAt(code: ErrorCode, message: string, path: Path, pos: Pos): void {
+    if (!this.keep(path)) return;
     const index = path[0] === 'spec' && path[1] === 'resources' && typeof path[2] === 'number' ? path[2] : undefined;
     const resource = index === undefined ? undefined : this.resourceIds[index];
     const field = fieldPath(path);

@@ -5,9 +5,9 @@ import { dirname, resolve } from 'node:path';
 import { BaselineInvalidError, HsError } from '../errors.js';
 import { IssueList } from './issues.js';
 import { checkSchema } from './schema.js';
-import { buildBaseline, checkRules, identifyResources, readSources, type SourceReader } from './validate.js';
+import { buildBaseline, checkRules, identifyResources, readSources, type ResourceHead, type SourceReader } from './validate.js';
 import { readSourceBeneath, sourcesFromMap } from './sources.js';
-import { readYaml, type Pos } from './yaml-doc.js';
+import { inResource, readYaml, type ParsedParts, type Pos, type YamlDoc } from './yaml-doc.js';
 import type { Baseline } from './types.js';
 
 export interface ParseOptions {
@@ -107,20 +107,38 @@ function parseLocated(text: string, opts: ParseOptions): { baseline: Baseline; n
     throw new BaselineInvalidError(opts.file, [issue]);
   }
   const doc = readYaml(text, opts.file);
-  if (!doc.readable) throw new BaselineInvalidError(opts.file, doc.issues);
+  if (!doc.readable) throw new BaselineInvalidError(opts.file, [...doc.issues, ...partsProblems(doc.parts, opts.file)]);
   const issues = new IssueList(opts.file, doc);
-  const heads = identifyResources(doc.value, issues);
-  for (const d of doc.hasDuplicates ? doc.detail().duplicates : []) {
-    issues.addAt('HS_BASELINE_DUPLICATE', `key "${String(d.path[d.path.length - 1])}" is written twice in the same mapping; keep one`, d.path, d.key);
-  }
-  checkSchema(doc, issues);
-  checkRules(doc.value, heads, issues);
+  const heads = checkDocument(doc, issues);
   const sent = opts.sources;
   const reader = opts.readSource ?? (sent ? sourcesFromMap(sent, (rel) => `source file ${rel} is not among the files sent with ${opts.file}`) : undefined);
   const sources = readSources(heads, issues, reader);
   if (issues.items.length > 0) throw new BaselineInvalidError(opts.file, issues.sorted());
   const baseline = buildBaseline(doc.value, heads, sources, issues, origin(text, opts.file, sources));
   return { baseline, namePos: issues.keyPosition(['metadata', 'name']) };
+}
+
+/** The schema and the rules, over the whole document or, for a text with syntax errors, over the parts that parsed. */
+function checkDocument(doc: YamlDoc, issues: IssueList): ResourceHead[] {
+  const heads = identifyResources(doc.value, issues);
+  for (const d of doc.hasDuplicates ? doc.detail().duplicates : []) {
+    issues.addAt('HS_BASELINE_DUPLICATE', `key "${String(d.path[d.path.length - 1])}" is written twice in the same mapping; keep one`, d.path, d.key);
+  }
+  checkSchema(doc, issues);
+  checkRules(doc.value, heads, issues);
+  return heads;
+}
+
+/**
+ * A text with syntax errors is invalid as a whole, but each resource no error touched gets the same checks, so that one
+ * round of fixes can cover its problems too; they follow the syntax errors, in line order. A resource an error cut short
+ * is left out: it would draw misleading messages ("needs content" for content the error hid). Sources are not read.
+ */
+function partsProblems(parts: ParsedParts | undefined, file: string): HsError[] {
+  if (!parts || parts.resources.size === 0) return [];
+  const issues = new IssueList(file, parts.doc, (field) => inResource(field, parts.resources));
+  checkDocument(parts.doc, issues);
+  return issues.sorted();
 }
 
 /** sha256 over the text, then each source's path and bytes in path order: a change to any of them is a new version. */

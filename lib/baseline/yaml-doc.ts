@@ -1,7 +1,7 @@
 // The YAML document as the validator sees it: plain values for the schema, and where each key and value is for messages.
 import { HsError } from '../errors.js';
 import { quickKeyPos, readFast } from './yaml-fast.js';
-import { readFull } from './yaml-full.js';
+import { readFull, type Parsed, type PartlyParsed } from './yaml-full.js';
 
 /** 1-based, as editors count. */
 export interface Pos {
@@ -56,7 +56,20 @@ export interface YamlDoc {
   hasDuplicates: boolean;
   /** Every position and every duplicate key, from the full parser; read once, on first use, when there is an error to point at. */
   detail(): Detail;
+  /** When the text has syntax errors: what parsed around them, for the checks the syntax errors would otherwise hide. */
+  parts?: ParsedParts;
 }
+
+/**
+ * The document as far as it parsed, with every item of spec.resources that a syntax error touched (and so may have cut
+ * short) emptied to null: only `resources`, the items no error touched, may be checked.
+ */
+export interface ParsedParts {
+  doc: YamlDoc;
+  resources: ReadonlySet<number>;
+}
+
+const RESOURCES = ['spec', 'resources'] as const;
 
 /** Deeper than this is not configuration: a baseline needs about six levels. Checked before anything walks the value. */
 export const MAX_DEPTH = 64;
@@ -74,6 +87,7 @@ export function readYaml(text: string, file: string): YamlDoc {
   if (doc.readable && depthOf(doc.value, doc.reader === 'full') > MAX_DEPTH) {
     return unreadable([new HsError('HS_BASELINE_PARSE', `the document nests more than ${MAX_DEPTH} levels deep; a baseline needs far fewer`, { location: { file, line: 1, column: 1 } })]);
   }
+  if (doc.parts && depthOf(doc.parts.doc.value, true) > MAX_DEPTH) delete doc.parts;
   return doc;
 }
 
@@ -134,7 +148,15 @@ function readEither(text: string, file: string): YamlDoc {
     };
   }
   const full = readFull(text);
-  if ('syntax' in full) return unreadable(full.syntax.map((e) => new HsError('HS_BASELINE_PARSE', e.message, { location: { file, line: e.line, column: e.column } })));
+  if ('syntax' in full) {
+    const doc = unreadable(full.syntax.map((e) => new HsError('HS_BASELINE_PARSE', e.message, { location: { file, line: e.line, column: e.column } })));
+    if (full.partial) doc.parts = parsedParts(full.partial);
+    return doc;
+  }
+  return fullDoc(full);
+}
+
+function fullDoc(full: Parsed): YamlDoc {
   const detail: Detail = { locator: treeLocator(full.root), duplicates: full.duplicates };
   return {
     value: full.value,
@@ -145,6 +167,19 @@ function readEither(text: string, file: string): YamlDoc {
     hasDuplicates: full.duplicates.length > 0,
     detail: () => detail,
   };
+}
+
+function parsedParts(partial: PartlyParsed): ParsedParts {
+  const resources = partial.intact(RESOURCES);
+  // Emptied, the touched items cannot be compared with the intact ones either (declared twice, inside a file, ...).
+  const list = valueAt(partial.value, RESOURCES);
+  if (Array.isArray(list)) for (let i = 0; i < list.length; i++) if (!resources.has(i)) list[i] = null;
+  return { doc: fullDoc(partial), resources };
+}
+
+/** Whether `path` lies inside one of `resources`, the indices of items of spec.resources. */
+export function inResource(path: Path, resources: ReadonlySet<number>): boolean {
+  return path[0] === 'spec' && path[1] === 'resources' && typeof path[2] === 'number' && resources.has(path[2]);
 }
 
 function fullDetail(text: string): Detail {

@@ -35,6 +35,17 @@ describe('agent one-shot commands', function () {
     assert.ok((doc.files[0]?.errors.length ?? 0) >= 2, 'every error is reported, not only the first');
   });
 
+  it('validate: a YAML syntax error, then the schema errors of the resources that parsed, and 1', async () => {
+    const lines = [`metadata: { name: torn }`, 'spec:', '  resources:', '    - file: /tmp/x', '      \tcontent: "x"', '    - directory: /tmp/d', '      modee: "0755"', HEADER];
+    const torn = writeBaseline(t.dir, 'torn', lines.join('\n'));
+    const res = await runAgent(['validate', torn]);
+    assert.equal(res.code, 1);
+    const printed = res.stderr.split('\n').filter((l) => l.startsWith(torn));
+    assert.equal(printed.length, 2, res.stderr);
+    assert.match(printed[0] ?? '', /torn\.yaml:5:7: YAML syntax: line 5 is indented with a tab.*\[HS_BASELINE_PARSE\]$/);
+    assert.match(printed[1] ?? '', /torn\.yaml:7:7: unknown key "modee" in a directory resource \(did you mean "mode"\?\).*spec\.resources\[1\]\.modee\) \[HS_BASELINE_UNKNOWN_KEY\]$/);
+  });
+
   it('check: 2 with the deviations and nothing changed; apply converges; check then 0', async () => {
     const root = path.join(t.dir, 'root');
     mkdirSync(root);
