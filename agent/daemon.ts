@@ -176,9 +176,10 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   }
   closeInterrupted(agent, store, log);
   holdEscalated(agent, store, log);
-  await watchManaged();
+  // The audit rules go in while the start-up pass enforces (each activation asked for them): enforcement never waits for
+  // attribution. Ready waits for both, and the pass created the folders of managed files that had none, so their paths
+  // can be watched now too.
   await agent.start();
-  // The start-up pass created the folders of managed files that had none: their paths can be watched now, before ready.
   await watchManaged();
   if (recovered) agent.engine.recordAgentEvent('store_recovered', 'startup', recovered);
   // Damage found later, while writing, is rebuilt in place by the store; it says so here.
