@@ -102,6 +102,7 @@ describe('forgetting a controller baseline on the host: the controller is told, 
     const forget = await runAgent(['forget', 'web', '--source', 'controller', ...common()], AS_ALICE);
     assert.equal(forget.code, 0, forget.stderr);
     assert.match(forget.stdout, /^web forgotten by alice from the controller's baselines: no longer enforced; cached version\(s\) 1 dropped$/m);
+    assert.match(forget.stdout, /^the controller learns web is no longer held here .* sends it again with its next assignment that changes anything or at the next reconnection/m);
     assert.match(daemon?.stderr ?? '', /"op":"forget","by":"alice"[^\n]*"local control request"/, 'the daemon carried it out');
     await withLog(waitFor(async () => (await listed()).length === 0, 10_000, 'the controller no longer listing web on this agent'));
     assert.match(daemon?.stderr ?? '', /"baseline":"web","toldController":true[^\n]*"forgotten controller baseline no longer held"/);
