@@ -20,7 +20,7 @@ const MAX_TIMER_MS = 3_600_000;
 /** Where the controller's signed baselines are cached in the agent store's meta table. */
 const BASELINE_CACHE_KEY = 'link.signedBaselines';
 
-/** A forget on the cache (no link running): the next start neither holds nor reports `name`; the replay guard stays. */
+/** A forget: the link's next start neither holds `name` nor reports it as enforced; the replay guard stays. */
 export function dropCachedBaseline(store: LinkStore, name: string): boolean {
   return dropCachedDocument(store, BASELINE_CACHE_KEY, decodeBaselineDoc, name);
 }

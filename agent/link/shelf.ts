@@ -257,8 +257,9 @@ export class DocumentShelf<D extends DocumentHeader> {
 }
 
 /**
- * Drops `name` from a kind's cached signed documents when no link holds them in memory (a forget on the cache); the
- * replay guard (`priorKey`) is left as it is. An unreadable cache is left alone: the link ignores it at start anyway.
+ * Drops `name` from a kind's cached signed documents on disk (a forget, whether or not a link runs; a running one drops
+ * its own copy with `drop`). The replay guard (`priorKey`) is left as it is. An unreadable cache is left alone: the link
+ * ignores it at start anyway.
  */
 export function dropCachedDocument(store: LinkStore, cacheKey: string, decode: (payload: Uint8Array) => { name: string }, name: string): boolean {
   const text = store.getMeta(cacheKey);
