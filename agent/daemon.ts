@@ -13,6 +13,7 @@ import { Actors } from './actor/actors.js';
 import { composeAgent } from './compose.js';
 import type { AgentConfig } from './config.js';
 import { serveControl } from './control/server.js';
+import type { RunningLink } from './link/index.js';
 import { compactHeapSoon } from './host/heap.js';
 import { AgentMetrics } from './metrics.js';
 import { openDaemonStore } from './store/recovery.js';
@@ -186,7 +187,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   store.onRecovered = (description) => agent.engine.recordAgentEvent('store_recovered', null, description);
   const retention = keepAuditRetention(store, config, log);
 
-  let link: { stop(): Promise<void> } | undefined;
+  let link: RunningLink | undefined;
   if (config.controller) {
     const { startLink } = await import('./link/index.js');
     link = await startLink(agent, {
@@ -210,6 +211,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       const { [name]: _gone, ...versions } = set.versions;
       await agent.activate(set.baselines.filter((b) => b.name !== name), { origin, versions, ...(set.signedBy !== undefined ? { signedBy: set.signedBy } : {}) }, 'manual');
     },
+    ...(link ? { link } : {}),
   }, log);
 
   let metricsServer: Server | undefined;

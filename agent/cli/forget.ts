@@ -24,7 +24,9 @@ export async function forgetCommand(name: string, flags: CommonFlags & { json?: 
       process.stderr.write(`homeostat-agent: warning: ${f} still defines ${name} and is configured: it is enforced again at the next reload (SIGHUP) or start unless you remove it from the configuration (baselines: in the config file, or --baseline)\n`);
     }
     if (result.origin === 'controller') {
-      println(`the controller assigns ${name} again with its next assignment that changes anything (recorded as baseline_activated); end its assignment at the controller to keep it away`);
+      println(
+        `the controller learns ${name} is no longer held here (at once from a connected daemon, else at the next connection) and sends it again with its next assignment that changes anything or at the next reconnection (recorded as baseline_activated); end its assignment at the controller to keep it away`,
+      );
     }
     return EXIT.ok;
   } catch (err) {

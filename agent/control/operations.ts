@@ -7,6 +7,7 @@ import type { Baseline, ResourceDecl } from '../../lib/baseline/types.js';
 import { HsError } from '../../lib/errors.js';
 import type { Agent } from '../agent.js';
 import { finishedWithin } from '../engine/reconcile.js';
+import { dropCachedBaseline } from '../link/assignments.js';
 import type { ResourceResult } from '../engine/engine.js';
 import { registry } from '../resources/registry.js';
 import type { AgentStore } from '../store/store.js';
@@ -26,6 +27,8 @@ export interface ControlTarget {
   configuredFiles: string[];
   /** The daemon only: stops enforcing `name` of `origin` (the rest of that origin's set stays). */
   stopEnforcing?: (origin: BaselineSource, name: string) => Promise<void>;
+  /** The daemon's controller link, if any: a forget runs between its assignments and a controller baseline forgotten is reported to it. */
+  link?: { forgetting(carryOut: () => Promise<ForgetResult>): Promise<ForgetResult> };
 }
 
 export interface DecisionResult {
@@ -90,7 +93,7 @@ export async function runControl(t: ControlTarget, req: ControlRequest): Promise
     case 'reject':
       return decideEscalation(t, req);
     case 'forget':
-      return forgetBaseline(t, req);
+      return t.link ? t.link.forgetting(() => forgetBaseline(t, req)) : forgetBaseline(t, req);
   }
 }
 
@@ -141,7 +144,12 @@ async function forgetBaseline(t: ControlTarget, req: Extract<ControlRequest, { o
   const origin = chosen[0]?.origin ?? 'local';
   const active = chosen.find((h) => h.active !== null)?.active ?? null;
   if (t.live && active !== null) await t.stopEnforcing?.(origin, req.name);
-  const versions = t.store.transaction(() => chosen.flatMap((h) => t.store.forgetBaseline(origin, h.signedBy, req.name)));
+  const versions = t.store.transaction(() => {
+    const dropped = chosen.flatMap((h) => t.store.forgetBaseline(origin, h.signedBy, req.name));
+    // The link's own signed copy goes too, or its next start would report the name as held (its replay guard stays).
+    if (origin === 'controller') dropCachedBaseline(t.store, req.name);
+    return dropped;
+  });
   const detail = `${req.name}${active !== null ? ` v${active}` : ''} (${origin}) forgotten by ${req.by} on the host: ${active !== null ? 'no longer enforced, ' : ''}cached version(s) ${versions.join(', ')} dropped`;
   record(t, 'baseline_forgotten', detail, { name: req.name, version: active ?? versions.at(-1) ?? 0 });
   const stillConfigured = origin === 'local' ? t.configuredFiles.filter((f) => nameOf(f) === req.name) : [];

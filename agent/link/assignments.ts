@@ -9,13 +9,21 @@ import { HsError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { keyIdOf } from '../../lib/signing.js';
 import { parsePolicy, type PolicyDocument } from '../../lib/policy/index.js';
-import { decodeBaselineDoc, decodePolicyDoc, type Applied, type Assignment, type AssignmentAck, type BaselineDoc, type Held, type PolicyDoc } from '../../proto/codec.js';
-import type { LinkedAgent } from './agent-port.js';
-import { DocumentShelf, type ShelfKind } from './shelf.js';
+import { decodeBaselineDoc, decodePolicyDoc, type Applied, type Assignment, type AssignmentAck, type BaselineDoc, type Held, type PolicyDoc, type Rejected } from '../../proto/codec.js';
+import type { LinkedAgent, LinkStore } from './agent-port.js';
+import { DocumentShelf, dropCachedDocument, type ShelfKind } from './shelf.js';
 import { BASELINE_CODES, POLICY_CODES, admit, admitPolicy } from './trust.js';
 
 /** Re-check expiry at least this often (timers cannot wait 30 days). */
 const MAX_TIMER_MS = 3_600_000;
+
+/** Where the controller's signed baselines are cached in the agent store's meta table. */
+const BASELINE_CACHE_KEY = 'link.signedBaselines';
+
+/** A forget: the link's next start neither holds `name` nor reports it as enforced; the replay guard stays. */
+export function dropCachedBaseline(store: LinkStore, name: string): boolean {
+  return dropCachedDocument(store, BASELINE_CACHE_KEY, decodeBaselineDoc, name);
+}
 
 export function materialize(doc: BaselineDoc): Baseline {
   const b = parseBaseline(doc.yaml, {
@@ -39,7 +47,7 @@ export function materializePolicy(doc: PolicyDoc): PolicyDocument {
 function baselineShelf(agent: LinkedAgent, signedBy: string): ShelfKind<BaselineDoc> {
   return {
     what: 'baseline',
-    cacheKey: 'link.signedBaselines',
+    cacheKey: BASELINE_CACHE_KEY,
     priorKey: 'link.priorByName',
     codes: BASELINE_CODES,
     removalDomain: 'removal',
@@ -146,6 +154,21 @@ export class AssignmentKeeper {
     const rejected = await this.baselines.apply(assignment.baselines, assignment.removals ?? [], now);
     const policiesRejected = from.policies ? await this.policySet.apply(assignment.policies ?? [], assignment.policyRemovals ?? [], now) : [];
     this.checkExpiry();
+    return this.report(rejected, policiesRejected);
+  }
+
+  /**
+   * A baseline forgotten on this host: no longer held, cached or reported as enforced (its replay guard entry stays, so
+   * the controller can send it again). Returns whether it was held; `report()` is then what to tell the controller.
+   */
+  forgetBaseline(name: string): boolean {
+    const had = this.baselines.drop(name);
+    if (had) this.checkExpiry();
+    return had;
+  }
+
+  /** What is held now, as an acknowledgement tells the controller (with what this assignment refused, if any). */
+  report(rejected: Rejected[] = [], policiesRejected: Rejected[] = []): AssignmentAck {
     return {
       enforcing: this.enforcing(),
       rejected,

@@ -176,6 +176,42 @@ export class ControllerLink {
     await this.loop;
   }
 
+  /**
+   * Carries out a forget asked on this host (`carryOut`, agent/control) between the controller's frames, so no assignment
+   * activates the set halfway through it. When it forgot a controller baseline, the link stops holding that one and tells
+   * the controller at once with the acknowledgement it sends after activations (offline: its next hello says so).
+   */
+  async forgetting<R extends { name: string; origin: string }>(carryOut: () => Promise<R>): Promise<R> {
+    const run = this.chain.then(async () => {
+      const result = await carryOut();
+      if (result.origin === 'controller') this.forgotten(result.name);
+      return result;
+    });
+    this.chain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private forgotten(name: string): void {
+    const keeper = this.keeper;
+    if (!keeper) return;
+    let held: boolean;
+    try {
+      held = keeper.forgetBaseline(name);
+    } catch (err) {
+      // The forget itself already dropped the cached copy (agent/control); only this run's memory is left to change.
+      this.log.warn({ baseline: name, err: errorMessage(err) }, 'forgotten baseline not saved by the link');
+      held = true;
+    }
+    if (!held) return;
+    const conn = this.welcomedConn;
+    const told = conn !== undefined && conn === this.conn && conn.isOpen();
+    if (told) conn.send({ assignmentAck: keeper.report() });
+    this.log.info({ baseline: name, toldController: told }, 'forgotten controller baseline no longer held');
+  }
+
   private async run(): Promise<void> {
     let lastMessage = '';
     while (!this.stopped) {

@@ -6,7 +6,7 @@
 import { HsError, errorMessage, type ErrorCode } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import type { Applied, Held, Rejected, RemovalDoc, SignedDoc } from '../../proto/codec.js';
-import type { LinkedAgent } from './agent-port.js';
+import type { LinkedAgent, LinkStore } from './agent-port.js';
 import { removalApplies, verifyRemoval, type Admission, type DocumentHeader, type Prior, type RefusalCodes } from './trust.js';
 
 export interface ShelfKind<D extends DocumentHeader> {
@@ -29,6 +29,13 @@ export interface ShelfKind<D extends DocumentHeader> {
   /** Records a refusal in the audit log. `byActivation`: the agent's activation refused it (it may have recorded it). */
   recordRejected(name: string | null, version: number, detail: string, byActivation: boolean): void;
   recordRemoved(name: string, version: number, detail: string): void;
+}
+
+/** One signed document as the cache keeps it (base64 fields). */
+interface CachedDoc {
+  payload: string;
+  signature: string;
+  keyId: string;
 }
 
 interface HeldDoc<D> {
@@ -63,7 +70,7 @@ export class DocumentShelf<D extends DocumentHeader> {
     const text = store?.getMeta(this.kind.cacheKey);
     if (text) {
       try {
-        for (const s of JSON.parse(text) as { payload: string; signature: string; keyId: string }[]) {
+        for (const s of JSON.parse(text) as CachedDoc[]) {
           const signed: SignedDoc = { payload: Buffer.from(s.payload, 'base64'), signature: Buffer.from(s.signature, 'base64'), keyId: s.keyId };
           // Expired entries are kept: they are still what this agent reports (paused) until the controller renews them.
           const a = this.kind.admit(signed, this.pinnedKey, undefined, 0);
@@ -98,6 +105,17 @@ export class DocumentShelf<D extends DocumentHeader> {
   /** Per name, the last signed document or removal accepted: what the controller needs to send a name again after a removal. */
   held(): Held[] {
     return [...this.priors].map(([name, p]) => ({ name, version: p.version, issuedAt: Math.max(p.issuedAt, p.removedAt ?? 0), removed: p.removedAt !== null }));
+  }
+
+  /**
+   * Stops holding `name` after a local forget: its signed copy leaves the held set and the cache, so neither what this
+   * agent reports nor its next start brings it back. The replay guard keeps the name's last accepted document, so the
+   * controller can send that version again (taken as new) but nothing older.
+   */
+  drop(name: string): boolean {
+    const had = this.current.delete(name);
+    this.saveCache();
+    return had;
   }
 
   /** Documents past their expiry at `now`, and the next expiry still to come. */
@@ -219,7 +237,7 @@ export class DocumentShelf<D extends DocumentHeader> {
   }
 
   private saveCache(): void {
-    const rows = [...this.current.values()].map((h) => ({
+    const rows = [...this.current.values()].map((h): CachedDoc => ({
       payload: Buffer.from(h.signed.payload).toString('base64'),
       signature: Buffer.from(h.signed.signature).toString('base64'),
       keyId: h.signed.keyId,
@@ -236,6 +254,33 @@ export class DocumentShelf<D extends DocumentHeader> {
       return '';
     }
   }
+}
+
+/**
+ * Drops `name` from a kind's cached signed documents on disk (a forget, whether or not a link runs; a running one drops
+ * its own copy with `drop`). The replay guard (`priorKey`) is left as it is. An unreadable cache is left alone: the link
+ * ignores it at start anyway.
+ */
+export function dropCachedDocument(store: LinkStore, cacheKey: string, decode: (payload: Uint8Array) => { name: string }, name: string): boolean {
+  const text = store.getMeta(cacheKey);
+  if (!text) return false;
+  let rows: CachedDoc[];
+  try {
+    rows = JSON.parse(text) as CachedDoc[];
+    if (!Array.isArray(rows)) return false;
+  } catch {
+    return false;
+  }
+  const kept = rows.filter((r) => {
+    try {
+      return decode(Buffer.from(String(r.payload), 'base64')).name !== name;
+    } catch {
+      return true;
+    }
+  });
+  if (kept.length === rows.length) return false;
+  store.setMeta(cacheKey, JSON.stringify(kept));
+  return true;
 }
 
 function refusalOf(err: unknown, codes: RefusalCodes): { code: ErrorCode; message: string } {
