@@ -10,6 +10,33 @@ import { EventAssembler, eventPaths, parseAuditLine, type AuditEvent } from './a
 import { AuditLogTail } from './audit-tail.js';
 import { ProcReader } from './procinfo.js';
 
+/**
+ * The kernel removes each audit rule with a grace period of its own (about 13 ms here), and adds each in time that grows
+ * with the rules it holds: 10,000 path rules took 3.3 s to add and over two minutes to remove, 1,024 about 13 s to remove
+ * (within the unit's stop timeout). Above this many managed paths the agent watches their folders instead: a folder rule
+ * covers everything under it, so the same changes are attributed, but the log also carries the agent's own work in those
+ * folders, and a lookup more often waits its whole bounded wait (bench/README.md, agent-files).
+ */
+export const MAX_PATH_RULES = 1024;
+
+/**
+ * The folders of `paths`, without those inside another of them; a path directly under `/` keeps a rule of its own, since
+ * a rule on `/` would record every write on the host.
+ */
+export function coveringFolders(paths: readonly string[]): string[] {
+  const folders = new Set<string>();
+  for (const p of paths) {
+    const cut = p.lastIndexOf('/');
+    folders.add(cut > 0 ? p.slice(0, cut) : p);
+  }
+  // Shortest first, so a folder is dropped when one it is under was kept.
+  const out: string[] = [];
+  for (const f of [...folders].sort((a, b) => a.length - b.length || a.localeCompare(b))) {
+    if (!out.some((k) => f.startsWith(`${k}/`))) out.push(f);
+  }
+  return out;
+}
+
 export interface AuditAttributionOptions extends AuditdOptions {
   /** The key of every rule the agent adds; one agent per host uses `homeostat`. */
   key: string;
@@ -22,6 +49,8 @@ export interface AuditAttributionOptions extends AuditdOptions {
   eventsPerPath?: number;
   /** How long an event is kept for a lookup. */
   retainMs?: number;
+  /** Above this many paths, their folders are watched instead of each path (MAX_PATH_RULES). */
+  maxPathRules?: number;
   proc?: ProcReader;
 }
 
@@ -184,7 +213,8 @@ export class AuditAttribution {
       return undefined;
     }
     if (this.status.state !== 'active' && (await this.start()).state !== 'active') return undefined;
-    const targets: WatchTarget[] = [...paths.map((p) => ({ path: p, perms: 'wa' as const })), ...programs.map((p) => ({ path: p, perms: 'x' as const }))];
+    const watchPaths = paths.length > (this.opts.maxPathRules ?? MAX_PATH_RULES) ? coveringFolders(paths) : paths;
+    const targets: WatchTarget[] = [...watchPaths.map((p) => ({ path: p, perms: 'wa' as const })), ...programs.map((p) => ({ path: p, perms: 'x' as const }))];
     try {
       return await this.rules.set(targets);
     } catch (err) {

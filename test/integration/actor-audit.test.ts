@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AuditAttribution } from '../../agent/actor/audit-actors.js';
+import { AuditAttribution, coveringFolders } from '../../agent/actor/audit-actors.js';
 import { AuditLogTail } from '../../agent/actor/audit-tail.js';
 import { auditdState } from '../../agent/host/auditd.js';
 import { silentLogger } from '../../lib/log.js';
@@ -79,6 +79,34 @@ describe('actors of file changes, from the audit subsystem', function () {
     const inodes = existsSync(p) ? [statSync(p).ino] : [];
     return attribution.actorForPath(p, { time: Date.now(), waitMs, inodes, since });
   }
+
+  it('above maxPathRules, watches the folders instead of each path, and still names who changed a file in them', async () => {
+    const many = new AuditAttribution({ key: `${KEY}m`, log: silentLogger, maxPathRules: 2 });
+    try {
+      assert.equal((await many.start()).state, 'active');
+      mkdirSync(path.join(dir, 'many', 'deep'), { recursive: true });
+      const files = ['a', 'b', 'deep/c'].map((n) => path.join(dir, 'many', n));
+      for (const f of files) writeFileSync(f, 'x\n');
+      const report = await many.watch(files);
+      assert.deepEqual(report?.failed, []);
+      assert.deepEqual(
+        (await rulesWithKey(`${KEY}m`)).map((l) => l.split(' ')[1]),
+        [path.join(dir, 'many')],
+        'one rule for the folder, covering the folder inside it',
+      );
+      const since = Date.now();
+      const pid = await exec('/bin/sh', ['-c', 'echo changed > "$0"', files[2] as string]);
+      const a = await many.actorForPath(files[2] as string, { time: Date.now(), waitMs: 1500, inodes: [statSync(files[2] as string).ino], since });
+      assert.deepEqual([a.source, a.exe, a.pid], ['audit', '/usr/bin/dash', pid]);
+    } finally {
+      await many.stop();
+    }
+    assert.deepEqual(await rulesWithKey(`${KEY}m`), [], 'its rules go with it');
+  });
+
+  it('keeps a rule per path for a path right under /, and drops folders inside a watched one', () => {
+    assert.deepEqual(coveringFolders(['/etc/ssh/sshd_config', '/etc/motd', '/srv-a/x', '/srv/a/b', '/srv/c', '/vmlinuz']), ['/etc', '/srv', '/srv-a', '/vmlinuz']);
+  });
 
   it('a named script changes a file: the interpreter, the script in the command line, pid, user and login user', async () => {
     const [target] = (await watched('motd')) as [string];
