@@ -50,6 +50,9 @@ export async function serveControl(stateDir: string, target: ControlTarget, log:
         refuse(err);
         return;
       }
+      // The request is in: the operation bounds itself (an approval waits at most 30 s for the engine), so the idle limit
+      // for reading a request must not cut the answer off.
+      sock.setTimeout(0);
       log.info({ op: req.op, by: req.by }, 'local control request');
       const run = chain.then(() => runControl(target, req));
       chain = run.catch(() => undefined);
