@@ -134,14 +134,18 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
 
   // Who made each drift: the audit subsystem when auditd runs, said plainly when it does not.
   const actors = new Actors({ log, key: config.settings.auditKey, scope: config.settings.systemdScope, selfPid: process.pid });
-  const attribution = await actors.start();
-  const actorsState = attribution.state === 'active' ? `audit (${attribution.logFile})` : `unknown: ${attribution.state === 'unavailable' ? attribution.reason : 'not started'}`;
-  if (attribution.state === 'active') log.info({ logFile: attribution.logFile }, 'actors of file changes read from the audit log');
-  else log.warn({ reason: actorsState }, 'auditd is not available: actors of file and directory changes are unknown');
-  bestEffort(log, 'actor state not recorded', () => store.setMeta('actors.state', actorsState));
   agent.engine.setActors(actors);
-  // One watch update at a time: two overlapping ones would each add the same rules.
-  let watching: Promise<void> = Promise.resolve();
+  // Starting attribution removes the rules a killed run left (one kernel grace period each): enforcement does not wait
+  // for it, watch updates do. One watch update at a time: two overlapping ones would each add the same rules.
+  let watching: Promise<void> = actors.start().then(
+    (attribution) => {
+      const actorsState = attribution.state === 'active' ? `audit (${attribution.logFile})` : `unknown: ${attribution.state === 'unavailable' ? attribution.reason : 'not started'}`;
+      if (attribution.state === 'active') log.info({ logFile: attribution.logFile }, 'actors of file changes read from the audit log');
+      else log.warn({ reason: actorsState }, 'auditd is not available: actors of file and directory changes are unknown');
+      bestEffort(log, 'actor state not recorded', () => store.setMeta('actors.state', actorsState));
+    },
+    (err: unknown) => log.warn({ err: errorMessage(err) }, 'actors of file changes not started'),
+  );
   const watchManaged = (): Promise<void> =>
     (watching = watching.then(async () => {
       try {
