@@ -33,11 +33,13 @@ function previous(lines: string[], line: number, pred: (s: string) => boolean = 
 export function explainSyntax(text: string, spot: SyntaxSpot): SyntaxSpot {
   const lines = text.split('\n');
   const here = lines[spot.line - 1] ?? '';
-  const say = (message: string, line = spot.line, column = spot.column): SyntaxSpot => ({ code: spot.code, message: `YAML syntax: ${message}`, line, column });
+  const say = (message: string, line = spot.line, column = spot.column): SyntaxSpot => ({ code: spot.code, message: `YAML syntax: ${message}`, line, column: Math.max(1, column) });
 
   if (spot.code === 'TAB_AS_INDENT' || (spot.code === 'BAD_INDENT' && /^ *\t/.test(here))) {
-    const tab = here.indexOf('\t');
-    return say(`line ${spot.line} is indented with a tab; YAML indents with spaces only: replace the tab with spaces, lining the key up with its siblings`, spot.line, tab + 1);
+    // The parser may place the error at the end of the line before the tab's: name the line that holds it.
+    const at = [spot.line, spot.line + 1].find((n) => /^ *\t/.test(lines[n - 1] ?? '')) ?? spot.line;
+    const tab = (lines[at - 1] ?? '').indexOf('\t');
+    return say(`line ${at} is indented with a tab; YAML indents with spaces only: replace the tab with spaces, lining the key up with its siblings`, at, tab >= 0 ? tab + 1 : spot.column);
   }
 
   if (spot.code === 'BLOCK_AS_IMPLICIT_KEY' || /Nested mappings are not allowed in compact mappings/.test(spot.message)) {

@@ -22,6 +22,12 @@ describe('YAML syntax errors of a baseline', () => {
     ]);
   });
 
+  it('a tab the parser blames on the line before it: the line with the tab, at its column (found by the fuzz suite)', () => {
+    const found = problems('""\\x41"\n\u0000:\n\t__proto__');
+    assert.ok(found.includes('3:1: YAML syntax: line 3 is indented with a tab; YAML indents with spaces only: replace the tab with spaces, lining the key up with its siblings'), found.join('\n'));
+    for (const p of found) assert.match(p, /^[1-9]\d*:[1-9]\d*: /, 'every problem at a line and column from 1');
+  });
+
   it('a nested mapping on its key\'s line', () => {
     assert.deepEqual(problems('apiVersion: homeostat/v1\nkind: Baseline\nmetadata: name: web\nspec:\n  resources: []\n'), [
       '3:11: YAML syntax: "metadata: name: ..." puts a mapping on the same line as its key "metadata"; move "name: web" to the next line, indented under "metadata" (2 spaces), or write metadata: { name: web }',
