@@ -87,7 +87,7 @@ describe('package: the agent executable under real work (10,000 files)', functio
       const entries = (JSON.parse(audit.stdout) as { entries: { event: string; trigger: string | null }[] }).entries;
       const count = (event: string, trigger?: string): number => entries.filter((e) => e.event === event && (!trigger || e.trigger === trigger)).length;
       assert.ok(count('repaired') >= report.tampers, `${count('repaired')} repairs recorded for ${report.tampers} tampers`);
-      assert.ok(count('baseline_activated', 'manual') >= report.reloads, `${count('baseline_activated', 'manual')} reloads recorded of ${report.reloads}`);
+      assert.ok(count('baseline_activated', 'reload') >= report.reloads, `${count('baseline_activated', 'reload')} reloads recorded of ${report.reloads}`);
       assert.equal(count('repair_failed'), 0);
       assert.equal(count('suppressed_flapping'), 0);
 
