@@ -3,6 +3,7 @@
 import { parseDuration } from '../../lib/clock.js';
 import { HsError } from '../../lib/errors.js';
 import { normaliseName, RESOURCE_TYPES } from '../../lib/baseline/kinds.js';
+import { distance } from '../../lib/baseline/suggest.js';
 import { AUDIT_EVENTS } from '../store/types.js';
 
 /** The resource ids `--resource` names: `file:/etc/motd` as given, a bare path its file or directory, unit names with their suffix. */
@@ -50,14 +51,4 @@ function suggest(word: string, known: readonly string[]): string {
   // Close enough to be a slip, or the name an operator reaches for (repair → repaired).
   const near = best !== undefined && (bestD <= Math.max(2, Math.floor(word.length / 3)) || best.startsWith(word.toLowerCase()));
   return near ? `; did you mean '${best}'?` : '';
-}
-
-function distance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = cur;
-  }
-  return prev[b.length] ?? 0;
 }

@@ -1,37 +1,10 @@
 // Records kept in the agent's local cache: the audit log entries and the other rows the engine and the link exchange with the store.
 import type { Actor } from '../../lib/policy/actor.js';
 import type { DecisionCause, PolicyAction, RuleRef } from '../../lib/policy/decide.js';
+import { AUDIT_EVENTS } from '../../lib/audit-events.js';
 import type { StateSummary } from '../resources/resource.js';
 
-/** Every event the agent records; `audit --event` and the controller's filters accept exactly these. */
-export const AUDIT_EVENTS = [
-  'drift_detected',
-  'deferred',
-  'drift_predicted',
-  'repaired',
-  'repair_failed',
-  'escalated',
-  'approved',
-  'rejected',
-  'suppressed_flapping',
-  'exception_expired',
-  'escalation_resolved',
-  'baseline_activated',
-  'baseline_rejected',
-  'baseline_removed',
-  'baseline_forgotten',
-  'policy_activated',
-  'policy_rejected',
-  'policy_removed',
-  'plan_requested',
-  'plan_refused',
-  'enforcement_paused',
-  'agent_started',
-  'agent_stopped',
-  'repair_interrupted',
-  'records_lost',
-  'store_recovered',
-] as const;
+export { AUDIT_EVENTS };
 
 export type AuditEvent = (typeof AUDIT_EVENTS)[number];
 

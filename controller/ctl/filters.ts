@@ -1,40 +1,14 @@
 // homeostatctl's filters, read the way the baseline reads the same things: resource ids normalised (`/etc/motd` is
 // `file:/etc/motd`, `service:web` is `service:web.service`), event names checked against the ones agents record, and
 // times that say what they mean. A filter that could only match nothing is refused with a hint, never run silently.
+import { AUDIT_EVENTS } from '../../lib/audit-events.js';
 import { HsError } from '../../lib/errors.js';
 import { normaliseSysctl, normaliseUnit, pathProblem, sysctlProblem } from '../../lib/baseline/names.js';
 import { suggestion } from '../../lib/baseline/suggest.js';
 import { parseDuration } from '../../lib/clock.js';
 
-/** Every event an agent records (agent/store/types.ts AuditEvent; test/unit/ctl-filters.test.ts keeps the two in step). */
-export const AGENT_EVENTS = [
-  'drift_detected',
-  'deferred',
-  'drift_predicted',
-  'repaired',
-  'repair_failed',
-  'escalated',
-  'approved',
-  'rejected',
-  'suppressed_flapping',
-  'exception_expired',
-  'baseline_activated',
-  'baseline_rejected',
-  'baseline_removed',
-  'policy_activated',
-  'policy_rejected',
-  'policy_removed',
-  'plan_requested',
-  'plan_refused',
-  'enforcement_paused',
-  'agent_started',
-  'agent_stopped',
-  'repair_interrupted',
-  'records_lost',
-  'store_recovered',
-  'escalation_resolved',
-  'baseline_forgotten',
-] as const;
+/** The events agents record: what `--event` accepts. */
+export const AGENT_EVENTS = AUDIT_EVENTS;
 
 const RESOURCE_TYPES = ['file', 'directory', 'sysctl', 'service'] as const;
 const EXAMPLES = 'file:/etc/motd, directory:/etc/app, sysctl:net.ipv4.ip_forward, service:nginx.service';

@@ -17,7 +17,7 @@ export function suggestion(word: string, allowed: readonly string[]): string {
 }
 
 /** Edit distance between short words. */
-function distance(a: string, b: string): number {
+export function distance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];

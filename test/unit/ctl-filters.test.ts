@@ -1,17 +1,11 @@
 // homeostatctl's filters read what the operator types the way the baseline reads it, or refuse it with a hint: a filter
 // that could only match nothing never runs silently.
 import assert from 'node:assert/strict';
-import type { AuditEvent } from '../../agent/store/types.js';
-import { AGENT_EVENTS, count, eventName, resourceIds, timeFilter } from '../../controller/ctl/filters.js';
+import { count, eventName, resourceIds, timeFilter } from '../../controller/ctl/filters.js';
 
-// The events a filter accepts are exactly the ones agents record: the build fails when the two lists part.
-type Missing = Exclude<AuditEvent, (typeof AGENT_EVENTS)[number]>;
-type Extra = Exclude<(typeof AGENT_EVENTS)[number], AuditEvent>;
-const inStep: [Missing, Extra] extends [never, never] ? true : false = true;
 
 describe('homeostatctl filters', () => {
   it('normalises resource ids like the baseline does', () => {
-    assert.equal(inStep, true);
     assert.deepEqual(resourceIds('/etc/motd'), ['file:/etc/motd', 'directory:/etc/motd'], 'a bare path: its file or its directory');
     assert.deepEqual(resourceIds('file:/etc/motd'), ['file:/etc/motd']);
     assert.deepEqual(resourceIds('service:web'), ['service:web.service']);
